@@ -1,0 +1,155 @@
+// Package config is the one place Tandem reads its configuration. It owns
+// the schema of CONTRACT.md as typed structs, the defaults, and Validate,
+// which reports every problem with its file, line and key path. viper is
+// used here and nowhere else.
+package config
+
+import (
+	"time"
+)
+
+// Config is a whole node configuration: the node itself, the pair's
+// membership, the failover group and the virtual clusters.
+type Config struct {
+	Node     Node             `mapstructure:"node" json:"node"`
+	Cluster  Cluster          `mapstructure:"cluster" json:"cluster"`
+	Failover Failover         `mapstructure:"failover" json:"failover"`
+	Clusters []VirtualCluster `mapstructure:"clusters" json:"clusters"`
+
+	// File is the path the config was read from ("" when built in code).
+	File string `mapstructure:"-" json:"-"`
+	// lines maps key paths ("clusters[0].servers[1].address") to the line
+	// they were found on, so Validate can point at them.
+	lines map[string]int
+}
+
+// Node holds the settings of this box only.
+type Node struct {
+	// Name is unique in the pair and appears in adverts, status and logs.
+	Name string `mapstructure:"name" json:"name"`
+	// APISocket is the unix socket of the control API (mode 0600).
+	APISocket string `mapstructure:"api_socket" json:"api_socket"`
+	// MetricsListen is the address of the Prometheus endpoint; "" disables it.
+	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `mapstructure:"log_level" json:"log_level"`
+}
+
+// Cluster is the pair's membership: where this node listens for its peer
+// and how their traffic is authenticated.
+type Cluster struct {
+	// Bind is this node's address:port for memberlist (UDP and TCP).
+	Bind string `mapstructure:"bind" json:"bind"`
+	// Peers lists the other box's address:port.
+	Peers []string `mapstructure:"peers" json:"peers"`
+	// Secret is a base64 16, 24 or 32-byte key; SecretFile holds one instead.
+	Secret     string `mapstructure:"secret" json:"-"`
+	SecretFile string `mapstructure:"secret_file" json:"secret_file"`
+	// Insecure must be true to run without a key.
+	Insecure bool `mapstructure:"insecure" json:"insecure"`
+	// Label is stamped on every memberlist packet; packets of another
+	// label are dropped, so two pairs on one LAN never mix. [tandem]
+	Label string `mapstructure:"label" json:"label"`
+}
+
+// Failover is the election and the virtual IPs it moves.
+type Failover struct {
+	// Interface is where the VIPs are added.
+	Interface string `mapstructure:"interface" json:"interface"`
+	// Priority is 1..254; the higher wins.
+	Priority int `mapstructure:"priority" json:"priority"`
+	// Preempt lets a higher-priority node take the VIPs back.
+	Preempt bool `mapstructure:"preempt" json:"preempt"`
+	// PreemptDelay is how long to wait before preempting.
+	PreemptDelay time.Duration `mapstructure:"preempt_delay" json:"preempt_delay"`
+	// AdvertInterval is the heartbeat period; the master is declared down
+	// after 3 missed adverts plus a priority-dependent skew.
+	AdvertInterval time.Duration `mapstructure:"advert_interval" json:"advert_interval"`
+	// VIPs are the virtual addresses in CIDR form, IPv4 or IPv6.
+	VIPs []string `mapstructure:"vips" json:"vips"`
+	// GARP tunes the gratuitous ARPs (or unsolicited NAs) sent on claim.
+	GARP GARP `mapstructure:"garp" json:"garp"`
+	// TrackInterfaces puts the node in FAULT when any loses carrier.
+	// Defaults to [Interface].
+	TrackInterfaces []string `mapstructure:"track_interfaces" json:"track_interfaces"`
+	// Notify is an executable run on every transition as NOTIFY STATE NODE.
+	Notify string `mapstructure:"notify" json:"notify"`
+}
+
+// GARP tunes the announcements that move the VIPs' neighbours' caches.
+type GARP struct {
+	Count    int           `mapstructure:"count" json:"count"`
+	Interval time.Duration `mapstructure:"interval" json:"interval"`
+	// Refresh re-announces while master; 0 disables.
+	Refresh time.Duration `mapstructure:"refresh" json:"refresh"`
+}
+
+// VirtualCluster is one service on one VIP: a listener and its pool.
+type VirtualCluster struct {
+	Name        string       `mapstructure:"name" json:"name"`
+	VIP         string       `mapstructure:"vip" json:"vip"`
+	Port        int          `mapstructure:"port" json:"port"`
+	Protocol    string       `mapstructure:"protocol" json:"protocol"`
+	Algorithm   string       `mapstructure:"algorithm" json:"algorithm"`
+	Allow       []string     `mapstructure:"allow" json:"allow"`
+	MaxConns    int          `mapstructure:"max_conns" json:"max_conns"`
+	Persistence *Persistence `mapstructure:"persistence" json:"persistence,omitempty"`
+	HealthCheck *HealthCheck `mapstructure:"health_check" json:"health_check,omitempty"`
+	Servers     []Server     `mapstructure:"servers" json:"servers"`
+}
+
+// Persistence keeps a client on one server ("sticky sessions").
+type Persistence struct {
+	Mode    string        `mapstructure:"mode" json:"mode"`
+	Mask    int           `mapstructure:"mask" json:"mask"`
+	Timeout time.Duration `mapstructure:"timeout" json:"timeout"`
+}
+
+// HealthCheck says how a cluster's servers are probed.
+type HealthCheck struct {
+	Type         string        `mapstructure:"type" json:"type"`
+	Path         string        `mapstructure:"path" json:"path"`
+	ExpectStatus int           `mapstructure:"expect_status" json:"expect_status"`
+	ExpectBody   string        `mapstructure:"expect_body" json:"expect_body"`
+	Send         string        `mapstructure:"send" json:"send"`
+	SendHex      string        `mapstructure:"send_hex" json:"send_hex"`
+	Query        string        `mapstructure:"query" json:"query"`
+	Secret       string        `mapstructure:"secret" json:"-"`
+	Command      string        `mapstructure:"command" json:"command"`
+	Interval     time.Duration `mapstructure:"interval" json:"interval"`
+	Timeout      time.Duration `mapstructure:"timeout" json:"timeout"`
+	Rise         int           `mapstructure:"rise" json:"rise"`
+	Fall         int           `mapstructure:"fall" json:"fall"`
+}
+
+// Server is one member of a cluster's pool.
+type Server struct {
+	Name    string `mapstructure:"name" json:"name"`
+	Address string `mapstructure:"address" json:"address"`
+	Weight  int    `mapstructure:"weight" json:"weight"`
+	// SendProxy prepends a PROXY protocol v2 header to each connection.
+	SendProxy bool `mapstructure:"send_proxy" json:"send_proxy"`
+}
+
+// Default returns a config with every default of CONTRACT.md filled in and
+// the required keys left empty.
+func Default() Config {
+	return Config{
+		Node: Node{
+			APISocket: "/run/tandem/tandem.sock",
+			LogLevel:  "info",
+		},
+		Cluster: Cluster{
+			Label: "tandem",
+		},
+		Failover: Failover{
+			Priority:       100,
+			Preempt:        true,
+			AdvertInterval: 50 * time.Millisecond,
+			GARP: GARP{
+				Count:    3,
+				Interval: 100 * time.Millisecond,
+			},
+		},
+	}
+}
