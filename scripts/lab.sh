@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Tandem's lab topology: five boxes in network namespaces joined by a bridge
+# that lives in a namespace of its own. No lab address exists in the root
+# namespace and there is no route out of the lab.
+#
+#   PREFIX-sw      bridge br0, one port p-BOX per box
+#   PREFIX-lb1     eth0 198.18.0.11/24
+#   PREFIX-lb2     eth0 198.18.0.12/24
+#   PREFIX-client  eth0 198.18.0.2/24
+#   PREFIX-be1     eth0 198.18.0.21/24
+#   PREFIX-be2     eth0 198.18.0.22/24
+#
+# Usage: scripts/lab.sh [-p PREFIX] up|down|status
+#        scripts/lab.sh [-p PREFIX] pull BOX|plug BOX
+#        scripts/lab.sh [-p PREFIX] exec BOX CMD [ARG...]
+#
+# PREFIX defaults to $TANDEM_LAB_PREFIX, else "tdm"; parallel tests use
+# distinct prefixes. pull BOX sets the bridge side of BOX's cable down (BOX's
+# eth0 loses carrier, a real cable pull); plug BOX sets it up again.
+# down kills the processes left inside the lab's namespaces (our own tests'
+# and demos') and deletes the namespaces.
+set -euo pipefail
+
+BOXES=(lb1 lb2 client be1 be2)
+declare -A ADDR=(
+    [lb1]=198.18.0.11/24
+    [lb2]=198.18.0.12/24
+    [client]=198.18.0.2/24
+    [be1]=198.18.0.21/24
+    [be2]=198.18.0.22/24
+)
+
+die() { echo "lab.sh: $*" >&2; exit 1; }
+say() { echo "lab.sh: $*" >&2; }
+
+usage() {
+    sed -n '/^# Usage:/,/^# PREFIX/{s/^# \{0,1\}//;p}' "$0" | sed '$d' >&2
+    exit 2
+}
+
+P=${TANDEM_LAB_PREFIX:-tdm}
+while getopts ":p:h" opt; do
+    case $opt in
+        p) P=$OPTARG ;;
+        h) usage ;;
+        *) usage ;;
+    esac
+done
+shift $((OPTIND - 1))
+[[ $# -ge 1 ]] || usage
+[[ $P =~ ^[a-z][a-z0-9]{0,7}$ ]] || die "bad prefix '$P': 1-8 chars, [a-z][a-z0-9]*"
+
+command -v ip >/dev/null || die "iproute2 missing: run scripts/deps.sh"
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+
+SW=$P-sw
+
+ns_exists() { ip netns list | awk '{print $1}' | grep -qx -- "$1"; }
+
+check_box() {
+    local b=$1
+    [[ -n ${ADDR[$b]:-} ]] || die "unknown box '$b' (one of: ${BOXES[*]})"
+    ns_exists "$P-$b" || die "namespace $P-$b missing: run '$0 -p $P up' first"
+}
+
+# Kill what runs inside namespace $1 (TERM, then KILL after 2 s), except
+# ourselves and our parent, then delete the namespace.
+kill_ns_procs() {
+    local ns=$1 pids=() p
+    for p in $(ip netns pids "$ns" 2>/dev/null || true); do
+        [[ $p == "$$" || $p == "$PPID" ]] && continue
+        pids+=("$p")
+    done
+    [[ ${#pids[@]} -eq 0 ]] && return 0
+    say "$ns: stopping pids ${pids[*]}"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    local i
+    for i in $(seq 1 20); do
+        local alive=()
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+        [[ ${#alive[@]} -eq 0 ]] && return 0
+        sleep 0.1
+    done
+    say "$ns: killing pids ${alive[*]}"
+    kill -KILL "${alive[@]}" 2>/dev/null || true
+    sleep 0.1
+}
+
+lab_down() {
+    local ns found=0
+    for ns in "$P-client" "$P-lb1" "$P-lb2" "$P-be1" "$P-be2" "$SW"; do
+        ns_exists "$ns" || continue
+        found=1
+        kill_ns_procs "$ns"
+        ip netns del "$ns" || die "cannot delete namespace $ns"
+    done
+    if [[ $found -eq 1 ]]; then say "lab '$P' down"; fi
+    return 0
+}
+
+lab_up() {
+    if ns_exists "$SW" || ns_exists "$P-lb1" || ns_exists "$P-client"; then
+        say "lab '$P' exists: tearing it down first"
+        lab_down
+    fi
+    # anything half-made is removed if we fail midway
+    trap 'say "up failed: tearing down"; lab_down' ERR
+
+    ip netns add "$SW"
+    ip -n "$SW" link set lo up
+    ip -n "$SW" link add br0 type bridge \
+        forward_delay 0 stp_state 0 mcast_snooping 0 ageing_time 3000
+    ip -n "$SW" link set br0 up
+
+    local b ns
+    for b in "${BOXES[@]}"; do
+        ns=$P-$b
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        # created directly inside the switch and box namespaces: the pair
+        # never exists in the root namespace
+        ip -n "$SW" link add "p-$b" type veth peer name eth0 netns "$ns"
+        ip -n "$SW" link set "p-$b" master br0
+        ip -n "$SW" link set "p-$b" up
+        ip -n "$ns" addr add "${ADDR[$b]}" dev eth0
+        ip -n "$ns" link set eth0 up
+    done
+
+    for b in lb1 lb2; do
+        ip netns exec "$P-$b" sysctl -qw net.ipv4.ip_nonlocal_bind=1
+        ip netns exec "$P-$b" sysctl -qw net.ipv4.conf.eth0.arp_notify=1
+    done
+
+    # wait until every port forwards and every eth0 has carrier
+    local i ok
+    for i in $(seq 1 50); do
+        ok=1
+        for b in "${BOXES[@]}"; do
+            ip -n "$P-$b" link show eth0 | grep -q 'LOWER_UP' || ok=0
+            bridge -n "$SW" link show dev "p-$b" | grep -q 'state forwarding' || ok=0
+        done
+        [[ $ok -eq 1 ]] && break
+        sleep 0.1
+    done
+    [[ $ok -eq 1 ]] || die "links not up after 5 s"
+    trap - ERR
+    say "lab '$P' up: ${BOXES[*]} on 198.18.0.0/24 via $SW/br0"
+}
+
+lab_status() {
+    local ns any=0
+    for ns in "$SW" "$P-lb1" "$P-lb2" "$P-client" "$P-be1" "$P-be2"; do
+        if ! ns_exists "$ns"; then
+            echo "$ns: (absent)"
+            continue
+        fi
+        any=1
+        echo "$ns:"
+        if [[ $ns == "$SW" ]]; then
+            ip -n "$ns" -br link show | sed 's/^/  /'
+        else
+            ip -n "$ns" -br addr show dev eth0 | sed 's/^/  /'
+            local pids
+            pids=$(ip netns pids "$ns" | tr '\n' ' ')
+            [[ -n $pids ]] && echo "  pids: $pids"
+        fi
+    done
+    [[ $any -eq 1 ]] || return 1
+}
+
+cmd=$1; shift
+case $cmd in
+    up)     [[ $# -eq 0 ]] || usage; lab_up ;;
+    down)   [[ $# -eq 0 ]] || usage; lab_down ;;
+    status) [[ $# -eq 0 ]] || usage; lab_status ;;
+    pull|plug)
+        [[ $# -eq 1 ]] || usage
+        check_box "$1"
+        state=down; [[ $cmd == plug ]] && state=up
+        ip -n "$SW" link set "p-$1" "$state"
+        ;;
+    exec)
+        [[ $# -ge 2 ]] || usage
+        check_box "$1"
+        box=$1; shift
+        exec ip netns exec "$P-$box" "$@"
+        ;;
+    *) usage ;;
+esac
