@@ -1,0 +1,109 @@
+package failover
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Clock is the time source of the loop; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now returns time.Now().
+func (RealClock) Now() time.Time { return time.Now() }
+
+// After wraps time.After.
+func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Effector performs the actions Step decides on: adding and removing the
+// VIPs, sending adverts, running the notify hook. It is called from the
+// loop's goroutine, one action at a time, in order; m is the state after
+// the step.
+type Effector interface {
+	Perform(ctx context.Context, a Action, m Machine)
+}
+
+// Loop runs the election: it owns the Machine, feeds it events and ticks,
+// and hands the resulting actions to the Effector.
+type Loop struct {
+	cfg    Config
+	clock  Clock
+	eff    Effector
+	log    *slog.Logger
+	events chan Event
+
+	mu sync.Mutex
+	m  Machine
+}
+
+// NewLoop builds a loop; Run starts it.
+func NewLoop(cfg Config, clock Clock, eff Effector, log *slog.Logger) *Loop {
+	return &Loop{cfg: cfg, clock: clock, eff: eff, log: log, events: make(chan Event, 256)}
+}
+
+// Config returns the election settings.
+func (l *Loop) Config() Config { return l.cfg }
+
+// Post queues an event. It never blocks the caller for long: when the
+// queue is full (the loop is stuck), the event is dropped and false is
+// returned, since a later advert or link event repeats the news.
+func (l *Loop) Post(ev Event) bool {
+	select {
+	case l.events <- ev:
+		return true
+	default:
+		l.log.Warn("election queue full, event dropped")
+		return false
+	}
+}
+
+// Snapshot returns the current election state.
+func (l *Loop) Snapshot() Machine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m
+}
+
+// Run starts the election and runs until ctx ends; then it steps down
+// (a master sends a priority-0 advert and releases the VIPs) and returns.
+// The stop actions are performed with a fresh context so they complete.
+func (l *Loop) Run(ctx context.Context) error {
+	l.step(ctx, Start{})
+	for {
+		var timer <-chan time.Time
+		if d := l.Snapshot().Deadline(); !d.IsZero() {
+			timer = l.clock.After(d.Sub(l.clock.Now()))
+		}
+		select {
+		case <-ctx.Done():
+			l.step(context.WithoutCancel(ctx), Stop{})
+			return nil
+		case ev := <-l.events:
+			l.step(ctx, ev)
+		case <-timer:
+			l.step(ctx, Tick{})
+		}
+	}
+}
+
+func (l *Loop) step(ctx context.Context, ev Event) {
+	now := l.clock.Now()
+	l.mu.Lock()
+	next, acts := l.cfg.Step(l.m, ev, now)
+	l.m = next
+	l.mu.Unlock()
+	for _, a := range acts {
+		if t, ok := a.(Transition); ok {
+			l.log.Info("state changed", "from", t.From.String(), "state", t.To.String(), "reason", t.Reason)
+		}
+		l.eff.Perform(ctx, a, next)
+	}
+}

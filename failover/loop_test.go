@@ -1,0 +1,121 @@
+package failover
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock moves only when the test says so.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, waiter{c.now.Add(d), ch})
+	return ch
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var keep []waiter
+	for _, w := range c.waiters {
+		if !w.at.After(c.now) {
+			w.ch <- c.now
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	c.waiters = keep
+	c.mu.Unlock()
+}
+
+// recorder is an Effector that remembers what it was asked to do.
+type recorder struct {
+	mu   sync.Mutex
+	acts []string
+}
+
+func (r *recorder) Perform(_ context.Context, a Action, _ Machine) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.acts = append(r.acts, kinds([]Action{a})...)
+}
+
+func (r *recorder) has(s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.acts, s)
+}
+
+func (r *recorder) snapshot() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.acts)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLoopTakesOverAndStepsDownOnStop(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	rec := &recorder{}
+	l := NewLoop(cfg("lb2", 100, true), clk, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = l.Run(ctx); close(done) }()
+
+	waitFor(t, "backup", func() bool { return l.Snapshot().State == Backup })
+	// A master's adverts hold it off however much time passes.
+	for range 10 {
+		l.Post(Advert{Node: "lb1", Priority: 150, State: Master})
+		waitFor(t, "advert seen", func() bool { return l.Snapshot().Peer.LastMaster.Equal(clk.Now()) })
+		clk.Advance(50 * time.Millisecond)
+	}
+	if l.Snapshot().State != Backup || rec.has("claim") {
+		t.Fatalf("took over while the master advertised: %v", rec.snapshot())
+	}
+	// Silence: the timer fires and it claims the VIPs.
+	for range 5 {
+		clk.Advance(50 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	waitFor(t, "master", func() bool { return l.Snapshot().State == Master && rec.has("claim") })
+
+	cancel()
+	<-done
+	got := rec.snapshot()
+	tail := got[len(got)-3:]
+	if !slices.Equal(tail, []string{"advert0", "MASTER>INIT", "release"}) {
+		t.Errorf("stop actions = %v, want priority-0 advert then release", tail)
+	}
+}
