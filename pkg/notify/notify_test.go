@@ -1,0 +1,78 @@
+package notify
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHookRunsInOrderWithoutBlocking(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "calls")
+	hook := filepath.Join(dir, "hook.sh")
+	// A slow hook: Notify must still return at once.
+	script := "#!/bin/sh\nsleep 0.05\necho \"$1 $2 $3\" >> " + out + "\n"
+	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := New(hook, "lb1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go r.Run(ctx)
+
+	start := time.Now()
+	for _, s := range []string{"BACKUP", "MASTER", "FAULT", "BACKUP"} {
+		r.Notify(s)
+	}
+	if d := time.Since(start); d > 40*time.Millisecond {
+		t.Errorf("Notify blocked for %v", d)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(out)
+		if strings.Count(string(b), "\n") == 4 {
+			want := "NOTIFY BACKUP lb1\nNOTIFY MASTER lb1\nNOTIFY FAULT lb1\nNOTIFY BACKUP lb1\n"
+			if string(b) != want {
+				t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hook calls so far: %q", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-r.Done()
+	if runs, fails, drops := r.Stats(); runs != 4 || fails != 0 || drops != 0 {
+		t.Errorf("stats = %d runs, %d failures, %d dropped", runs, fails, drops)
+	}
+}
+
+func TestFailingHookIsCounted(t *testing.T) {
+	dir := t.TempDir()
+	hook := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := New(hook, "lb1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	go r.Run(ctx)
+	r.Notify("MASTER")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, fails, _ := r.Stats(); fails == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("failure not counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-r.Done()
+}
