@@ -184,6 +184,9 @@ type Announce struct{}
 // the peer to take over at once.
 type SendAdvert struct {
 	Priority uint8
+	// State is the state to advertise: the one the node was in when it
+	// decided to send (a stopping master says MASTER with priority 0).
+	State State
 }
 
 // Transition records a change of state with a human reason.

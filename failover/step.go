@@ -38,6 +38,11 @@ type stepper struct {
 
 func (s *stepper) do(a ...Action) { s.acts = append(s.acts, a...) }
 
+// advertNow is an advert of the current state and priority.
+func (s *stepper) advertNow() SendAdvert {
+	return SendAdvert{Priority: s.c.Priority, State: s.m.State}
+}
+
 // enter moves to state to, recording why, and performs the entry actions.
 func (s *stepper) enter(to State, reason string) {
 	from := s.m.State
@@ -49,14 +54,14 @@ func (s *stepper) enter(to State, reason string) {
 	s.do(Transition{At: s.now, From: from, To: to, Reason: reason})
 	switch to {
 	case Master:
-		s.do(ClaimVIPs{}, SendAdvert{Priority: s.c.Priority})
+		s.do(ClaimVIPs{}, s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case Backup:
 		if from == Master {
 			s.do(ReleaseVIPs{})
 		}
 		s.m.MasterDownAt = s.now.Add(s.c.MasterDown())
-		s.do(SendAdvert{Priority: s.c.Priority})
+		s.do(s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case Fault:
 		// Released in every case: a node never leaves a VIP behind.
@@ -83,7 +88,7 @@ func (s *stepper) tick() {
 	switch s.m.State {
 	case Master:
 		if !s.m.NextAdvertAt.After(s.now) {
-			s.do(SendAdvert{Priority: s.c.Priority})
+			s.do(s.advertNow())
 			s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 		}
 	case Backup:
@@ -99,7 +104,7 @@ func (s *stepper) tick() {
 			}
 		}
 		if !s.m.NextAdvertAt.IsZero() && !s.m.NextAdvertAt.After(s.now) {
-			s.do(SendAdvert{Priority: s.c.Priority})
+			s.do(s.advertNow())
 			s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 		}
 	}
@@ -166,7 +171,7 @@ func (s *stepper) advertAsMaster(a Advert) {
 	switch {
 	case a.Priority == 0:
 		// A leaving backup: answer at once so it sees a live master.
-		s.do(SendAdvert{Priority: s.c.Priority})
+		s.do(s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case a.State != Master:
 	case beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
@@ -175,7 +180,7 @@ func (s *stepper) advertAsMaster(a Advert) {
 		s.m.Peer.LastMaster = s.now
 	default:
 		// Two masters: we win, so announce again at once.
-		s.do(SendAdvert{Priority: s.c.Priority}, Announce{})
+		s.do(s.advertNow(), Announce{})
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	}
 }
@@ -205,7 +210,7 @@ func (s *stepper) link(l Link) {
 func (s *stepper) stop() {
 	switch s.m.State {
 	case Master, Backup:
-		s.do(SendAdvert{Priority: 0})
+		s.do(SendAdvert{Priority: 0, State: s.m.State})
 	}
 	if s.m.State != Init {
 		s.enter(Init, "stopping")

@@ -261,7 +261,7 @@ func (p *pair) apply(i int, ev Event) {
 	p.m[i], acts = p.cfg[i].Step(p.m[i], ev, p.now)
 	for _, a := range acts {
 		if sa, ok := a.(SendAdvert); ok {
-			p.apply(1-i, Advert{Node: p.cfg[i].Node, Priority: sa.Priority, State: p.m[i].State})
+			p.apply(1-i, Advert{Node: p.cfg[i].Node, Priority: sa.Priority, State: sa.State})
 		}
 	}
 }
@@ -286,4 +286,19 @@ func (p *pair) masters() []string {
 		}
 	}
 	return out
+}
+
+// TestStopHandsOverAtOnce: a stopping master's priority-0 advert makes the
+// backup take over after the skew only, not the full master-down time.
+func TestStopHandsOverAtOnce(t *testing.T) {
+	p := newPair(cfg("lb1", 150, true), cfg("lb2", 100, true))
+	p.run(time.Second)
+	if got := p.masters(); len(got) != 1 || got[0] != "lb1" {
+		t.Fatalf("masters before stop = %v", got)
+	}
+	p.apply(0, Stop{})
+	p.run(p.cfg[1].Skew() + 2*time.Millisecond)
+	if got := p.masters(); len(got) != 1 || got[0] != "lb2" {
+		t.Fatalf("masters %v within the skew (%v) after stop, want [lb2]", got, p.cfg[1].Skew())
+	}
 }
