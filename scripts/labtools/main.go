@@ -1,0 +1,58 @@
+// Command labtools holds small helpers for Tandem's network-namespace lab
+// (see scripts/lab.sh): a static responder to stand in for a service, a
+// prober that measures outages as a client sees them, and an outage
+// calculator over a prober's event file.
+//
+//	labtools respond -listen 0.0.0.0:8080 -name lb1 [-udp]
+//	labtools probe -target 198.18.0.100:8080 -duration 30s [-interval 10ms]
+//	        [-timeout 50ms] [-udp] [-out events.jsonl] [-expect-stop FILE]
+//	labtools outage -in events.jsonl [-after T] [-before T] [-print FIELD]
+//
+// Stdlib only.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  labtools respond -listen ADDR -name NAME [-udp]
+  labtools probe -target ADDR -duration D [-interval 10ms] [-timeout 50ms] [-udp]
+                 [-out events.jsonl] [-expect-stop FILE]
+  labtools outage -in events.jsonl [-after RFC3339] [-before RFC3339] [-print FIELD]
+`)
+	os.Exit(2)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "respond":
+		err = cmdRespond(os.Args[2:])
+	case "probe":
+		err = cmdProbe(os.Args[2:])
+	case "outage":
+		err = cmdOutage(os.Args[2:])
+	case "-h", "-help", "--help", "help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "labtools: unknown command %q\n", os.Args[1])
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "labtools %s: %v\n", os.Args[1], err)
+		if _, ok := err.(usageError); ok {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
