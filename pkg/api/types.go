@@ -1,0 +1,104 @@
+// Package api is the control API of a node: HTTP and JSON over a unix
+// socket (mode 0600), served by `tandem run` and used by the other
+// subcommands. The types here are the `tandem status --json` shape of
+// CONTRACT.md.
+package api
+
+import "time"
+
+// Status is what a node knows of the pair.
+type Status struct {
+	Node       string `json:"node"`
+	State      string `json:"state"`
+	Priority   int    `json:"priority"`
+	ConfigHash string `json:"config_hash"`
+	// StateSince is when State was entered; StateAgeMs is now minus that.
+	StateSince time.Time `json:"state_since"`
+	StateAgeMs int64     `json:"state_age_ms"`
+	// Holds are the reasons this node may not become master now.
+	Holds       []string     `json:"holds,omitempty"`
+	Down        []string     `json:"down_interfaces,omitempty"`
+	Peers       []Peer       `json:"peers"`
+	VIPs        []VIP        `json:"vips"`
+	Clusters    []Cluster    `json:"clusters"`
+	Persistence Persistence  `json:"persistence"`
+	Transitions []Transition `json:"transitions"`
+	Adverts     Adverts      `json:"adverts"`
+	Version     string       `json:"version"`
+	Now         time.Time    `json:"now"`
+}
+
+// Peer is the other box as this node sees it. State is UNKNOWN when the
+// peer is not alive, so a dead peer is never shown as MASTER; LastState
+// keeps what it last said.
+type Peer struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	Alive       bool   `json:"alive"`
+	State       string `json:"state"`
+	LastState   string `json:"last_state,omitempty"`
+	Priority    int    `json:"priority"`
+	ConfigHash  string `json:"config_hash"`
+	ConfigMatch bool   `json:"config_match"`
+	// LastHeardMs is -1 when the peer has never been heard.
+	LastHeardMs int64 `json:"last_heard_ms"`
+	StateAgeMs  int64 `json:"state_age_ms"`
+	// Member is memberlist's view of the peer (alive, suspect, dead, left).
+	Member string `json:"member,omitempty"`
+}
+
+// VIP is one virtual address and whether this node holds it.
+type VIP struct {
+	Address   string `json:"address"`
+	Interface string `json:"interface"`
+	Held      bool   `json:"held"`
+}
+
+// Cluster is one virtual cluster and its pool.
+type Cluster struct {
+	Name        string   `json:"name"`
+	VIP         string   `json:"vip"`
+	Port        int      `json:"port"`
+	Protocol    string   `json:"protocol"`
+	Algorithm   string   `json:"algorithm,omitempty"`
+	ActiveConns int64    `json:"active_conns"`
+	TotalConns  uint64   `json:"total_conns"`
+	Servers     []Server `json:"servers"`
+}
+
+// Server is one member of a pool.
+type Server struct {
+	Name        string `json:"name"`
+	Address     string `json:"address"`
+	Healthy     bool   `json:"healthy"`
+	Admin       string `json:"admin"`
+	ActiveConns int64  `json:"active_conns"`
+	TotalConns  uint64 `json:"total_conns"`
+}
+
+// Persistence summarises the sticky table and its replication.
+type Persistence struct {
+	Entries  uint64 `json:"entries"`
+	Sent     uint64 `json:"sent"`
+	Received uint64 `json:"received"`
+}
+
+// Transition is one change of election state, with its reason.
+type Transition struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// Adverts counts heartbeats and what was dropped, by reason.
+type Adverts struct {
+	Sent     uint64            `json:"sent"`
+	Received uint64            `json:"received"`
+	Dropped  map[string]uint64 `json:"dropped,omitempty"`
+}
+
+// Error is the body of a failed request.
+type Error struct {
+	Error string `json:"error"`
+}
