@@ -21,6 +21,9 @@ type Config struct {
 	// lines maps key paths ("clusters[0].servers[1].address") to the line
 	// they were found on, so Validate can point at them.
 	lines map[string]int
+	// env maps the key paths that were set from the environment to the
+	// variable that set them ("cluster.secret" → "TANDEM_CLUSTER_SECRET").
+	env map[string]string
 }
 
 // Node holds the settings of this box only.
