@@ -149,6 +149,9 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		}
 		return int64(f), nil
 	}
+	if err := checkShape(to, data); err != nil {
+		return nil, err
+	}
 	if from.Kind() != reflect.String {
 		return data, nil
 	}
@@ -176,6 +179,27 @@ func decodeHook(from, to reflect.Type, data any) (any, error) {
 		return out, nil
 	}
 	return data, nil
+}
+
+// checkShape rejects a scalar where a mapping or a list belongs (a string
+// may still become a list of strings), with the words describeType uses.
+func checkShape(to reflect.Type, data any) error {
+	if to.Kind() == reflect.Pointer {
+		to = to.Elem()
+	}
+	switch to.Kind() {
+	case reflect.Struct:
+		if _, ok := data.(map[string]any); !ok && to != durationType {
+			return fmt.Errorf("expected %s, got %s", describeType(to), describeValue(data))
+		}
+	case reflect.Slice:
+		_, list := data.([]any)
+		_, str := data.(string)
+		if !list && !(str && to.Elem().Kind() == reflect.String) {
+			return fmt.Errorf("expected %s, got %s", describeType(to), describeValue(data))
+		}
+	}
+	return nil
 }
 
 // decodeProblems turns mapstructure's errors into problems, one per
