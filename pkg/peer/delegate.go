@@ -1,0 +1,188 @@
+package peer
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Every user message starts with an envelope:
+//
+//	type (1) | sender addr len (1) | sender addr "ip:port"
+//
+// followed by the body of that type. memberlist does not hand the UDP
+// source address to delegates, so the sender states its own cluster
+// address; when the pair is keyed the envelope is authenticated by
+// memberlist's AES-GCM like the body. Types other than msgAdvert are
+// reserved for later messages (persistence sync) and dropped as "decode"
+// until a handler exists.
+const (
+	msgAdvert byte = 'A'
+
+	maxAddrLen = len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")
+)
+
+func encodeEnvelope(typ byte, from string, body []byte) []byte {
+	b := make([]byte, 0, 2+len(from)+len(body))
+	b = append(b, typ, byte(len(from)))
+	b = append(b, from...)
+	return append(b, body...)
+}
+
+// decodeEnvelope returns the type, sender address and body of msg; body
+// aliases msg.
+func decodeEnvelope(msg []byte) (typ byte, from string, body []byte, ok bool) {
+	r := reader{b: msg}
+	if typ, ok = r.byte(); !ok {
+		return 0, "", nil, false
+	}
+	n, ok := r.byte()
+	if !ok || int(n) > maxAddrLen {
+		return 0, "", nil, false
+	}
+	addr, ok := r.bytes(int(n))
+	if !ok {
+		return 0, "", nil, false
+	}
+	ap, err := netip.ParseAddrPort(string(addr))
+	if err != nil {
+		return 0, "", nil, false
+	}
+	return typ, ap.String(), r.b, true
+}
+
+// delegate receives memberlist's user messages and membership events. All
+// of its methods run on memberlist goroutines, some under memberlist's
+// locks: they never block and never call back into memberlist.
+type delegate struct {
+	self    string
+	c       *counters
+	adverts chan Received
+	now     func() time.Time
+
+	mu    sync.Mutex
+	nodes map[string]nodeInfo // by node name
+}
+
+type nodeInfo struct {
+	addr  string // ip:port
+	alive bool
+}
+
+var (
+	_ memberlist.Delegate      = (*delegate)(nil)
+	_ memberlist.EventDelegate = (*delegate)(nil)
+)
+
+// NotifyMsg decodes one user message. It does not retain msg: the advert
+// decoder copies every string out of it.
+func (d *delegate) NotifyMsg(msg []byte) {
+	typ, from, body, ok := decodeEnvelope(msg)
+	if !ok || typ != msgAdvert {
+		d.c.drop(DropDecode)
+		return
+	}
+	var a Advert
+	if err := a.UnmarshalBinary(body); err != nil {
+		d.c.drop(DropDecode)
+		return
+	}
+	if a.Node == d.self {
+		d.c.drop(DropSelf)
+		return
+	}
+	select {
+	case d.adverts <- Received{Advert: a, From: from, At: d.now()}:
+		d.c.received.Add(1)
+	default:
+		d.c.drop(DropQueueFull)
+	}
+}
+
+// NodeMeta is unused: the pair exchanges state in adverts, not metadata.
+func (d *delegate) NodeMeta(limit int) []byte { return nil }
+
+// GetBroadcasts is unused: adverts are sent directly, never gossiped.
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+// LocalState is unused: there is no push/pull state of ours.
+func (d *delegate) LocalState(join bool) []byte { return nil }
+
+// MergeRemoteState is unused, see LocalState.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {}
+
+// NotifyJoin records a node memberlist now considers alive.
+func (d *delegate) NotifyJoin(n *memberlist.Node) { d.set(n, true) }
+
+// NotifyUpdate records a node's possibly new address.
+func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.set(n, true) }
+
+// NotifyLeave records a node memberlist declared dead or that left.
+func (d *delegate) NotifyLeave(n *memberlist.Node) { d.set(n, false) }
+
+func (d *delegate) set(n *memberlist.Node, alive bool) {
+	if n.Name == d.self {
+		return
+	}
+	addr := nodeAddr(n)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nodes[n.Name] = nodeInfo{addr: addr, alive: alive}
+}
+
+// nameFor returns the name of the node last seen at addr, or addr itself.
+func (d *delegate) nameFor(addr string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, n := range d.nodes {
+		if n.addr == addr {
+			return name
+		}
+	}
+	return addr
+}
+
+// aliveAt reports whether a node at addr is an alive member.
+func (d *delegate) aliveAt(addr string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.nodes {
+		if n.addr == addr && n.alive {
+			return true
+		}
+	}
+	return false
+}
+
+// members lists the known nodes, then configured peers never seen.
+func (d *delegate) members(peers []string) []Member {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Member, 0, len(d.nodes)+len(peers))
+	seen := map[string]bool{}
+	for name, n := range d.nodes {
+		state := "dead"
+		if n.alive {
+			state = "alive"
+		}
+		out = append(out, Member{Name: name, Addr: n.addr, Alive: n.alive, State: state})
+		seen[n.addr] = true
+	}
+	for _, p := range peers {
+		if !seen[p] {
+			out = append(out, Member{Name: p, Addr: p, State: "unknown"})
+		}
+	}
+	return out
+}
+
+func nodeAddr(n *memberlist.Node) string {
+	ip, ok := netip.AddrFromSlice(n.Addr)
+	if !ok {
+		return net.JoinHostPort(n.Addr.String(), "0")
+	}
+	return netip.AddrPortFrom(ip.Unmap(), n.Port).String()
+}
