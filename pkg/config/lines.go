@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,7 +20,12 @@ func lineMap(src []byte) (map[string]int, error) {
 	}
 	lines := make(map[string]int)
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-		walkLines(doc.Content[0], "", lines)
+		root := doc.Content[0]
+		if root.Kind != yaml.MappingNode {
+			// Worded so yamlProblems finds the line.
+			return nil, fmt.Errorf("yaml: line %d: the top level must be a mapping of keys (node:, cluster:, failover:, clusters:)", root.Line)
+		}
+		walkLines(root, "", lines)
 	}
 	return lines, nil
 }
