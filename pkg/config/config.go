@@ -81,7 +81,9 @@ type Failover struct {
 
 // GARP tunes the announcements that move the VIPs' neighbours' caches.
 type GARP struct {
-	Count    int           `mapstructure:"count" json:"count"`
+	// Count is how many are sent on claiming the VIPs, 0..100 [3].
+	Count int `mapstructure:"count" json:"count"`
+	// Interval is the gap between them [100ms].
 	Interval time.Duration `mapstructure:"interval" json:"interval"`
 	// Refresh re-announces while master; 0 disables.
 	Refresh time.Duration `mapstructure:"refresh" json:"refresh"`
@@ -89,53 +91,86 @@ type GARP struct {
 
 // VirtualCluster is one service on one VIP: a listener and its pool.
 type VirtualCluster struct {
-	Name        string       `mapstructure:"name" json:"name"`
-	VIP         string       `mapstructure:"vip" json:"vip"`
-	Port        int          `mapstructure:"port" json:"port"`
-	Protocol    string       `mapstructure:"protocol" json:"protocol"`
-	Algorithm   string       `mapstructure:"algorithm" json:"algorithm"`
-	Allow       []string     `mapstructure:"allow" json:"allow"`
-	MaxConns    int          `mapstructure:"max_conns" json:"max_conns"`
+	// Name is unique among the clusters; the CLI and status use it.
+	Name string `mapstructure:"name" json:"name"`
+	// VIP is the address (no prefix length) of one of Failover.VIPs.
+	VIP string `mapstructure:"vip" json:"vip"`
+	// Port is 1..65535; VIP, Port and Protocol identify the listener.
+	Port int `mapstructure:"port" json:"port"`
+	// Protocol is tcp or udp [tcp].
+	Protocol string `mapstructure:"protocol" json:"protocol"`
+	// Algorithm picks a server: round_robin, weighted_round_robin,
+	// least_conn, source_hash, random_two, fastest_response [round_robin].
+	Algorithm string `mapstructure:"algorithm" json:"algorithm"`
+	// Allow lists the client CIDRs let in; empty lets everyone in.
+	Allow []string `mapstructure:"allow" json:"allow"`
+	// MaxConns caps concurrent connections; 0 is unlimited.
+	MaxConns int `mapstructure:"max_conns" json:"max_conns"`
+	// Persistence, when set, keeps a client on one server.
 	Persistence *Persistence `mapstructure:"persistence" json:"persistence,omitempty"`
+	// HealthCheck, when set, probes the servers; without it they are up.
 	HealthCheck *HealthCheck `mapstructure:"health_check" json:"health_check,omitempty"`
-	Servers     []Server     `mapstructure:"servers" json:"servers"`
+	// Servers is the pool; at least one.
+	Servers []Server `mapstructure:"servers" json:"servers"`
 }
 
 // Persistence keeps a client on one server ("sticky sessions").
 type Persistence struct {
-	Mode    string        `mapstructure:"mode" json:"mode"`
-	Mask    int           `mapstructure:"mask" json:"mask"`
+	// Mode is source_ip, the only one so far.
+	Mode string `mapstructure:"mode" json:"mode"`
+	// Mask groups clients by prefix length [32 for an IPv4 VIP, 128 for IPv6].
+	Mask int `mapstructure:"mask" json:"mask"`
+	// Timeout is the idle time after which an entry expires; required.
 	Timeout time.Duration `mapstructure:"timeout" json:"timeout"`
 }
 
 // HealthCheck says how a cluster's servers are probed.
 type HealthCheck struct {
-	Type         string        `mapstructure:"type" json:"type"`
-	Path         string        `mapstructure:"path" json:"path"`
-	ExpectStatus int           `mapstructure:"expect_status" json:"expect_status"`
-	ExpectBody   string        `mapstructure:"expect_body" json:"expect_body"`
-	Send         string        `mapstructure:"send" json:"send"`
-	SendHex      string        `mapstructure:"send_hex" json:"send_hex"`
-	Query        string        `mapstructure:"query" json:"query"`
-	Secret       string        `mapstructure:"secret" json:"-"`
-	Command      string        `mapstructure:"command" json:"command"`
-	Interval     time.Duration `mapstructure:"interval" json:"interval"`
-	Timeout      time.Duration `mapstructure:"timeout" json:"timeout"`
-	Rise         int           `mapstructure:"rise" json:"rise"`
-	Fall         int           `mapstructure:"fall" json:"fall"`
+	// Type is tcp, http, send_expect, dns, udp, radius or exec.
+	Type string `mapstructure:"type" json:"type"`
+	// Path is the http request path; it starts with /.
+	Path string `mapstructure:"path" json:"path"`
+	// ExpectStatus is the http status of a healthy server [200].
+	ExpectStatus int `mapstructure:"expect_status" json:"expect_status"`
+	// ExpectBody is a substring of the http body, or a regexp the reply
+	// must match for send_expect and udp.
+	ExpectBody string `mapstructure:"expect_body" json:"expect_body"`
+	// Send is the text sent by send_expect and udp; SendHex the same as hex.
+	Send    string `mapstructure:"send" json:"send"`
+	SendHex string `mapstructure:"send_hex" json:"send_hex"`
+	// Query is the name a dns check asks for.
+	Query string `mapstructure:"query" json:"query"`
+	// Secret is the radius shared secret (Status-Server); never printed
+	// nor hashed.
+	Secret string `mapstructure:"secret" json:"-"`
+	// Command is run by exec; exit status 0 means up.
+	Command string `mapstructure:"command" json:"command"`
+	// Interval is the probe period [1s]; Timeout, at most Interval, bounds
+	// one probe [500ms].
+	Interval time.Duration `mapstructure:"interval" json:"interval"`
+	Timeout  time.Duration `mapstructure:"timeout" json:"timeout"`
+	// Rise successes in a row bring a server up, Fall failures take it
+	// down [2, 2].
+	Rise int `mapstructure:"rise" json:"rise"`
+	Fall int `mapstructure:"fall" json:"fall"`
 }
 
 // Server is one member of a cluster's pool.
 type Server struct {
-	Name    string `mapstructure:"name" json:"name"`
+	// Name is unique in the cluster.
+	Name string `mapstructure:"name" json:"name"`
+	// Address is the server's IP:port.
 	Address string `mapstructure:"address" json:"address"`
-	Weight  int    `mapstructure:"weight" json:"weight"`
+	// Weight is 1..256, used by weighted algorithms [1].
+	Weight int `mapstructure:"weight" json:"weight"`
 	// SendProxy prepends a PROXY protocol v2 header to each connection.
 	SendProxy bool `mapstructure:"send_proxy" json:"send_proxy"`
 }
 
-// Default returns a config with every default of CONTRACT.md filled in and
-// the required keys left empty.
+// Default returns a config with every top-level default of CONTRACT.md
+// filled in and the required keys left empty. Defaults inside the virtual
+// clusters, and failover.track_interfaces, depend on what the file says:
+// ApplyDefaults sets them.
 func Default() Config {
 	return Config{
 		Node: Node{
