@@ -19,6 +19,13 @@ const (
 	resubscribeMax = 5 * time.Second
 )
 
+// carrierPoll is how often the state is also read directly. The kernel
+// (linkwatch) holds back carrier-loss notifications of most devices for up
+// to a second and folds a short flap into one message showing the final
+// state, while IFF_LOWER_UP changes at once; polling bounds detection by
+// this period instead.
+const carrierPoll = 200 * time.Millisecond
+
 var errSubscriptionClosed = errors.New("link update channel closed")
 
 // WatchCarrier sends the current carrier state of each of ifaces to out at
@@ -27,8 +34,9 @@ var errSubscriptionClosed = errors.New("link update channel closed")
 // closes its channel on errors; WatchCarrier then resubscribes after a
 // short backoff and re-sends every current state, so a consumer may see a
 // repeated state but never misses a change. An interface that does not
-// exist is reported down and picked up when it appears. Only a failure to
-// subscribe the first time is returned as an error.
+// exist is reported down and picked up when it appears. Besides the
+// notifications it reads every state each 200ms (see carrierPoll). Only a
+// failure to subscribe the first time is returned as an error.
 func WatchCarrier(ctx context.Context, ifaces []string, out chan<- LinkEvent, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -104,10 +112,18 @@ func (w *carrierWatch) run(ctx context.Context, updates <-chan netlink.LinkUpdat
 			return ctx.Err()
 		}
 	}
+	poll := time.NewTicker(carrierPoll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-poll.C:
+			for _, name := range w.ifaces {
+				if !w.check(ctx, name, false) {
+					return ctx.Err()
+				}
+			}
 		case u, ok := <-updates:
 			if !ok {
 				return errSubscriptionClosed
@@ -172,7 +188,12 @@ func (w *carrierWatch) check(ctx context.Context, name string, force bool) bool 
 }
 
 // linkUp is true when the link is administratively up and has carrier.
+// IFF_LOWER_UP is the carrier bit and changes at once; the operational
+// state follows it only when linkwatch runs, so it can only veto.
 func linkUp(a *netlink.LinkAttrs) bool {
-	return a.Flags&net.FlagUp != 0 &&
-		(a.RawFlags&unix.IFF_LOWER_UP != 0 || a.OperState == netlink.OperUp)
+	switch a.OperState {
+	case netlink.OperDown, netlink.OperLowerLayerDown, netlink.OperNotPresent:
+		return false
+	}
+	return a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
 }
