@@ -75,7 +75,7 @@ func (w *logWriter) line(line string) {
 	var attrs []slog.Attr
 	if i := strings.LastIndex(msg, " from="); i >= 0 {
 		attrs = append(attrs, slog.String("peer", msg[i+len(" from="):]))
-		msg = msg[:i]
+		msg = strings.TrimRight(msg[:i], ": ")
 	}
 	reason := classify(msg)
 	if reason != "" && level >= slog.LevelWarn {
