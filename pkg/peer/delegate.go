@@ -130,6 +130,14 @@ func (d *delegate) set(n *memberlist.Node, alive bool) {
 	addr := nodeAddr(n)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if alive {
+		// A node that came back under another name replaces the old one.
+		for name, old := range d.nodes {
+			if old.addr == addr && name != n.Name {
+				delete(d.nodes, name)
+			}
+		}
+	}
 	d.nodes[n.Name] = nodeInfo{addr: addr, alive: alive}
 }
 

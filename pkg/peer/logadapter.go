@@ -30,7 +30,7 @@ type logWriter struct {
 const dropLogEvery = 10 * time.Second
 
 // dropPatterns maps substrings of memberlist v0.7.0 messages (net.go,
-// security.go, label.go) to drop reasons; the first match wins.
+// net_transport.go, security.go, label.go) to drop reasons; the first match wins.
 var dropPatterns = []struct{ substr, reason string }{
 	{"Decrypt packet failed", DropDecrypt},
 	{"could decrypt the message", DropDecrypt},
@@ -43,6 +43,7 @@ var dropPatterns = []struct{ substr, reason string }{
 	{"label header cannot be empty", DropLabel},
 	{"double packet label header", DropLabel},
 	{"double stream label header", DropLabel},
+	{"UDP packet too short", DropOther},
 	{"missing message type byte", DropOther},
 	{"msg type (", DropOther},
 	{"Message type (", DropOther},

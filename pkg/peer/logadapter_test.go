@@ -55,6 +55,8 @@ func TestLogWriter(t *testing.T) {
 			slog.LevelError, "failed to receive: no installed keys could decrypt the message", "127.0.0.1:4", DropDecrypt},
 		{"[ERR] memberlist: msg type (200) not supported from=127.0.0.1:5",
 			slog.LevelError, "msg type (200) not supported", "127.0.0.1:5", DropOther},
+		{"[ERR] memberlist: UDP packet too short (0 bytes) from=127.0.0.1:6",
+			slog.LevelError, "UDP packet too short (0 bytes)", "127.0.0.1:6", DropOther},
 		{"[WARN] memberlist: Got invalid checksum for UDP packet: 1, 2",
 			slog.LevelWarn, "Got invalid checksum for UDP packet: 1, 2", "", DropOther},
 		{"[WARN] memberlist: Refuting a suspect message (from: lb2)",

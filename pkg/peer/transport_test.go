@@ -234,7 +234,7 @@ func TestRejectsForeignTraffic(t *testing.T) {
 		}
 		eventually(t, "garbage counted", func() bool {
 			after := a.Stats().Dropped
-			return after[DropDecrypt]+after[DropLabel]+after[DropOther] >= before[DropDecrypt]+before[DropLabel]+before[DropOther]+6
+			return after[DropDecrypt]+after[DropLabel]+after[DropOther] >= before[DropDecrypt]+before[DropLabel]+before[DropOther]+7
 		})
 		assertWorking(t, a, b)
 	})
@@ -393,4 +393,22 @@ func TestConcurrentSend(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, "adverts arrive", func() bool { return b.Stats().AdvertsReceived > 0 })
+}
+
+// TestPeerRenamed: a new run at the same address under another name
+// replaces the old member instead of leaving a dead twin behind.
+func TestPeerRenamed(t *testing.T) {
+	a, b, addrA, addrB := pair(t, "")
+	eventually(t, "members", func() bool { return aliveMember(a, "lb2") })
+	if err := b.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	start(t, Config{NodeName: "lb2-new", Bind: addrB, Peers: []string{addrA}, Keys: [][]byte{keyA}})
+	eventually(t, "only lb2-new", func() bool {
+		m := a.Members()
+		return len(m) == 1 && m[0].Name == "lb2-new" && m[0].Alive && m[0].Addr == addrB
+	})
 }
