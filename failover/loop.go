@@ -73,19 +73,27 @@ func (l *Loop) Snapshot() Machine {
 }
 
 // Run starts the election and runs until ctx ends; then it steps down
-// (a master sends a priority-0 advert and releases the VIPs) and returns.
-// The stop actions are performed with a fresh context so they complete.
+// and returns once no VIP is held: a master sends priority-0 adverts and
+// keeps the VIPs until the peer has taken over (or a deadline of about
+// one master-down interval passes). The stop is run on a context that is
+// not cancelled, so its actions complete.
 func (l *Loop) Run(ctx context.Context) error {
 	l.step(ctx, Start{})
+	stopping := false
+	done := ctx.Done()
 	for {
+		if stopping && l.Snapshot().State != Master {
+			return nil
+		}
 		var timer <-chan time.Time
 		if d := l.Snapshot().Deadline(); !d.IsZero() {
 			timer = l.clock.After(d.Sub(l.clock.Now()))
 		}
 		select {
-		case <-ctx.Done():
-			l.step(context.WithoutCancel(ctx), Stop{})
-			return nil
+		case <-done:
+			stopping, done = true, nil
+			ctx = context.WithoutCancel(ctx)
+			l.step(ctx, Stop{})
 		case ev := <-l.events:
 			l.step(ctx, ev)
 		case <-timer:

@@ -111,11 +111,22 @@ func TestLoopTakesOverAndStepsDownOnStop(t *testing.T) {
 	}
 	waitFor(t, "master", func() bool { return l.Snapshot().State == Master && rec.has("claim") })
 
+	// Stop: the master keeps its VIPs, repeating priority-0 adverts, until
+	// the peer takes over or the deadline passes; then Run returns.
+	n := len(rec.snapshot())
 	cancel()
-	<-done
-	got := rec.snapshot()
-	tail := got[len(got)-3:]
-	if !slices.Equal(tail, []string{"advert0", "MASTER>INIT", "release"}) {
-		t.Errorf("stop actions = %v, want priority-0 advert then release", tail)
+	waitFor(t, "priority-0 advert", func() bool { return rec.has("advert0") })
+	if rec.has("release") {
+		t.Fatalf("released before the peer took over: %v", rec.snapshot())
+	}
+	l.Post(Advert{Node: "lb1", Priority: 150, State: Master})
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the peer took over")
+	}
+	got := rec.snapshot()[n:]
+	if want := []string{"advert0", "MASTER>INIT", "release"}; !slices.Equal(got, want) {
+		t.Errorf("stop actions = %v, want %v", got, want)
 	}
 }

@@ -95,6 +95,10 @@ type Machine struct {
 	PreemptAt time.Time
 	// NextAdvertAt is when the next periodic advert is due.
 	NextAdvertAt time.Time
+	// LeaveBy, when set, is a stopping master's deadline: it keeps the
+	// VIPs, repeating priority-0 adverts, until the peer announces itself
+	// master or LeaveBy passes, so no probe meets a box without the VIP.
+	LeaveBy time.Time
 	// Down lists the tracked interfaces that have no carrier.
 	Down []string
 	// Holds lists reasons this node must not become master (for example
@@ -119,7 +123,7 @@ type PeerView struct {
 // when nothing is scheduled.
 func (m Machine) Deadline() time.Time {
 	var d time.Time
-	for _, t := range []time.Time{m.MasterDownAt, m.PreemptAt, m.NextAdvertAt} {
+	for _, t := range []time.Time{m.MasterDownAt, m.PreemptAt, m.NextAdvertAt, m.LeaveBy} {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
 			d = t
 		}
@@ -150,7 +154,9 @@ type Link struct {
 	Up    bool
 }
 
-// Stop is a graceful shutdown: a master hands over at once.
+// Stop is a graceful shutdown: a master tells its peer to take over at
+// once and releases the VIPs when the peer has (or after a deadline).
+// The node may exit when the state is INIT or FAULT.
 type Stop struct{}
 
 // Hold forbids (On) or allows again (!On) becoming master for a reason,

@@ -51,6 +51,7 @@ func (s *stepper) enter(to State, reason string) {
 	s.m.PreemptAt = time.Time{}
 	s.m.MasterDownAt = time.Time{}
 	s.m.NextAdvertAt = time.Time{}
+	s.m.LeaveBy = time.Time{}
 	s.do(Transition{At: s.now, From: from, To: to, Reason: reason})
 	switch to {
 	case Master:
@@ -87,6 +88,10 @@ func (s *stepper) start() {
 func (s *stepper) tick() {
 	switch s.m.State {
 	case Master:
+		if !s.m.LeaveBy.IsZero() {
+			s.tickLeaving()
+			return
+		}
 		if !s.m.NextAdvertAt.After(s.now) {
 			s.do(s.advertNow())
 			s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
@@ -146,8 +151,9 @@ func (s *stepper) advertAsBackup(a Advert) {
 	case a.Priority == 0:
 		// The peer is leaving: take over after the skew only, so the
 		// higher-priority of several backups goes first.
-		if a.State == Master {
-			s.m.MasterDownAt = s.now.Add(s.c.Skew())
+		// Repeated priority-0 adverts must not push the take-over back.
+		if at := s.now.Add(s.c.Skew()); a.State == Master && at.Before(s.m.MasterDownAt) {
+			s.m.MasterDownAt = at
 			s.m.PreemptAt = time.Time{}
 		}
 	case a.State != Master:
@@ -168,6 +174,12 @@ func (s *stepper) advertAsBackup(a Advert) {
 }
 
 func (s *stepper) advertAsMaster(a Advert) {
+	if !s.m.LeaveBy.IsZero() {
+		if a.State == Master && a.Priority != 0 {
+			s.enter(Init, fmt.Sprintf("stopped: handed over to %s", a.Node))
+		}
+		return
+	}
 	switch {
 	case a.Priority == 0:
 		// A leaving backup: answer at once so it sees a live master.
@@ -209,11 +221,31 @@ func (s *stepper) link(l Link) {
 
 func (s *stepper) stop() {
 	switch s.m.State {
-	case Master, Backup:
-		s.do(SendAdvert{Priority: 0, State: s.m.State})
+	case Master:
+		if s.m.LeaveBy.IsZero() {
+			s.m.LeaveBy = s.now.Add(s.c.MasterDown() + s.c.AdvertInterval)
+			s.do(SendAdvert{Priority: 0, State: Master})
+			s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
+		}
+		return
+	case Backup:
+		s.do(SendAdvert{Priority: 0, State: Backup})
 	}
 	if s.m.State != Init {
-		s.enter(Init, "stopping")
+		s.enter(Init, "stopped")
+	}
+}
+
+// tickLeaving repeats a stopping master's priority-0 advert until the
+// peer takes over or the deadline passes.
+func (s *stepper) tickLeaving() {
+	if !s.m.LeaveBy.After(s.now) {
+		s.enter(Init, fmt.Sprintf("stopped: no peer took over within %s", ms(s.now.Sub(s.m.Since))))
+		return
+	}
+	if !s.m.NextAdvertAt.After(s.now) {
+		s.do(SendAdvert{Priority: 0, State: Master})
+		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	}
 }
 

@@ -184,8 +184,26 @@ func TestStep(t *testing.T) {
 			cfg:   func() Config { c := lb2; c.Track = []string{"eth0", "eth1"}; return c }(),
 			setup: []timed{{0, Start{}}, {10, Link{Iface: "eth0"}}, {20, Link{Iface: "eth1"}}},
 			ev:    Link{Iface: "eth0", Up: true}, now: 500, want: Fault, acts: none},
-		{name: "stop as master: priority 0 and release", cfg: lb2, setup: masterLb2,
-			ev: Stop{}, now: 300, want: Init, acts: []string{"advert0", "MASTER>INIT", "release"}, reason: "stopping"},
+		{name: "stop as master: priority 0, VIPs kept until the peer takes over", cfg: lb2, setup: masterLb2,
+			ev: Stop{}, now: 300, want: Master, acts: []string{"advert0"}},
+		{name: "stopping master repeats priority 0", cfg: lb2,
+			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}),
+			ev:    Tick{}, now: 350, want: Master, acts: []string{"advert0"}},
+		{name: "stopping master releases when the peer is master", cfg: lb2,
+			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}),
+			ev:    masterAdvert("lb1", 150), now: 340, want: Init,
+			acts: []string{"MASTER>INIT", "release"}, reason: "handed over to lb1"},
+		{name: "stopping master does not claim a split brain", cfg: cfg("lb1", 150, true),
+			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Stop{}}},
+			ev:    masterAdvert("lb2", 100), now: 340, want: Init, reason: "handed over to lb2"},
+		{name: "stopping master releases at the deadline", cfg: lb2,
+			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}),
+			ev:    Tick{}, now: 300 + 231, want: Init,
+			acts: []string{"MASTER>INIT", "release"}, reason: "no peer took over"},
+		{name: "repeated priority 0 does not delay the take-over", cfg: lb2,
+			setup: []timed{{0, Start{}}, {100, masterAdvert("lb1", 150)}, {120, Advert{Node: "lb1", Priority: 0, State: Master}},
+				{145, Advert{Node: "lb1", Priority: 0, State: Master}}},
+			ev: Tick{}, now: 151, want: Master, reason: "peer lb1 left"},
 		{name: "stop as backup: priority 0, nothing to release", cfg: lb2, setup: started,
 			ev: Stop{}, now: 30, want: Init, acts: []string{"advert0", "BACKUP>INIT"}},
 		{name: "a hold keeps a backup from taking over", cfg: lb2,
@@ -300,5 +318,8 @@ func TestStopHandsOverAtOnce(t *testing.T) {
 	p.run(p.cfg[1].Skew() + 2*time.Millisecond)
 	if got := p.masters(); len(got) != 1 || got[0] != "lb2" {
 		t.Fatalf("masters %v within the skew (%v) after stop, want [lb2]", got, p.cfg[1].Skew())
+	}
+	if p.m[0].State != Init {
+		t.Fatalf("stopping node is %v, want INIT once the peer took over", p.m[0].State)
 	}
 }
