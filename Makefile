@@ -1,0 +1,46 @@
+# Tandem: the two commands a newcomer runs are `make demo` and `make test`.
+# Both install what they need (Debian packages via scripts/deps.sh) and must
+# run as root, because the lab lives in network namespaces.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN       := bin/tandem
+LABTOOLS  := bin/labtools
+
+.PHONY: all build test unit e2e demo bench lint deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tandem
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(LABTOOLS) ./scripts/labtools
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then scripts/deps.sh; else echo "make: not root: skipping package installs (root-only tests will skip)"; fi
+
+# The whole suite: vet, unit tests with the race detector, and (as root)
+# the namespace and end-to-end tests, which skip with a message otherwise.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -race -count=1 -short ./...
+
+e2e: deps
+	$(GO) test -count=1 -v -timeout 20m ./cmd/tandem/e2e/
+
+demo: deps build
+	scripts/demo.sh
+
+bench: deps build
+	scripts/bench-failover.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+clean:
+	rm -rf bin dist

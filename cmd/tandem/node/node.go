@@ -1,0 +1,257 @@
+// Package node is Tandem's composition root: it builds the peer transport,
+// the VIP manager, the election loop, the notify hook and the control API
+// from a config, wires them together and runs them under one context.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tandem-lb/tandem/failover"
+	"github.com/tandem-lb/tandem/pkg/api"
+	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/notify"
+	"github.com/tandem-lb/tandem/pkg/peer"
+	"github.com/tandem-lb/tandem/pkg/vip"
+)
+
+// keepTransitions is how many transitions status shows (CONTRACT: ≥ 32).
+const keepTransitions = 64
+
+// reconcileEvery is the period of the master's check that its VIPs are
+// still on the interface.
+const reconcileEvery = 500 * time.Millisecond
+
+// Node is one running box of the pair.
+type Node struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	hash    string
+
+	peer   *peer.Transport
+	vips   *vip.Manager
+	loop   *failover.Loop
+	notify *notify.Runner
+
+	mu          sync.Mutex
+	transitions []api.Transition
+	lastAdvert  peer.Received
+	seq         uint64
+}
+
+// New builds a node; nothing is opened until Run.
+func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
+	key, err := cfg.ClusterKey()
+	if err != nil {
+		return nil, fmt.Errorf("cluster key: %w", err)
+	}
+	var keys [][]byte
+	if key != nil {
+		keys = [][]byte{key}
+	}
+	f := cfg.Failover
+	tr, err := peer.New(peer.Config{
+		NodeName:       cfg.Node.Name,
+		Bind:           cfg.Cluster.Bind,
+		Peers:          cfg.Cluster.Peers,
+		Keys:           keys,
+		Insecure:       cfg.Cluster.Insecure,
+		Label:          cfg.Cluster.Label,
+		AdvertInterval: f.AdvertInterval,
+		Logger:         log.With("component", "peer"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("peer transport: %w", err)
+	}
+	vm, err := vip.New(f.Interface, f.Prefixes(),
+		vip.GARP{Count: f.GARP.Count, Interval: f.GARP.Interval, Refresh: f.GARP.Refresh},
+		log.With("component", "vip"))
+	if err != nil {
+		return nil, fmt.Errorf("vip manager: %w", err)
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     log,
+		version: version,
+		hash:    cfg.Hash(),
+		peer:    tr,
+		vips:    vm,
+		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
+	}
+	n.loop = failover.NewLoop(failover.Config{
+		Node:           cfg.Node.Name,
+		Priority:       uint8(f.Priority),
+		Preempt:        f.Preempt,
+		PreemptDelay:   f.PreemptDelay,
+		AdvertInterval: f.AdvertInterval,
+		Track:          f.TrackInterfaces,
+	}, failover.RealClock{}, n, log.With("component", "election"))
+	return n, nil
+}
+
+// Run runs the node until ctx ends, then steps down: a master sends a
+// priority-0 advert and releases its VIPs before the node leaves the
+// member list, so the peer takes over at once.
+func (n *Node) Run(ctx context.Context) error {
+	// A crash may have left VIPs on the interface; never start with them.
+	if err := n.vips.Cleanup(); err != nil {
+		return fmt.Errorf("remove leftover VIPs: %w", err)
+	}
+	defer n.vips.Close()
+
+	ln, err := api.Listen(n.cfg.Node.APISocket)
+	if err != nil {
+		return err
+	}
+	if err := n.peer.Start(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("start peer transport: %w", err)
+	}
+
+	// The election stops first (its Stop step needs the transport and
+	// the VIP manager), then everything else.
+	electionCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElection()
+	others, cancelOthers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOthers()
+
+	g, gctx := errgroup.WithContext(others)
+	links := make(chan vip.LinkEvent, 16)
+	g.Go(func() error { return vip.WatchCarrier(gctx, n.cfg.Failover.TrackInterfaces, links, n.log) })
+	g.Go(func() error { n.forwardLinks(gctx, links); return nil })
+	g.Go(func() error { n.forwardAdverts(gctx); return nil })
+	g.Go(func() error { n.notify.Run(gctx); return nil })
+	g.Go(func() error { n.reconcile(gctx); return nil })
+	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n), n.log) })
+
+	electionDone := make(chan error, 1)
+	go func() { electionDone <- n.loop.Run(electionCtx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done():
+		// A part failed: step down before exiting.
+		runErr = g.Wait()
+		if runErr == nil {
+			runErr = errors.New("a component stopped unexpectedly")
+		}
+	}
+	stopElection()
+	<-electionDone
+	if err := n.peer.Leave(time.Second); err != nil {
+		n.log.Warn("leave", "err", err)
+	}
+	cancelOthers()
+	if err := g.Wait(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		runErr = err
+	}
+	if err := n.peer.Shutdown(); err != nil {
+		n.log.Warn("peer shutdown", "err", err)
+	}
+	// Belt and braces: whatever happened, no VIP stays behind.
+	if err := n.vips.Release(); err != nil {
+		n.log.Warn("release VIPs", "err", err)
+	}
+	return runErr
+}
+
+func (n *Node) forwardLinks(ctx context.Context, links <-chan vip.LinkEvent) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-links:
+			n.loop.Post(failover.Link{Iface: ev.Iface, Up: ev.Up})
+		}
+	}
+}
+
+func (n *Node) forwardAdverts(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-n.peer.Adverts():
+			st, ok := failover.ParseState(r.Advert.State)
+			if !ok {
+				n.log.Debug("advert with unknown state dropped", "peer", r.Advert.Node, "state", r.Advert.State)
+				continue
+			}
+			n.mu.Lock()
+			n.lastAdvert = r
+			n.mu.Unlock()
+			n.loop.Post(failover.Advert{Node: r.Advert.Node, Priority: r.Advert.Priority, State: st})
+		}
+	}
+}
+
+// reconcile re-adds, while master, a VIP that someone deleted.
+func (n *Node) reconcile(ctx context.Context) {
+	t := time.NewTicker(reconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n.loop.Snapshot().State != failover.Master {
+				continue
+			}
+			readded, err := n.vips.Reconcile(ctx)
+			if err != nil {
+				n.log.Warn("reconcile VIPs", "err", err)
+			}
+			for _, p := range readded {
+				n.log.Warn("VIP was missing and was re-added", "vip", p.String())
+			}
+		}
+	}
+}
+
+// Perform carries out the election's actions (failover.Effector).
+func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machine) {
+	switch a := a.(type) {
+	case failover.ClaimVIPs:
+		if err := n.vips.Claim(ctx); err != nil {
+			n.log.Error("claim VIPs", "err", err)
+		}
+	case failover.ReleaseVIPs:
+		if err := n.vips.Release(); err != nil {
+			n.log.Error("release VIPs", "err", err)
+		}
+	case failover.Announce:
+		if err := n.vips.Announce(ctx); err != nil {
+			n.log.Warn("announce VIPs", "err", err)
+		}
+	case failover.SendAdvert:
+		n.mu.Lock()
+		n.seq++
+		seq := n.seq
+		n.mu.Unlock()
+		now := time.Now()
+		err := n.peer.SendAdvert(peer.Advert{
+			Node: n.cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
+			ConfigHash: n.hash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
+		})
+		if err != nil {
+			n.log.Debug("send advert", "err", err)
+		}
+	case failover.Transition:
+		n.mu.Lock()
+		n.transitions = append(n.transitions, api.Transition{
+			At: a.At, From: a.From.String(), To: a.To.String(), Reason: a.Reason})
+		if len(n.transitions) > keepTransitions {
+			n.transitions = n.transitions[len(n.transitions)-keepTransitions:]
+		}
+		n.mu.Unlock()
+		n.notify.Notify(a.To.String())
+	}
+}

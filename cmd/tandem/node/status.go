@@ -1,0 +1,90 @@
+package node
+
+import (
+	"slices"
+	"time"
+
+	"github.com/tandem-lb/tandem/pkg/api"
+)
+
+// peerAliveFor is how long after its last advert a peer still counts as
+// alive: twice the master-down interval, so one late advert does not
+// flip the display.
+func (n *Node) peerAliveFor() time.Duration {
+	return 2 * n.loop.Config().MasterDown()
+}
+
+// Status reports what this node knows of the pair (api.StatusSource).
+func (n *Node) Status() api.Status {
+	now := time.Now()
+	m := n.loop.Snapshot()
+	n.mu.Lock()
+	transitions := slices.Clone(n.transitions)
+	last := n.lastAdvert
+	n.mu.Unlock()
+
+	st := api.Status{
+		Node:        n.cfg.Node.Name,
+		State:       m.State.String(),
+		Priority:    n.cfg.Failover.Priority,
+		ConfigHash:  n.hash,
+		StateSince:  m.Since,
+		Holds:       m.Holds,
+		Down:        m.Down,
+		Transitions: transitions,
+		Version:     n.version,
+		Now:         now,
+		Clusters:    []api.Cluster{},
+		Peers:       []api.Peer{},
+	}
+	if !m.Since.IsZero() {
+		st.StateAgeMs = now.Sub(m.Since).Milliseconds()
+	}
+	if st.Transitions == nil {
+		st.Transitions = []api.Transition{}
+	}
+	ps := n.peer.Stats()
+	st.Adverts = api.Adverts{Sent: ps.AdvertsSent, Received: ps.AdvertsReceived, Dropped: ps.Dropped}
+
+	members := n.peer.Members()
+	for _, addr := range n.cfg.Cluster.Peers {
+		p := api.Peer{Address: addr, State: "UNKNOWN", LastHeardMs: -1}
+		if last.From == addr || (last.Advert.Node != "" && len(n.cfg.Cluster.Peers) == 1) {
+			a := last.Advert
+			p.Name = a.Node
+			p.Priority = int(a.Priority)
+			p.ConfigHash = a.ConfigHash
+			p.ConfigMatch = a.ConfigHash == n.hash
+			p.LastState = a.State
+			p.LastHeardMs = now.Sub(last.At).Milliseconds()
+			p.StateAgeMs = (a.StateAge + now.Sub(last.At)).Milliseconds()
+			// A peer that stopped (priority 0) or went quiet is not
+			// shown with a state it may no longer have.
+			if now.Sub(last.At) < n.peerAliveFor() && a.Priority != 0 {
+				p.Alive = true
+				p.State = a.State
+			}
+		}
+		for _, mem := range members {
+			if mem.Addr == addr || (p.Name != "" && mem.Name == p.Name) {
+				p.Member = mem.State
+				if p.Name == "" {
+					p.Name = mem.Name
+				}
+			}
+		}
+		st.Peers = append(st.Peers, p)
+	}
+
+	held := map[string]bool{}
+	for _, h := range n.vips.Held() {
+		held[h.Prefix.String()] = h.Present
+	}
+	for _, pfx := range n.cfg.Failover.Prefixes() {
+		st.VIPs = append(st.VIPs, api.VIP{Address: pfx.String(),
+			Interface: n.cfg.Failover.Interface, Held: held[pfx.String()]})
+	}
+	// Clusters stay empty until the dataplane serves them (issue 3):
+	// status never shows a pool it does not run.
+	return st
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandem-lb/tandem/cmd/tandem/node"
+	"github.com/tandem-lb/tandem/pkg/config"
+)
+
+// loadConfig reads and validates a config; every problem is printed as
+// FILE:LINE: key: message and the error carries exit code 2.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, exitCode(2, errors.New("--config FILE is required"))
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		var probs config.Errors
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				fmt.Fprintln(os.Stderr, p.String())
+			}
+			return nil, exitCode(2, fmt.Errorf("%s: %d problem(s); the node was not started", path, len(probs)))
+		}
+		return nil, exitCode(2, err)
+	}
+	return cfg, nil
+}
+
+func newRunCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run this box of the pair in the foreground",
+		Long: `Runs the node: membership, election, VIPs and the control API.
+SIGTERM or SIGINT: a master releases its VIPs (the peer takes over at once)
+and the node exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Node.LogLevel).With("node", cfg.Node.Name)
+			n, err := node.New(cfg, versionString(), log)
+			if err != nil {
+				return exitCode(1, err)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					log.Warn("SIGHUP: reloading the config is not supported yet; restart the node to apply changes")
+				}
+			}()
+			log.Info("starting", "version", versionString(), "config", cfgPath, "config_hash", cfg.Hash())
+			if err := n.Run(ctx); err != nil {
+				log.Error("stopped on error", "err", err)
+				return exitCode(1, err)
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file (YAML)")
+	return cmd
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func newValidateCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "Check a config file and exit (0 valid, 2 invalid)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (node %s, config %s)\n", cfgPath, cfg.Node.Name, cfg.Hash())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file (YAML)")
+	return cmd
+}
+
+func newKeygenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen",
+		Short: "Print a new random cluster key (base64, 32 bytes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key := make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return exitCode(1, fmt.Errorf("random key: %w", err))
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), base64.StdEncoding.EncodeToString(key))
+			return nil
+		},
+	}
+}
+
+func versionString() string {
+	c := commit
+	if c == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+					c = s.Value[:12]
+				}
+			}
+		}
+	}
+	if c == "" {
+		return version
+	}
+	return version + " (" + c + ")"
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print version, commit and Go version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "tandem %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}
