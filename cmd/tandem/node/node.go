@@ -169,6 +169,15 @@ func (n *Node) forwardLinks(ctx context.Context, links <-chan vip.LinkEvent) {
 		case <-ctx.Done():
 			return
 		case ev := <-links:
+			if ev.Up {
+				// Packets sent while the cable was out left unresolved
+				// neighbours; resolve afresh so adverts flow at once.
+				if k, err := vip.FlushUnresolved(ev.Iface); err != nil {
+					n.log.Debug("flush unresolved neighbours", "iface", ev.Iface, "err", err)
+				} else if k > 0 {
+					n.log.Debug("flushed unresolved neighbours", "iface", ev.Iface, "count", k)
+				}
+			}
 			n.loop.Post(failover.Link{Iface: ev.Iface, Up: ev.Up})
 		}
 	}
