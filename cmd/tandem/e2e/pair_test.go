@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// upPair starts lb1 (priority 150) and lb2 (100) with responders and
+// waits until lb1 is master, holds the VIP and serves the client.
+func upPair(t *testing.T, o nodeOpts) *lab {
+	l := newLab(t)
+	l.respond("lb1")
+	l.respond("lb2")
+	l.start("lb1", o)
+	l.start("lb2", o)
+	l.waitFor("lb1 MASTER and lb2 BACKUP", 10*time.Second, func() bool {
+		return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
+	})
+	l.onlyServedBy("lb1")
+	return l
+}
+
+func TestCablePullFailsOverAndPreemptTakesBack(t *testing.T) {
+	l := upPair(t, nodeOpts{preempt: true})
+	p := l.probe()
+
+	if err := l.script("pull", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb2 MASTER holding the VIP, lb1 FAULT without it", 5*time.Second, func() bool {
+		return l.state("lb2") == "MASTER" && l.holdsVIP("lb2") && l.state("lb1") == "FAULT" && !l.holdsVIP("lb1")
+	})
+	l.onlyServedBy("lb2")
+	st, err := l.status("lb2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := st.Transitions[len(st.Transitions)-1]
+	if last.To != "MASTER" || !strings.Contains(last.Reason, "peer lb1 silent for") {
+		t.Errorf("lb2's take-over reason = %q, want \"peer lb1 silent for ...\"", last.Reason)
+	}
+	// lb2 sees lb1 as unreachable, never as MASTER.
+	if len(st.Peers) != 1 || st.Peers[0].Alive || st.Peers[0].State == "MASTER" {
+		t.Errorf("lb2's view of the silent lb1 = %+v", st.Peers)
+	}
+
+	plugged := time.Now()
+	if err := l.script("plug", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb1 to preempt", 5*time.Second, func() bool {
+		return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
+	})
+	l.neverBoth(time.Second)
+	l.onlyServedBy("lb1")
+
+	s := p.stop(t)
+	if len(s.Outages) == 0 {
+		t.Fatalf("the client saw no outage across a cable pull: %+v", s)
+	}
+	pull := s.Outages[0]
+	t.Logf("cable pull: client outage %.1f ms (%d failed probes)", pull.MS, pull.Failed)
+	failedAfterPlug := 0
+	for _, o := range s.Outages[1:] {
+		if o.Start.After(plugged) {
+			failedAfterPlug += o.Failed
+		}
+	}
+	t.Logf("plug back (preempt): %d failed probes", failedAfterPlug)
+	if s.Servers["lb1"] == 0 || s.Servers["lb2"] == 0 {
+		t.Errorf("the client was not served by both boxes in turn: %v", s.Servers)
+	}
+}
+
+func TestNoPreemptKeepsTheNewMaster(t *testing.T) {
+	l := upPair(t, nodeOpts{preempt: false})
+	if err := l.script("pull", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb2 MASTER", 5*time.Second, func() bool { return l.state("lb2") == "MASTER" && l.holdsVIP("lb2") })
+	if err := l.script("plug", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb1 BACKUP again", 5*time.Second, func() bool { return l.state("lb1") == "BACKUP" })
+	// Give a preempt every chance to (wrongly) happen.
+	l.neverBoth(1500 * time.Millisecond)
+	if l.state("lb1") != "BACKUP" || l.holdsVIP("lb1") || l.state("lb2") != "MASTER" || !l.holdsVIP("lb2") {
+		t.Fatalf("with preempt: false, lb1 %s (holds %v) and lb2 %s (holds %v); want lb2 to keep the VIP",
+			l.state("lb1"), l.holdsVIP("lb1"), l.state("lb2"), l.holdsVIP("lb2"))
+	}
+	l.onlyServedBy("lb2")
+}
+
+func TestKill9FailsOverAndRestartCleansUp(t *testing.T) {
+	l := upPair(t, nodeOpts{preempt: true})
+	p1 := l.nodes["lb1"]
+	if err := p1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p1.done
+	l.waitFor("lb2 MASTER after kill -9 of lb1", 5*time.Second, func() bool {
+		return l.state("lb2") == "MASTER" && l.holdsVIP("lb2")
+	})
+	l.onlyServedBy("lb2")
+	// A killed process cannot remove its VIP; the restarted node must
+	// remove the leftover before it joins, then take the VIPs back.
+	if !l.holdsVIP("lb1") {
+		t.Log("note: lb1's VIP was already gone after kill -9")
+	}
+	l.start("lb1", nodeOpts{preempt: true})
+	l.waitFor("restarted lb1 MASTER and lb2 BACKUP", 10*time.Second, func() bool {
+		return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
+	})
+	l.onlyServedBy("lb1")
+	b, err := os.ReadFile(l.nodes["lb1"].log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "VIP left over") {
+		t.Errorf("restarted lb1 did not report removing the leftover VIP; log:\n%s", tail(string(b), 30))
+	}
+}
+
+func TestSigtermHandsOverWithoutFailedProbes(t *testing.T) {
+	l := upPair(t, nodeOpts{preempt: true})
+	p := l.probe()
+	time.Sleep(300 * time.Millisecond)
+	p1 := l.nodes["lb1"]
+	if err := p1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p1.done:
+		if err != nil {
+			t.Fatalf("lb1 exited with %v after SIGTERM, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("lb1 did not exit after SIGTERM")
+	}
+	if l.holdsVIP("lb1") {
+		t.Fatal("lb1 left its VIP behind after SIGTERM")
+	}
+	l.waitFor("lb2 MASTER", 2*time.Second, func() bool { return l.state("lb2") == "MASTER" && l.holdsVIP("lb2") })
+	st, err := l.status("lb2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Transitions[len(st.Transitions)-1].Reason; !strings.Contains(r, "peer lb1 left") {
+		t.Errorf("lb2's take-over reason = %q, want \"peer lb1 left\"", r)
+	}
+	l.onlyServedBy("lb2")
+	s := p.stop(t)
+	t.Logf("SIGTERM hand-over: %d failed probes of %d", s.Failed, s.Probes)
+	if s.Failed != 0 {
+		t.Errorf("the client saw %d failed probes across a graceful stop, want 0: %+v", s.Failed, s.Outages)
+	}
+}
