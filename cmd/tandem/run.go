@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -21,7 +22,7 @@ import (
 
 // loadConfig reads and validates a config; every problem is printed as
 // FILE:LINE: key: message and the error carries exit code 2.
-func loadConfig(path string) (*config.Config, error) {
+func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	if path == "" {
 		return nil, exitCode(2, errors.New("--config FILE is required"))
 	}
@@ -30,7 +31,7 @@ func loadConfig(path string) (*config.Config, error) {
 		var probs config.Errors
 		if errors.As(err, &probs) {
 			for _, p := range probs {
-				fmt.Fprintln(os.Stderr, p.String())
+				fmt.Fprintln(stderr, p.String())
 			}
 			return nil, exitCode(2, fmt.Errorf("%s: %d problem(s); the node was not started", path, len(probs)))
 		}
@@ -49,7 +50,7 @@ SIGTERM or SIGINT: a master releases its VIPs (the peer takes over at once)
 and the node exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgPath)
+			cfg, err := loadConfig(cfgPath, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -94,7 +95,7 @@ func newValidateCmd() *cobra.Command {
 		Short: "Check a config file and exit (0 valid, 2 invalid)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgPath)
+			cfg, err := loadConfig(cfgPath, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -18,10 +18,10 @@ const defaultSocket = "/run/tandem/tandem.sock"
 
 // sockets resolves --socket and --config (each may repeat, to show both
 // boxes of a lab on one machine) to control sockets.
-func sockets(socks, cfgs []string) ([]string, error) {
+func sockets(socks, cfgs []string, stderr io.Writer) ([]string, error) {
 	out := append([]string(nil), socks...)
 	for _, c := range cfgs {
-		cfg, err := loadConfig(c)
+		cfg, err := loadConfig(c, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +49,7 @@ transition timeline with reasons. --socket and --config may be repeated to
 show several daemons of one machine (a lab).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			paths, err := sockets(socks, cfgs)
+			paths, err := sockets(socks, cfgs, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
