@@ -3,7 +3,7 @@
 # run as root, because the lab lives in network namespaces.
 
 GO        ?= go
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION   ?= 0.1.0-dev
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
@@ -36,6 +36,7 @@ demo: deps build
 
 bench: deps build
 	scripts/bench-failover.sh
+	scripts/bench-pair.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
