@@ -1,0 +1,60 @@
+package dataplane
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The balancing algorithms of CONTRACT.md, as spelt in the config.
+const (
+	RoundRobin         = "round_robin"
+	WeightedRoundRobin = "weighted_round_robin"
+	LeastConn          = "least_conn"
+	SourceHash         = "source_hash"
+	RandomTwo          = "random_two"
+	FastestResponse    = "fastest_response"
+)
+
+// NewBalancer returns a fresh balancer for the named algorithm. Some
+// balancers keep per-pool state keyed by Server.Index (weighted round
+// robin's current weights, source hash's identity cache), so give each
+// pool its own.
+func NewBalancer(algorithm string) (Balancer, error) {
+	switch algorithm {
+	case RoundRobin:
+		return &roundRobin{}, nil
+	case WeightedRoundRobin:
+		return &weightedRoundRobin{}, nil
+	case LeastConn:
+		return &leastConn{}, nil
+	case SourceHash:
+		return &sourceHash{}, nil
+	case RandomTwo:
+		return randomTwo{}, nil
+	case FastestResponse:
+		return &fastestResponse{}, nil
+	}
+	return nil, fmt.Errorf("dataplane: unknown balancing algorithm %q (want one of %s)", algorithm,
+		strings.Join([]string{RoundRobin, WeightedRoundRobin, LeastConn, SourceHash, RandomTwo, FastestResponse}, ", "))
+}
+
+// lessLoaded reports whether a is less loaded than b, weighing the
+// connection each would get next: (a.Active()+1)/a.Weight <
+// (b.Active()+1)/b.Weight, compared by cross-multiplication so there is
+// no float and no division. Weights are 1..256 and counts fit in far
+// fewer than 55 bits, so the products cannot overflow.
+func lessLoaded(a, b *Server) bool {
+	return load(a)*weight(b) < load(b)*weight(a)
+}
+
+// load is the active count the next connection would make. A transient
+// negative count (a Release racing ahead of its Acquire) reads as zero.
+func load(s *Server) int64 {
+	return max(s.Active(), 0) + 1
+}
+
+// weight is the server's weight, at least 1 even for a Server built
+// without NewServer.
+func weight(s *Server) int64 {
+	return int64(max(s.Weight, 1))
+}
