@@ -23,9 +23,12 @@ type Status struct {
 	Clusters    []Cluster    `json:"clusters"`
 	Persistence Persistence  `json:"persistence"`
 	Transitions []Transition `json:"transitions"`
-	Adverts     Adverts      `json:"adverts"`
-	Version     string       `json:"version"`
-	Now         time.Time    `json:"now"`
+	// TransitionsTotal counts every transition since start (Transitions
+	// keeps only the recent ones).
+	TransitionsTotal uint64    `json:"transitions_total"`
+	Adverts          Adverts   `json:"adverts"`
+	Version          string    `json:"version"`
+	Now              time.Time `json:"now"`
 }
 
 // Peer is the other box as this node sees it. State is UNKNOWN when the
@@ -56,14 +59,22 @@ type VIP struct {
 
 // Cluster is one virtual cluster and its pool.
 type Cluster struct {
-	Name        string   `json:"name"`
-	VIP         string   `json:"vip"`
-	Port        int      `json:"port"`
-	Protocol    string   `json:"protocol"`
-	Algorithm   string   `json:"algorithm,omitempty"`
-	ActiveConns int64    `json:"active_conns"`
-	TotalConns  uint64   `json:"total_conns"`
-	Servers     []Server `json:"servers"`
+	Name        string `json:"name"`
+	VIP         string `json:"vip"`
+	Port        int    `json:"port"`
+	Protocol    string `json:"protocol"`
+	Algorithm   string `json:"algorithm,omitempty"`
+	ActiveConns int64  `json:"active_conns"`
+	TotalConns  uint64 `json:"total_conns"`
+	// BytesIn is client → server, BytesOut server → client.
+	BytesIn  uint64 `json:"bytes_in"`
+	BytesOut uint64 `json:"bytes_out"`
+	// Refused counts refused connections by reason (standby, allow,
+	// max_conns, no_server, connect_failed).
+	Refused map[string]uint64 `json:"refused,omitempty"`
+	// Serving is true while this box accepts connections (MASTER).
+	Serving bool     `json:"serving"`
+	Servers []Server `json:"servers"`
 }
 
 // Server is one member of a pool.
@@ -74,6 +85,13 @@ type Server struct {
 	Admin       string `json:"admin"`
 	ActiveConns int64  `json:"active_conns"`
 	TotalConns  uint64 `json:"total_conns"`
+	// ConnectFailures counts connects to the server that failed.
+	ConnectFailures uint64 `json:"connect_failures"`
+	// LastCheck is the last health check's outcome ("" without checks).
+	LastCheck        string     `json:"last_check,omitempty"`
+	LastCheckOK      bool       `json:"last_check_ok"`
+	LastCheckLatency float64    `json:"last_check_latency_ms"`
+	LastCheckAt      *time.Time `json:"last_check_at,omitempty"`
 }
 
 // Persistence summarises the sticky table and its replication.

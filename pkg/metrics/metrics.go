@@ -1,0 +1,173 @@
+// Package metrics exposes a node's status as Prometheus metrics on
+// node.metrics_listen. Values are read from the node's status at scrape
+// time, so the hot paths keep their plain atomic counters and pay nothing
+// for metrics.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tandem-lb/tandem/pkg/api"
+)
+
+// States are the election states a node reports, one gauge each.
+var States = []string{"INIT", "BACKUP", "MASTER", "FAULT"}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("tandem_"+name, help, labels, nil)
+}
+
+var (
+	dState        = desc("state", "1 for the node's current election state.", "state")
+	dPriority     = desc("priority", "The node's configured priority.")
+	dTransitions  = desc("transitions_total", "Election state transitions since start.")
+	dVIPHeld      = desc("vip_held", "1 when this node holds the VIP.", "vip")
+	dPeerAlive    = desc("peer_alive", "1 while the peer's adverts arrive.", "peer")
+	dPeerHeard    = desc("peer_last_heard_seconds", "Seconds since the peer's last advert (-1: never).", "peer")
+	dPeerMatch    = desc("peer_config_match", "1 when the peer's config hash matches this node's.", "peer")
+	dAdvSent      = desc("adverts_sent_total", "Adverts sent.")
+	dAdvRecv      = desc("adverts_received_total", "Adverts received.")
+	dAdvDropped   = desc("packets_dropped_total", "Peer packets dropped, by reason.", "reason")
+	dClActive     = desc("cluster_active_connections", "Open client connections.", "cluster")
+	dClTotal      = desc("cluster_connections_total", "Client connections accepted and proxied.", "cluster")
+	dClBytes      = desc("cluster_bytes_total", "Bytes proxied; direction in is client to server.", "cluster", "direction")
+	dClRefused    = desc("cluster_refused_total", "Connections refused, by reason.", "cluster", "reason")
+	dClServing    = desc("cluster_serving", "1 while this node accepts the cluster's connections.", "cluster")
+	dSrvUp        = desc("server_up", "1 when the server's health check passes.", "cluster", "server")
+	dSrvAdmin     = desc("server_admin", "1 for the server's admin state.", "cluster", "server", "state")
+	dSrvActive    = desc("server_active_connections", "Open connections to the server.", "cluster", "server")
+	dSrvTotal     = desc("server_connections_total", "Connections sent to the server.", "cluster", "server")
+	dSrvFailures  = desc("server_connect_failures_total", "Connects to the server that failed.", "cluster", "server")
+	dSrvCheckLat  = desc("server_check_latency_seconds", "Latency of the last health check.", "cluster", "server")
+	dPersEntries  = desc("persistence_entries", "Entries in the sticky table.")
+	dPersSent     = desc("persistence_sent_total", "Sticky entries sent to the peer.")
+	dPersReceived = desc("persistence_received_total", "Sticky entries received from the peer.")
+)
+
+// Collector turns a status into metrics.
+type Collector struct {
+	src api.StatusSource
+}
+
+// NewCollector reads src at every scrape.
+func NewCollector(src api.StatusSource) *Collector { return &Collector{src: src} }
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dState, dPriority, dTransitions, dVIPHeld, dPeerAlive, dPeerHeard,
+		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClRefused, dClServing,
+		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Collect reads the status once and sends every metric.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Status()
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	for _, s := range States {
+		gauge(dState, b2f(st.State == s), s)
+	}
+	gauge(dPriority, float64(st.Priority))
+	counter(dTransitions, float64(st.TransitionsTotal))
+	for _, v := range st.VIPs {
+		gauge(dVIPHeld, b2f(v.Held), v.Address)
+	}
+	for _, p := range st.Peers {
+		name := p.Name
+		if name == "" {
+			name = p.Address
+		}
+		gauge(dPeerAlive, b2f(p.Alive), name)
+		heard := -1.0
+		if p.LastHeardMs >= 0 {
+			heard = float64(p.LastHeardMs) / 1000
+		}
+		gauge(dPeerHeard, heard, name)
+		gauge(dPeerMatch, b2f(p.ConfigMatch), name)
+	}
+	counter(dAdvSent, float64(st.Adverts.Sent))
+	counter(dAdvRecv, float64(st.Adverts.Received))
+	for reason, n := range st.Adverts.Dropped {
+		counter(dAdvDropped, float64(n), reason)
+	}
+	for _, cl := range st.Clusters {
+		gauge(dClActive, float64(cl.ActiveConns), cl.Name)
+		counter(dClTotal, float64(cl.TotalConns), cl.Name)
+		counter(dClBytes, float64(cl.BytesIn), cl.Name, "in")
+		counter(dClBytes, float64(cl.BytesOut), cl.Name, "out")
+		gauge(dClServing, b2f(cl.Serving), cl.Name)
+		for reason, n := range cl.Refused {
+			counter(dClRefused, float64(n), cl.Name, reason)
+		}
+		for _, s := range cl.Servers {
+			gauge(dSrvUp, b2f(s.Healthy), cl.Name, s.Name)
+			for _, a := range []string{"enabled", "draining", "disabled"} {
+				gauge(dSrvAdmin, b2f(s.Admin == a), cl.Name, s.Name, a)
+			}
+			gauge(dSrvActive, float64(s.ActiveConns), cl.Name, s.Name)
+			counter(dSrvTotal, float64(s.TotalConns), cl.Name, s.Name)
+			counter(dSrvFailures, float64(s.ConnectFailures), cl.Name, s.Name)
+			gauge(dSrvCheckLat, s.LastCheckLatency/1000, cl.Name, s.Name)
+		}
+	}
+	gauge(dPersEntries, float64(st.Persistence.Entries))
+	counter(dPersSent, float64(st.Persistence.Sent))
+	counter(dPersReceived, float64(st.Persistence.Received))
+}
+
+// Handler serves /metrics for src, with Go runtime and process metrics.
+func Handler(src api.StatusSource) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve listens on addr and serves metrics until ctx ends.
+func Serve(ctx context.Context, addr string, src api.StatusSource, log *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: Handler(src), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("metrics listening", "addr", l.Addr().String())
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("metrics: %w", err)
+	}
+}
