@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -31,7 +32,7 @@ func TestStatusOverSocket(t *testing.T) {
 	done := make(chan error, 1)
 	want := fixed{Node: "lb1", State: "MASTER", Priority: 150,
 		Peers: []Peer{{Name: "lb2", Alive: true, State: "BACKUP"}}}
-	go func() { done <- Serve(ctx, l, Handler(want), slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { done <- Serve(ctx, l, Handler(want, nil), slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 
 	// A second daemon must not steal a live socket.
 	if _, err := Listen(sock); err == nil {
@@ -66,4 +67,41 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	l.Close()
+}
+
+type admins map[string]string
+
+func (a admins) SetServerAdmin(cluster, server, state string) error {
+	if cluster != "web" || server != "web1" {
+		return fmt.Errorf("server %s/%s: %w", cluster, server, ErrNotFound)
+	}
+	a[cluster+"/"+server] = state
+	return nil
+}
+
+func TestServerActions(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "t.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := admins{}
+	go Serve(ctx, l, Handler(fixed{}, a), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := NewClient(sock)
+	for action, want := range map[string]string{"drain": "draining", "disable": "disabled", "enable": "enabled"} {
+		if err := c.ServerAction(ctx, "web", "web1", action); err != nil {
+			t.Fatalf("%s: %v", action, err)
+		}
+		if a["web/web1"] != want {
+			t.Errorf("%s: admin = %q, want %q", action, a["web/web1"], want)
+		}
+	}
+	if err := c.ServerAction(ctx, "web", "nope", "drain"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown server: err = %v, want ErrNotFound", err)
+	}
+	if err := c.ServerAction(ctx, "web", "web1", "explode"); err == nil {
+		t.Error("unknown action accepted")
+	}
 }

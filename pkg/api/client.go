@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -48,6 +49,13 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
+// ServerAction asks for drain, disable or enable of a server. An unknown
+// cluster or server name is an error wrapping ErrNotFound.
+func (c *Client) ServerAction(ctx context.Context, cluster, server, action string) error {
+	return c.do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/servers/"+
+		url.PathEscape(server)+"/"+url.PathEscape(action), nil)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://tandem"+path, nil)
 	if err != nil {
@@ -65,6 +73,9 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	if resp.StatusCode/100 != 2 {
 		var e Error
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusNotFound {
+				return fmt.Errorf("%s: %w", e.Error, ErrNotFound)
+			}
 			return fmt.Errorf("%s", e.Error)
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)

@@ -18,11 +18,41 @@ type StatusSource interface {
 	Status() Status
 }
 
-// Handler returns the API's routes.
-func Handler(src StatusSource) http.Handler {
+// ServerAdmin changes a server's admin state (enabled, draining,
+// disabled); an unknown cluster or server is an ErrNotFound.
+type ServerAdmin interface {
+	SetServerAdmin(cluster, server, state string) error
+}
+
+// ErrNotFound is returned for an unknown cluster or server name.
+var ErrNotFound = errors.New("not found")
+
+// Handler returns the API's routes. admin may be nil (read-only API).
+func Handler(src StatusSource, admin ServerAdmin) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, src.Status())
+	})
+	mux.HandleFunc("POST /v1/clusters/{cluster}/servers/{server}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		state, ok := map[string]string{"drain": "draining", "disable": "disabled", "enable": "enabled"}[r.PathValue("action")]
+		if !ok {
+			writeJSON(w, http.StatusBadRequest, Error{Error: "action must be drain, disable or enable"})
+			return
+		}
+		if admin == nil {
+			writeJSON(w, http.StatusNotImplemented, Error{Error: "this node has no dataplane"})
+			return
+		}
+		err := admin.SetServerAdmin(r.PathValue("cluster"), r.PathValue("server"), state)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, map[string]string{"cluster": r.PathValue("cluster"),
+				"server": r.PathValue("server"), "admin": state})
+		}
 	})
 	return mux
 }

@@ -129,7 +129,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	g.Go(func() error { n.notify.Run(gctx); return nil })
 	g.Go(func() error { n.reconcile(gctx); return nil })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n), n.log) })
+	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, nil), n.log) })
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()
