@@ -75,13 +75,20 @@ func TestSourceHashDistribution(t *testing.T) {
 		{"equal", []int{1, 1, 1, 1}},
 		{"weighted", []int{1, 2, 3, 4}},
 		{"one heavy", []int{10, 1, 1, 1, 1, 1}},
+		{"IPv6 clients", []int{1, 1, 2}},
 	}
 	const n = 10000
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cands := servers(tt.weights...)
 			got := map[*Server]int{}
-			for _, s := range assign(mustBalancer(t, SourceHash), clients(n), cands) {
+			cs := clients(n)
+			if tt.name == "IPv6 clients" {
+				for i := range cs {
+					cs[i] = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7: byte(i >> 8), 8: byte(i)})
+				}
+			}
+			for _, s := range assign(mustBalancer(t, SourceHash), cs, cands) {
 				got[s]++
 			}
 			total := 0

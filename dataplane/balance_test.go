@@ -225,25 +225,33 @@ func TestRandomTwo(t *testing.T) {
 }
 
 func TestRandomTwoWeighted(t *testing.T) {
-	// Held connections track the weights: each pick corrects the worst
-	// imbalance it draws, so with 3,1 the split stays near 3:1.
+	// With two servers both are always drawn, so held connections fill
+	// them exactly by weight, as least_conn would.
 	b := mustBalancer(t, RandomTwo)
 	cands := servers(3, 1)
 	for range 4000 {
 		b.Pick(client, cands).Acquire()
 	}
-	if a := cands[0].Active(); a < 2950 || a > 3050 {
-		t.Errorf("weighted 3:1 after 4000 held picks: a=%d b=%d", a, cands[1].Active())
+	if a, bb := cands[0].Active(), cands[1].Active(); a != 3000 || bb != 1000 {
+		t.Errorf("weights 3,1 after 4000 held picks: %d,%d, want 3000,1000", a, bb)
 	}
-	// Three servers, one loaded: over many picks it gets a small share.
+	// Three servers with loads 0, 10, 20: the idlest wins both pairs it
+	// is in (2/3 of picks), the middle one the other pair, the busiest
+	// none.
 	b = mustBalancer(t, RandomTwo)
 	cands = servers(1, 1, 1)
 	for i, s := range cands {
-		s.active.Store(int64(10 * i)) // 0, 10, 20
+		s.active.Store(int64(10 * i))
 	}
-	got := counts(b, cands, 10000)
-	if got["c"] != 0 || got["a"] < 6000 {
-		t.Errorf("loads 0,10,20: picks %v, want c never and a at least 2/3", got)
+	got := counts(b, cands, 30000)
+	if got["c"] != 0 || got["a"] < 19000 || got["a"] > 21000 {
+		t.Errorf("loads 0,10,20: picks %v, want a ≈ 20000, b ≈ 10000, c never", got)
+	}
+	// Weighted the same way: c's weight 4 makes its 20 lighter than 10.
+	cands[2].Weight = 4 // (20+1)/4 < (10+1)/1
+	got = counts(b, cands, 30000)
+	if got["b"] != 0 {
+		t.Errorf("loads 0,10,20 weights 1,1,4: picks %v, want b never", got)
 	}
 }
 
