@@ -44,17 +44,17 @@ func NewBalancer(algorithm string) (Balancer, error) {
 // no float and no division. Weights are 1..256 and counts fit in far
 // fewer than 55 bits, so the products cannot overflow.
 func lessLoaded(a, b *Server) bool {
-	return load(a)*weight(b) < load(b)*weight(a)
+	return nextLoad(a)*serverWeight(b) < nextLoad(b)*serverWeight(a)
 }
 
-// load is the active count the next connection would make. A transient
+// nextLoad is the active count the next connection would make. A transient
 // negative count (a Release racing ahead of its Acquire) reads as zero.
-func load(s *Server) int64 {
+func nextLoad(s *Server) int64 {
 	return max(s.Active(), 0) + 1
 }
 
-// weight is the server's weight, at least 1 even for a Server built
+// serverWeight is the server's weight, at least 1 even for a Server built
 // without NewServer.
-func weight(s *Server) int64 {
+func serverWeight(s *Server) int64 {
 	return int64(max(s.Weight, 1))
 }

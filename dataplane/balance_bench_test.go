@@ -9,7 +9,7 @@ import (
 // benchServers is 8 servers of mixed weight, load and connect time, so
 // the comparisons in least_conn, random_two and fastest_response do work.
 func benchServers() []*Server {
-	ss := servers(1, 2, 3, 4, 1, 2, 3, 4)
+	ss := testServers(1, 2, 3, 4, 1, 2, 3, 4)
 	for i, s := range ss {
 		s.active.Store(int64(i * 7 % 5))
 		s.ObserveConnect(time.Duration(100+i*13%7) * time.Microsecond)
@@ -18,7 +18,7 @@ func benchServers() []*Server {
 }
 
 // benchClients varies the client per pick, as on a real listener.
-func benchClients() []netip.Addr { return clients(1024) }
+func benchClients() []netip.Addr { return testClients(1024) }
 
 func BenchmarkPick(b *testing.B) {
 	for _, name := range []string{RoundRobin, WeightedRoundRobin, LeastConn, SourceHash, RandomTwo, FastestResponse} {
@@ -74,7 +74,7 @@ func BenchmarkPoolPick(b *testing.B) {
 		p := NewPool(ss, mustBalancer(b, RoundRobin))
 		b.ReportAllocs()
 		for b.Loop() {
-			p.Pick(client, ss[3])
+			p.Pick(testClient, ss[3])
 		}
 	})
 }

@@ -50,7 +50,7 @@ func (b *sourceHash) Pick(client netip.Addr, candidates []*Server) *Server {
 		} else {
 			id = b.learn(s)
 		}
-		score := hrwScore(c, id, weight(s))
+		score := hrwScore(c, id, serverWeight(s))
 		// Exact ties are all but impossible; breaking them by identity
 		// keeps the answer independent of the candidates' order.
 		if best == nil || score < bestScore || (score == bestScore && id < bestID) {

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// clients returns n distinct, structured client addresses (sequential,
+// testClients returns n distinct, structured client addresses (sequential,
 // the hard case for a weak hash).
-func clients(n int) []netip.Addr {
+func testClients(n int) []netip.Addr {
 	out := make([]netip.Addr, n)
 	for i := range out {
 		out[i] = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -16,8 +16,8 @@ func clients(n int) []netip.Addr {
 	return out
 }
 
-// assign maps every client to the server source_hash picks for it.
-func assign(b Balancer, cs []netip.Addr, cands []*Server) map[netip.Addr]*Server {
+// assignClients maps every client to the server source_hash picks for it.
+func assignClients(b Balancer, cs []netip.Addr, cands []*Server) map[netip.Addr]*Server {
 	m := make(map[netip.Addr]*Server, len(cs))
 	for _, c := range cs {
 		m[c] = b.Pick(c, cands)
@@ -27,8 +27,8 @@ func assign(b Balancer, cs []netip.Addr, cands []*Server) map[netip.Addr]*Server
 
 func TestSourceHashSticky(t *testing.T) {
 	b := mustBalancer(t, SourceHash)
-	cands := servers(1, 1, 1, 1)
-	for _, c := range clients(100) {
+	cands := testServers(1, 1, 1, 1)
+	for _, c := range testClients(100) {
 		first := b.Pick(c, cands)
 		for range 5 {
 			if got := b.Pick(c, cands); got != first {
@@ -53,13 +53,13 @@ func TestSourceHashSticky(t *testing.T) {
 func TestSourceHashIdentity(t *testing.T) {
 	// The identity is Name and Addr, not Index or the *Server: a reload
 	// that rebuilds the servers keeps every client where it was.
-	cs := clients(1000)
-	before := assign(mustBalancer(t, SourceHash), cs, servers(1, 1, 1))
-	rebuilt := servers(1, 1, 1)
+	cs := testClients(1000)
+	before := assignClients(mustBalancer(t, SourceHash), cs, testServers(1, 1, 1))
+	rebuilt := testServers(1, 1, 1)
 	for i, s := range rebuilt {
 		s.Index = 10 + i
 	}
-	after := assign(mustBalancer(t, SourceHash), cs, rebuilt)
+	after := assignClients(mustBalancer(t, SourceHash), cs, rebuilt)
 	for _, c := range cs {
 		if before[c].Name != after[c].Name {
 			t.Fatalf("client %v: %s before the rebuild, %s after", c, before[c].Name, after[c].Name)
@@ -80,15 +80,15 @@ func TestSourceHashDistribution(t *testing.T) {
 	const n = 10000
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cands := servers(tt.weights...)
+			cands := testServers(tt.weights...)
 			got := map[*Server]int{}
-			cs := clients(n)
+			cs := testClients(n)
 			if tt.name == "IPv6 clients" {
 				for i := range cs {
 					cs[i] = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 7: byte(i >> 8), 8: byte(i)})
 				}
 			}
-			for _, s := range assign(mustBalancer(t, SourceHash), cs, cands) {
+			for _, s := range assignClients(mustBalancer(t, SourceHash), cs, cands) {
 				got[s]++
 			}
 			total := 0
@@ -109,9 +109,9 @@ func TestSourceHashDistribution(t *testing.T) {
 
 func TestSourceHashConsistent(t *testing.T) {
 	b := mustBalancer(t, SourceHash)
-	all := servers(1, 1, 2, 1)
-	cs := clients(10000)
-	orig := assign(b, cs, all)
+	all := testServers(1, 1, 2, 1)
+	cs := testClients(10000)
+	orig := assignClients(b, cs, all)
 
 	for _, gone := range all {
 		var rest []*Server
@@ -122,7 +122,7 @@ func TestSourceHashConsistent(t *testing.T) {
 		}
 		t.Run("without "+gone.Name, func(t *testing.T) {
 			moved := map[*Server]int{}
-			for c, s := range assign(b, cs, rest) {
+			for c, s := range assignClients(b, cs, rest) {
 				switch {
 				case orig[c] != gone && s != orig[c]:
 					t.Fatalf("client %v moved %s → %s though %s stayed", c, orig[c].Name, s.Name, orig[c].Name)
@@ -137,7 +137,7 @@ func TestSourceHashConsistent(t *testing.T) {
 				}
 			}
 			// It returns: every client is back where it started.
-			for c, s := range assign(b, cs, all) {
+			for c, s := range assignClients(b, cs, all) {
 				if s != orig[c] {
 					t.Fatalf("client %v: %s at first, %s after %s returned", c, orig[c].Name, s.Name, gone.Name)
 				}
@@ -149,9 +149,9 @@ func TestSourceHashConsistent(t *testing.T) {
 func TestSourceHashIdentityCacheConcurrent(t *testing.T) {
 	// Servers first seen by many goroutines at once, under -race: each
 	// client still gets the one server a sequential pick gives it.
-	cands := servers(1, 1, 1, 1, 1, 1, 1, 1)
-	cs := clients(500)
-	want := assign(mustBalancer(t, SourceHash), cs, cands)
+	cands := testServers(1, 1, 1, 1, 1, 1, 1, 1)
+	cs := testClients(500)
+	want := assignClients(mustBalancer(t, SourceHash), cs, cands)
 	b := mustBalancer(t, SourceHash)
 	errs := make(chan string, 8)
 	for g := range 8 {

@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// servers builds a pool-ordered set of healthy servers with the given
+// testServers builds a pool-ordered set of healthy servers with the given
 // weights, named a, b, c, ...
-func servers(weights ...int) []*Server {
+func testServers(weights ...int) []*Server {
 	out := make([]*Server, len(weights))
 	for i, w := range weights {
 		name := string(rune('a' + i))
@@ -30,22 +30,22 @@ func mustBalancer(t testing.TB, algorithm string) Balancer {
 	return b
 }
 
-var client = netip.MustParseAddr("203.0.113.7")
+var testClient = netip.MustParseAddr("203.0.113.7")
 
-// sequence picks n times and returns the picked names, concatenated.
-func sequence(b Balancer, cands []*Server, n int) string {
+// pickSequence picks n times and returns the picked names, concatenated.
+func pickSequence(b Balancer, cands []*Server, n int) string {
 	var sb strings.Builder
 	for range n {
-		sb.WriteString(b.Pick(client, cands).Name)
+		sb.WriteString(b.Pick(testClient, cands).Name)
 	}
 	return sb.String()
 }
 
-// counts picks n times and counts picks per server name.
-func counts(b Balancer, cands []*Server, n int) map[string]int {
+// pickCounts picks n times and counts picks per server name.
+func pickCounts(b Balancer, cands []*Server, n int) map[string]int {
 	m := map[string]int{}
 	for range n {
-		m[b.Pick(client, cands).Name]++
+		m[b.Pick(testClient, cands).Name]++
 	}
 	return m
 }
@@ -83,7 +83,7 @@ func TestRoundRobin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := mustBalancer(t, RoundRobin)
-			if got := sequence(b, servers(tt.weights...), tt.picks); got != tt.want {
+			if got := pickSequence(b, testServers(tt.weights...), tt.picks); got != tt.want {
 				t.Errorf("picks = %s, want %s", got, tt.want)
 			}
 		})
@@ -104,13 +104,13 @@ func TestWeightedRoundRobin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := mustBalancer(t, WeightedRoundRobin)
-			cands := servers(tt.weights...)
-			if got := sequence(b, cands, len(tt.want)); got != tt.want {
+			cands := testServers(tt.weights...)
+			if got := pickSequence(b, cands, len(tt.want)); got != tt.want {
 				t.Errorf("first cycle = %s, want %s", got, tt.want)
 			}
 			// Every later cycle repeats it, so 100 cycles are exact.
 			total := len(tt.want)
-			got := counts(b, cands, 100*total)
+			got := pickCounts(b, cands, 100*total)
 			for i, s := range cands {
 				if want := 100 * tt.weights[i]; got[s.Name] != want {
 					t.Errorf("%s: %d picks of %d, want %d", s.Name, got[s.Name], 100*total, want)
@@ -124,11 +124,11 @@ func TestWeightedRoundRobinChangingCandidates(t *testing.T) {
 	for _, away := range []int{600, 601, 605} {
 		t.Run(fmt.Sprint(away), func(t *testing.T) {
 			b := mustBalancer(t, WeightedRoundRobin)
-			all := servers(5, 1, 1)
+			all := testServers(5, 1, 1)
 			a, c := all[0], all[2]
-			sequence(b, all, 3) // mid-cycle: a a b
+			pickSequence(b, all, 3) // mid-cycle: a a b
 			// b leaves: a and c share 5:1.
-			got := counts(b, []*Server{a, c}, away)
+			got := pickCounts(b, []*Server{a, c}, away)
 			if d := got["a"] - 5*got["c"]; d < -5 || d > 5 {
 				t.Errorf("without b: %v, want 5:1", got)
 			}
@@ -141,7 +141,7 @@ func TestWeightedRoundRobinChangingCandidates(t *testing.T) {
 			if sum != 0 {
 				t.Errorf("current weights sum to %d after b returned, want 0", sum)
 			}
-			got = counts(b, all, 700)
+			got = pickCounts(b, all, 700)
 			for _, s := range all {
 				if d := got[s.Name] - 100*s.Weight; d < -1 || d > 1 {
 					t.Errorf("after b returned: %v, want 500:100:100 ±1", got)
@@ -171,14 +171,14 @@ func TestLeastConn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cands := servers(tt.weights...)
+			cands := testServers(tt.weights...)
 			for i, s := range cands {
 				s.active.Store(tt.active[i])
 			}
 			b := mustBalancer(t, LeastConn)
 			// Whatever the rotation offset, the answer is the same.
 			for range 2 * len(cands) {
-				if got := b.Pick(client, cands).Name; got != tt.want {
+				if got := b.Pick(testClient, cands).Name; got != tt.want {
 					t.Fatalf("picked %s, want %s", got, tt.want)
 				}
 			}
@@ -188,8 +188,8 @@ func TestLeastConn(t *testing.T) {
 
 func TestLeastConnTiesShareLoad(t *testing.T) {
 	b := mustBalancer(t, LeastConn)
-	cands := servers(1, 1, 1, 1)
-	got := counts(b, cands, 400) // nothing acquired: every pick is a tie
+	cands := testServers(1, 1, 1, 1)
+	got := pickCounts(b, cands, 400) // nothing acquired: every pick is a tie
 	for _, s := range cands {
 		if got[s.Name] != 100 {
 			t.Fatalf("idle ties: %v, want 100 each", got)
@@ -197,9 +197,9 @@ func TestLeastConnTiesShareLoad(t *testing.T) {
 	}
 	// Held connections fill servers evenly, by weight.
 	b = mustBalancer(t, LeastConn)
-	cands = servers(2, 1, 1)
+	cands = testServers(2, 1, 1)
 	for range 400 {
-		b.Pick(client, cands).Acquire()
+		b.Pick(testClient, cands).Acquire()
 	}
 	if a, bb, c := cands[0].Active(), cands[1].Active(), cands[2].Active(); a != 200 || bb != 100 || c != 100 {
 		t.Errorf("active after 400 held picks = %d,%d,%d, want 200,100,100", a, bb, c)
@@ -208,10 +208,10 @@ func TestLeastConnTiesShareLoad(t *testing.T) {
 
 func TestRandomTwo(t *testing.T) {
 	b := mustBalancer(t, RandomTwo)
-	cands := servers(1, 1, 1)
+	cands := testServers(1, 1, 1)
 	cands[2].active.Store(10) // the busiest; a and b idle
 	const n = 30000
-	got := counts(b, cands, n)
+	got := pickCounts(b, cands, n)
 	if got["c"] != 0 {
 		t.Errorf("busiest picked %d of %d times, want never", got["c"], n)
 	}
@@ -219,7 +219,7 @@ func TestRandomTwo(t *testing.T) {
 	if d := got["a"] - got["b"]; d < -n/20 || d > n/20 {
 		t.Errorf("idle servers split %v, want about even", got)
 	}
-	if got := mustBalancer(t, RandomTwo).Pick(client, cands[:1]); got != cands[0] {
+	if got := mustBalancer(t, RandomTwo).Pick(testClient, cands[:1]); got != cands[0] {
 		t.Errorf("single candidate: picked %v", got)
 	}
 }
@@ -228,9 +228,9 @@ func TestRandomTwoWeighted(t *testing.T) {
 	// With two servers both are always drawn, so held connections fill
 	// them exactly by weight, as least_conn would.
 	b := mustBalancer(t, RandomTwo)
-	cands := servers(3, 1)
+	cands := testServers(3, 1)
 	for range 4000 {
-		b.Pick(client, cands).Acquire()
+		b.Pick(testClient, cands).Acquire()
 	}
 	if a, bb := cands[0].Active(), cands[1].Active(); a != 3000 || bb != 1000 {
 		t.Errorf("weights 3,1 after 4000 held picks: %d,%d, want 3000,1000", a, bb)
@@ -239,17 +239,17 @@ func TestRandomTwoWeighted(t *testing.T) {
 	// is in (2/3 of picks), the middle one the other pair, the busiest
 	// none.
 	b = mustBalancer(t, RandomTwo)
-	cands = servers(1, 1, 1)
+	cands = testServers(1, 1, 1)
 	for i, s := range cands {
 		s.active.Store(int64(10 * i))
 	}
-	got := counts(b, cands, 30000)
+	got := pickCounts(b, cands, 30000)
 	if got["c"] != 0 || got["a"] < 19000 || got["a"] > 21000 {
 		t.Errorf("loads 0,10,20: picks %v, want a ≈ 20000, b ≈ 10000, c never", got)
 	}
 	// Weighted the same way: c's weight 4 makes its 20 lighter than 10.
 	cands[2].Weight = 4 // (20+1)/4 < (10+1)/1
-	got = counts(b, cands, 30000)
+	got = pickCounts(b, cands, 30000)
 	if got["b"] != 0 {
 		t.Errorf("loads 0,10,20 weights 1,1,4: picks %v, want b never", got)
 	}
@@ -270,7 +270,7 @@ func TestFastestResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cands := servers(1, 1, 1)
+			cands := testServers(1, 1, 1)
 			for i, s := range cands {
 				if tt.connect[i] != 0 {
 					s.ObserveConnect(tt.connect[i])
@@ -279,7 +279,7 @@ func TestFastestResponse(t *testing.T) {
 			}
 			b := mustBalancer(t, FastestResponse)
 			for range 2 * len(cands) {
-				if got := b.Pick(client, cands).Name; got != tt.want {
+				if got := b.Pick(testClient, cands).Name; got != tt.want {
 					t.Fatalf("picked %s, want %s", got, tt.want)
 				}
 			}
@@ -290,10 +290,10 @@ func TestFastestResponse(t *testing.T) {
 func TestFastestResponseMeasuresEveryServer(t *testing.T) {
 	// A burst of connects before any completes: each server is tried once.
 	b := mustBalancer(t, FastestResponse)
-	cands := servers(1, 1, 1, 1)
+	cands := testServers(1, 1, 1, 1)
 	seen := map[string]bool{}
 	for range len(cands) {
-		s := b.Pick(client, cands)
+		s := b.Pick(testClient, cands)
 		s.Acquire()
 		seen[s.Name] = true
 	}
@@ -304,7 +304,7 @@ func TestFastestResponseMeasuresEveryServer(t *testing.T) {
 	for i, s := range cands {
 		s.ObserveConnect(time.Duration(4-i) * time.Millisecond)
 	}
-	if got := sequence(b, cands, 4); got != "dddd" {
+	if got := pickSequence(b, cands, 4); got != "dddd" {
 		t.Errorf("after measuring: %s, want dddd", got)
 	}
 }
@@ -317,7 +317,7 @@ func TestBalancersConcurrent(t *testing.T) {
 	for _, name := range []string{RoundRobin, WeightedRoundRobin, LeastConn, SourceHash, RandomTwo, FastestResponse} {
 		t.Run(name, func(t *testing.T) {
 			b := mustBalancer(t, name)
-			all := servers(5, 1, 1)
+			all := testServers(5, 1, 1)
 			var mu sync.Mutex
 			got := map[string]int{}
 			var wg sync.WaitGroup
@@ -383,12 +383,12 @@ func TestBalancersConcurrentExact(t *testing.T) {
 	} {
 		t.Run(tt.algorithm, func(t *testing.T) {
 			b := mustBalancer(t, tt.algorithm)
-			cands := servers(tt.weights...)
+			cands := testServers(tt.weights...)
 			var wg sync.WaitGroup
 			for range goroutines {
 				wg.Go(func() {
 					for range per {
-						b.Pick(client, cands).Acquire()
+						b.Pick(testClient, cands).Acquire()
 					}
 				})
 			}
@@ -406,8 +406,8 @@ func TestBalancersConcurrentExact(t *testing.T) {
 func TestBalancersDoNotAllocate(t *testing.T) {
 	for _, name := range []string{RoundRobin, WeightedRoundRobin, LeastConn, SourceHash, RandomTwo, FastestResponse} {
 		b := mustBalancer(t, name)
-		cands := servers(1, 2, 3, 4, 1, 2, 3, 4)
-		b.Pick(client, cands) // first sight of the servers may allocate
+		cands := testServers(1, 2, 3, 4, 1, 2, 3, 4)
+		b.Pick(testClient, cands) // first sight of the servers may allocate
 		i := 0
 		allocs := testing.AllocsPerRun(1000, func() {
 			i++
@@ -424,9 +424,15 @@ func ExampleNewBalancer() {
 	if err != nil {
 		panic(err)
 	}
-	cands := servers(5, 1, 1)
+	port := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("198.18.0.21"), p) }
+	pool := []*Server{
+		NewServer(0, "a", port(8080), 5),
+		NewServer(1, "b", port(8081), 1),
+		NewServer(2, "c", port(8082), 1),
+	}
+	client := netip.MustParseAddr("203.0.113.7")
 	for range 7 {
-		fmt.Print(b.Pick(client, cands).Name, " ")
+		fmt.Print(b.Pick(client, pool).Name, " ")
 	}
 	fmt.Println()
 	// Output: a a b a c a a

@@ -69,7 +69,7 @@ func (p *Pool) Available() int { return len(*p.avail.Load()) }
 func (p *Pool) Pick(client netip.Addr, exclude *Server) *Server {
 	cands := *p.avail.Load()
 	if exclude != nil {
-		cands = without(cands, exclude)
+		cands = withoutServer(cands, exclude)
 	}
 	if len(cands) == 0 {
 		return nil
@@ -77,8 +77,8 @@ func (p *Pool) Pick(client netip.Addr, exclude *Server) *Server {
 	return p.b.Pick(client, cands)
 }
 
-// without returns servers less s, sharing servers when s is not in it.
-func without(servers []*Server, s *Server) []*Server {
+// withoutServer returns servers less s, sharing servers when s is not in it.
+func withoutServer(servers []*Server, s *Server) []*Server {
 	for i, x := range servers {
 		if x == s {
 			out := make([]*Server, 0, len(servers)-1)

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func names(ss []*Server) string {
+func serverNames(ss []*Server) string {
 	s := ""
 	for _, x := range ss {
 		s += x.Name
@@ -16,9 +16,9 @@ func names(ss []*Server) string {
 }
 
 func TestPoolLookup(t *testing.T) {
-	all := servers(1, 1, 1)
+	all := testServers(1, 1, 1)
 	p := NewPool(all, mustBalancer(t, RoundRobin))
-	if got := names(p.Servers()); got != "abc" {
+	if got := serverNames(p.Servers()); got != "abc" {
 		t.Errorf("Servers() = %s, want abc", got)
 	}
 	if got := p.Server("b"); got != all[1] {
@@ -61,7 +61,7 @@ func TestPoolPick(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			all := servers(1, 1, 1)
+			all := testServers(1, 1, 1)
 			p := NewPool(all, mustBalancer(t, RoundRobin))
 			tt.change(all)
 			var exclude *Server
@@ -74,7 +74,7 @@ func TestPoolPick(t *testing.T) {
 			}
 			got := ""
 			for range 6 {
-				s := p.Pick(client, exclude)
+				s := p.Pick(testClient, exclude)
 				if s == nil {
 					continue
 				}
@@ -88,7 +88,7 @@ func TestPoolPick(t *testing.T) {
 }
 
 func TestPoolSnapshotUntilRefresh(t *testing.T) {
-	all := servers(1, 1)
+	all := testServers(1, 1)
 	p := NewPool(all, mustBalancer(t, RoundRobin))
 	all[0].SetHealthy(false)
 	if p.Available() != 2 {
@@ -96,7 +96,7 @@ func TestPoolSnapshotUntilRefresh(t *testing.T) {
 	}
 	p.Refresh()
 	for range 4 {
-		if s := p.Pick(client, nil); s != all[1] {
+		if s := p.Pick(testClient, nil); s != all[1] {
 			t.Fatalf("picked %v after Refresh, want b", s)
 		}
 	}
@@ -105,9 +105,9 @@ func TestPoolSnapshotUntilRefresh(t *testing.T) {
 func TestPoolExcludeSourceHash(t *testing.T) {
 	// A retry under source_hash goes to the client's runner-up, which is
 	// where the client would land if its server left the pool.
-	all := servers(1, 1, 1, 1)
+	all := testServers(1, 1, 1, 1)
 	p := NewPool(all, mustBalancer(t, SourceHash))
-	for _, c := range clients(200) {
+	for _, c := range testClients(200) {
 		first := p.Pick(c, nil)
 		retry := p.Pick(c, first)
 		if retry == nil || retry == first {
@@ -121,9 +121,9 @@ func TestPoolExcludeSourceHash(t *testing.T) {
 
 func TestPoolPickDoesNotAllocate(t *testing.T) {
 	for _, name := range []string{RoundRobin, WeightedRoundRobin, LeastConn, SourceHash, RandomTwo, FastestResponse} {
-		p := NewPool(servers(1, 2, 3, 4, 1, 2, 3, 4), mustBalancer(t, name))
-		p.Pick(client, nil)
-		if a := testing.AllocsPerRun(1000, func() { p.Pick(client, nil) }); a != 0 {
+		p := NewPool(testServers(1, 2, 3, 4, 1, 2, 3, 4), mustBalancer(t, name))
+		p.Pick(testClient, nil)
+		if a := testing.AllocsPerRun(1000, func() { p.Pick(testClient, nil) }); a != 0 {
 			t.Errorf("%s: Pool.Pick allocates %v times, want 0", name, a)
 		}
 	}
@@ -133,7 +133,7 @@ func TestPoolConcurrent(t *testing.T) {
 	// Health flaps and Refresh run while pickers pick, under -race. Server
 	// a never goes down, so no pick may find the pool empty, and no pick
 	// may return the excluded server.
-	all := servers(1, 1, 1, 1)
+	all := testServers(1, 1, 1, 1)
 	p := NewPool(all, mustBalancer(t, LeastConn))
 	var stop atomic.Bool
 	var wg sync.WaitGroup
