@@ -60,7 +60,11 @@ func (c *dnsChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
 	if h.RCode != dnsmessage.RCodeSuccess {
 		return fail(start, "DNS %s for %s", rcodeName(h.RCode), c.name)
 	}
-	return pass(start, "DNS NOERROR, %d answers over %s in %s", n, transport, ms(time.Since(start)))
+	answers := "answers"
+	if n == 1 {
+		answers = "answer"
+	}
+	return pass(start, "DNS NOERROR, %d %s over %s in %s", n, answers, transport, ms(time.Since(start)))
 }
 
 // query encodes one recursive question for the name's A record.
