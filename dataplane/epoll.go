@@ -1,0 +1,21 @@
+package dataplane
+
+// EpollStats is a snapshot of an EpollEngine's counters.
+type EpollStats struct {
+	// Conns is the number of proxied connections open now (including those
+	// handed to Proxy and not yet registered by their loop).
+	Conns int
+	// Loops is the number of event loops.
+	Loops int
+	// Splices and Copies count the successful transfers to a destination
+	// socket: splice(2) calls out of a pipe, and writes out of user-space
+	// buffers.
+	Splices, Copies uint64
+	// SpliceBytes and CopyBytes are the bytes those transfers moved.
+	SpliceBytes, CopyBytes uint64
+	// Stalls counts the times a destination could not take everything
+	// (the rest waited in a buffer or pipe for EPOLLOUT).
+	Stalls uint64
+	// Timeouts counts connections closed for being idle.
+	Timeouts uint64
+}

@@ -1,0 +1,347 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// econn is one proxied connection: sk[0] is the client socket, sk[1] the
+// server's; d[0] moves client → server bytes, d[1] server → client.
+type econn struct {
+	sk     [2]esock
+	d      [2]edir
+	done   func(Traffic)
+	idx    int    // position in eloop.conns
+	last   uint32 // loop tick of the last transfer
+	idle   uint32 // timeout in ticks; 0: none
+	queued bool   // in eloop.ready
+	closed bool
+}
+
+// esock is the readiness of one socket as edge-triggered epoll told it.
+type esock struct {
+	fd       int
+	readable bool // data or EOF may be waiting
+	writable bool // there may be room in the send buffer
+	rdhup    bool // the peer has shut down: read until EOF
+}
+
+// edir is one direction: bytes read from sk[i] and written to sk[1-i].
+// Bytes the destination could not take wait in buf[off:end] (a pooled
+// buffer, held only while not empty) or in pipe (inPipe bytes).
+type edir struct {
+	buf      []byte
+	off, end int
+	pipe     epipe
+	inPipe   int
+	n        uint64 // bytes delivered to the destination
+	eof      bool   // the source reached EOF
+	shut     bool   // the destination is shut down for writing: done
+	splicing bool
+}
+
+// epipe is a pipe for splice; r == 0 means none (fd 0 is never ours).
+type epipe struct{ r, w int }
+
+func (p epipe) close() {
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// pump moves what it can both ways and finishes the connection when both
+// directions are done or one fails.
+func (l *eloop) pump(c *econn) {
+	if err := l.flow(c, 0); err != nil {
+		l.finish(c, true)
+		return
+	}
+	if err := l.flow(c, 1); err != nil {
+		l.finish(c, true)
+		return
+	}
+	if c.d[0].shut && c.d[1].shut {
+		l.finish(c, false)
+	}
+}
+
+// flow moves bytes from sk[i] to sk[1-i] until the source is drained, the
+// destination is full, or the direction has used its budget (then the
+// connection goes on the ready list, since no new edge will come).
+func (l *eloop) flow(c *econn, i int) error {
+	src, dst, d := &c.sk[i], &c.sk[1-i], &c.d[i]
+	for round := 0; ; round++ {
+		if d.end > d.off || d.inPipe > 0 {
+			if !dst.writable {
+				return nil
+			}
+			if err := l.flush(c, d, dst); err != nil {
+				return err
+			}
+			if d.end > d.off || d.inPipe > 0 {
+				return nil
+			}
+		}
+		if d.shut {
+			return nil
+		}
+		if d.eof {
+			d.shut = true
+			if err := unix.Shutdown(dst.fd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+				return err
+			}
+			return nil
+		}
+		if !src.readable {
+			return nil
+		}
+		if round == epollRounds {
+			if !c.queued {
+				c.queued = true
+				l.ready = append(l.ready, c)
+			}
+			return nil
+		}
+		if !d.splicing && l.e.spliceAfter >= 0 && d.n >= uint64(l.e.spliceAfter) {
+			d.splicing = true
+		}
+		var err error
+		if d.splicing {
+			err = l.spliceIn(c, src, d)
+		} else {
+			err = l.readIn(c, src, dst, d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// readIn reads once into the loop's buffer and writes straight on; what
+// the destination does not take is kept in a pooled buffer.
+func (l *eloop) readIn(c *econn, src, dst *esock, d *edir) error {
+	n, err := unix.Read(src.fd, l.buf)
+	switch {
+	case err == unix.EAGAIN:
+		src.readable = false
+		return nil
+	case err == unix.EINTR:
+		return nil
+	case err != nil:
+		return err
+	case n == 0:
+		d.eof = true
+		return nil
+	}
+	// A short read emptied the receive queue: the next byte brings a new
+	// edge. Unless the peer has shut down: then read on to the EOF.
+	if n < len(l.buf) && !src.rdhup {
+		src.readable = false
+	}
+	c.last = l.tick
+	w := 0
+	if dst.writable {
+		w, err = send(dst.fd, l.buf[:n])
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			return err
+		}
+		if w > 0 {
+			d.n += uint64(w)
+			l.copies.Add(1)
+			l.copyBytes.Add(uint64(w))
+		}
+	}
+	if w < n {
+		l.stalls.Add(1)
+		dst.writable = false
+		d.buf = l.getBuf()
+		d.off, d.end = 0, copy(d.buf, l.buf[w:n])
+	}
+	return nil
+}
+
+// flush writes the direction's pending bytes (buffer or pipe) to dst.
+func (l *eloop) flush(c *econn, d *edir, dst *esock) error {
+	for d.end > d.off {
+		w, err := send(dst.fd, d.buf[d.off:d.end])
+		switch {
+		case err == unix.EAGAIN:
+			l.stalls.Add(1)
+			dst.writable = false
+			return nil
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		}
+		d.off += w
+		d.n += uint64(w)
+		c.last = l.tick
+		l.copies.Add(1)
+		l.copyBytes.Add(uint64(w))
+		if d.end > d.off {
+			// A nonblocking TCP send is short only when the send
+			// buffer is full: wait for EPOLLOUT.
+			l.stalls.Add(1)
+			dst.writable = false
+			return nil
+		}
+		l.putBuf(d.buf)
+		d.buf, d.off, d.end = nil, 0, 0
+	}
+	for d.inPipe > 0 {
+		w, err := unix.Splice(d.pipe.r, nil, dst.fd, nil, d.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch {
+		case err == unix.EAGAIN:
+			l.stalls.Add(1)
+			dst.writable = false
+			return nil
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		}
+		d.inPipe -= int(w)
+		d.n += uint64(w)
+		c.last = l.tick
+		l.splices.Add(1)
+		l.spliceBytes.Add(uint64(w))
+		if d.inPipe == 0 {
+			l.putPipe(d.pipe)
+			d.pipe = epipe{}
+		}
+	}
+	return nil
+}
+
+// spliceIn splices from src into the direction's pipe; flow then splices
+// the pipe out to the destination.
+func (l *eloop) spliceIn(c *econn, src *esock, d *edir) error {
+	if d.pipe.r == 0 {
+		p, err := l.getPipe()
+		if err != nil {
+			return err
+		}
+		d.pipe = p
+	}
+	n, err := unix.Splice(src.fd, nil, d.pipe.w, nil, l.e.pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	switch {
+	case err == unix.EAGAIN:
+		// A short splice does not prove the socket drained (the pipe
+		// may have run out of slots), so only EAGAIN clears readable.
+		src.readable = false
+	case err == unix.EINTR:
+	case err != nil:
+		return err
+	case n == 0:
+		d.eof = true
+	default:
+		d.inPipe = int(n)
+		c.last = l.tick
+		return nil
+	}
+	l.putPipe(d.pipe)
+	d.pipe = epipe{}
+	return nil
+}
+
+// finish closes both sockets (with a reset when reset is set, so a peer's
+// reset or an error is passed on), returns the buffers and calls done.
+func (l *eloop) finish(c *econn, reset bool) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	for i := range c.sk {
+		fd := c.sk[i].fd
+		if fd < len(l.table) && l.table[fd] == c {
+			l.table[fd] = nil
+		}
+		if reset {
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+		unix.Close(fd)
+		d := &c.d[i]
+		if d.buf != nil {
+			l.putBuf(d.buf)
+			d.buf = nil
+		}
+		if d.pipe.r != 0 {
+			d.pipe.close() // may hold bytes: never reuse
+			d.pipe = epipe{}
+		}
+	}
+	last := len(l.conns) - 1
+	if c.idx <= last && l.conns[c.idx] == c {
+		l.conns[c.idx] = l.conns[last]
+		l.conns[c.idx].idx = c.idx
+		l.conns[last] = nil
+		l.conns = l.conns[:last]
+	}
+	l.nconns.Add(-1)
+	done := c.done
+	c.done = nil
+	l.callDone(done, Traffic{In: c.d[0].n, Out: c.d[1].n})
+}
+
+// callDone calls done; a panic in it is logged and goes no further.
+func (l *eloop) callDone(done func(Traffic), t Traffic) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.e.log.Error("epoll: panic in done", "loop", l.id, "panic", r)
+		}
+	}()
+	done(t)
+}
+
+func (l *eloop) getBuf() []byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return make([]byte, epollBufSize)
+}
+
+func (l *eloop) putBuf(b []byte) {
+	if len(l.bufs) < epollBufPool {
+		l.bufs = append(l.bufs, b)
+	}
+}
+
+func (l *eloop) getPipe() (epipe, error) {
+	if n := len(l.pipes); n > 0 {
+		p := l.pipes[n-1]
+		l.pipes = l.pipes[:n-1]
+		return p, nil
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		return epipe{}, err
+	}
+	// A bigger pipe moves more per splice; the default (64 KiB) if refused.
+	unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, l.e.pipeSize)
+	return epipe{r: fds[0], w: fds[1]}, nil
+}
+
+// putPipe keeps an empty pipe for reuse.
+func (l *eloop) putPipe(p epipe) {
+	if len(l.pipes) < epollPipePool {
+		l.pipes = append(l.pipes, p)
+		return
+	}
+	p.close()
+}
+
+// send writes with MSG_NOSIGNAL, so a reset peer gives EPIPE and never
+// SIGPIPE.
+func send(fd int, p []byte) (int, error) {
+	r, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}

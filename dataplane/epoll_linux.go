@@ -1,0 +1,448 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// EpollEngine is an Engine built on epoll event loops. Each loop is one
+// goroutine with its own epoll descriptor, a shared 64 KiB buffer and a
+// small pool of pipes; a proxied connection belongs to one loop for its
+// life and costs, while idle, its two descriptors and a ~300-byte struct:
+// no goroutine and no buffer. A direction whose destination cannot take
+// everything read keeps the remainder in a pooled buffer (or in its pipe)
+// and stops reading until the destination drains. After a direction has
+// moved spliceAfter bytes it switches to splice(2) through a pooled pipe,
+// which saves the two user-space copies on bulk transfers.
+//
+// Proxy may be called before Run (the connections wait for the loops to
+// start) and after Run has returned (the connections are closed at once);
+// Run must be called for proxied connections to move.
+type EpollEngine struct {
+	log   *slog.Logger
+	loops []*eloop
+	next  atomic.Uint32
+	ran   atomic.Bool
+
+	// sweepEvery is the idle-timeout granularity.
+	sweepEvery time.Duration
+	// spliceAfter is how many bytes a direction moves through the shared
+	// buffer before it switches to splice; negative: never splice.
+	spliceAfter int64
+	// pipeSize is the capacity asked of each pipe.
+	pipeSize int
+}
+
+// The engine's tunables, measured on loopback (see epoll_bench_test.go).
+const (
+	epollBufSize     = 64 << 10
+	epollMaxEvents   = 256
+	epollSpliceAfter = 1 << 20
+	epollPipeSize    = 256 << 10
+	epollPipePool    = 16 // free pipes kept per loop
+	epollBufPool     = 64 // free remainder buffers kept per loop
+	epollRounds      = 16 // reads per direction before yielding to others
+)
+
+// NewEpollEngine returns an engine with the given number of event loops
+// (GOMAXPROCS when loops < 1). log may be nil.
+func NewEpollEngine(loops int, log *slog.Logger) (*EpollEngine, error) {
+	if loops < 1 {
+		loops = runtime.GOMAXPROCS(0)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &EpollEngine{
+		log:         log,
+		sweepEvery:  time.Second,
+		spliceAfter: epollSpliceAfter,
+		pipeSize:    epollPipeSize,
+	}
+	for i := range loops {
+		l, err := newLoop(e, i)
+		if err != nil {
+			for _, l := range e.loops {
+				l.closeFds()
+			}
+			return nil, err
+		}
+		e.loops = append(e.loops, l)
+	}
+	return e, nil
+}
+
+// Proxy takes ownership of both connections: it moves their descriptors
+// to one of the event loops (round robin) and returns at once. The Go
+// connections are closed, so Go's poller no longer watches them. done is
+// called exactly once, from the loop, when both directions have ended,
+// on an error or reset (which is passed on to the other side as a reset),
+// after idle without traffic (idle < 1 disables the timeout), or when Run
+// ends. done must not block: it runs on the event loop.
+func (e *EpollEngine) Proxy(client, server *net.TCPConn, idle time.Duration, done func(Traffic)) {
+	cfd, cerr := detach(client)
+	sfd, serr := detach(server)
+	if err := errors.Join(cerr, serr); err != nil {
+		for _, fd := range []int{cfd, sfd} {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+		e.log.Warn("epoll: cannot take over connection", "err", err)
+		done(Traffic{})
+		return
+	}
+	c := &econn{done: done}
+	c.sk[0].fd, c.sk[1].fd = cfd, sfd
+	if idle > 0 {
+		c.idle = uint32(min((idle+e.sweepEvery-1)/e.sweepEvery, 1<<31))
+	}
+	l := e.loops[int(e.next.Add(1))%len(e.loops)]
+	l.submit(c)
+}
+
+// detach duplicates the connection's descriptor (close-on-exec,
+// nonblocking) and closes the Go connection.
+func detach(tc *net.TCPConn) (int, error) {
+	if tc == nil {
+		return -1, errors.New("nil connection")
+	}
+	defer tc.Close()
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd, derr := -1, error(nil)
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return -1, fmt.Errorf("nonblock: %w", err)
+	}
+	return nfd, nil
+}
+
+// Run runs the event loops until ctx ends, then closes every connection,
+// calls its done, and returns. Run may be called once.
+func (e *EpollEngine) Run(ctx context.Context) {
+	if !e.ran.CompareAndSwap(false, true) {
+		e.log.Error("epoll: Run called twice")
+		return
+	}
+	var wg sync.WaitGroup
+	for _, l := range e.loops {
+		wg.Go(l.run)
+	}
+	<-ctx.Done()
+	for _, l := range e.loops {
+		l.mu.Lock()
+		l.stop.Store(true)
+		l.wake()
+		l.mu.Unlock()
+	}
+	wg.Wait()
+}
+
+// Stats sums the loops' counters.
+func (e *EpollEngine) Stats() EpollStats {
+	s := EpollStats{Loops: len(e.loops)}
+	for _, l := range e.loops {
+		s.Conns += int(l.nconns.Load())
+		s.Splices += l.splices.Load()
+		s.Copies += l.copies.Load()
+		s.SpliceBytes += l.spliceBytes.Load()
+		s.CopyBytes += l.copyBytes.Load()
+		s.Timeouts += l.timeouts.Load()
+		s.Stalls += l.stalls.Load()
+	}
+	return s
+}
+
+// eloop is one event loop. Everything but the hand-over queue and the
+// counters is owned by the loop's goroutine.
+type eloop struct {
+	e          *EpollEngine
+	id         int
+	epfd, evfd int
+	events     []unix.EpollEvent
+	buf        []byte
+	table      []*econn // by descriptor
+	conns      []*econn // every registered connection; econn.idx
+	ready      []*econn // connections with work left after their budget
+	pipes      []epipe  // free, empty pipes
+	bufs       [][]byte // free remainder buffers
+	tick       uint32   // sweeps so far
+	cur        *econn   // the connection being worked on, for recover
+	evi        int      // next event to dispatch
+	wakeup     bool     // the eventfd fired in this batch
+
+	mu     sync.Mutex // guards queue, closed and writes to evfd
+	queue  []*econn
+	closed bool
+	woken  atomic.Bool // a wake-up is pending on evfd
+	stop   atomic.Bool
+
+	nconns                                   atomic.Int64
+	splices, copies                          atomic.Uint64
+	spliceBytes, copyBytes, timeouts, stalls atomic.Uint64
+	_                                        [64]byte
+}
+
+func newLoop(e *EpollEngine, id int) (*eloop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
+	}
+	return &eloop{e: e, id: id, epfd: epfd, evfd: evfd}, nil
+}
+
+func (l *eloop) closeFds() {
+	unix.Close(l.epfd)
+	unix.Close(l.evfd)
+}
+
+// submit hands a connection to the loop, or closes it if the loop is gone.
+func (l *eloop) submit(c *econn) {
+	l.nconns.Add(1)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		unix.Close(c.sk[0].fd)
+		unix.Close(c.sk[1].fd)
+		l.nconns.Add(-1)
+		c.done(Traffic{})
+		return
+	}
+	l.queue = append(l.queue, c)
+	if l.woken.CompareAndSwap(false, true) {
+		l.wake()
+	}
+	l.mu.Unlock()
+}
+
+// wake writes to the eventfd; l.mu must be held (the loop closes it).
+func (l *eloop) wake() {
+	one := [8]byte{1}
+	for {
+		_, err := unix.Write(l.evfd, one[:])
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
+
+// run is the loop's goroutine.
+func (l *eloop) run() {
+	l.events = make([]unix.EpollEvent, epollMaxEvents)
+	l.buf = make([]byte, epollBufSize)
+	every := l.e.sweepEvery
+	next := time.Now().Add(every)
+	for {
+		timeout := int(time.Until(next)/time.Millisecond) + 1
+		if len(l.ready) > 0 {
+			timeout = 0
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil {
+			if err != unix.EINTR {
+				l.e.log.Error("epoll_wait", "loop", l.id, "err", err)
+				time.Sleep(10 * time.Millisecond)
+			}
+			n = 0
+		}
+		for l.evi = 0; l.evi < n; {
+			l.dispatch(n)
+		}
+		for len(l.ready) > 0 && l.runReady() {
+		}
+		if l.wakeup {
+			l.wakeup = false
+			var b [8]byte
+			unix.Read(l.evfd, b[:])
+			l.woken.Store(false)
+			if l.stop.Load() {
+				l.shutdown()
+				return
+			}
+			l.admit()
+		}
+		if now := time.Now(); !now.Before(next) {
+			l.tick++
+			next = now.Add(every)
+			l.sweep()
+		}
+	}
+}
+
+// recoverConn is deferred by every loop step that works on connections:
+// a panic closes the connection at hand (with a reset) and the loop goes on.
+func (l *eloop) recoverConn() {
+	r := recover()
+	if r == nil {
+		return
+	}
+	c := l.cur
+	l.cur = nil
+	l.e.log.Error("epoll: panic in event loop", "loop", l.id, "panic", r)
+	if c != nil {
+		l.finish(c, true)
+	}
+}
+
+// dispatch handles events l.evi..n-1; it returns early on a panic.
+func (l *eloop) dispatch(n int) {
+	defer l.recoverConn()
+	for l.evi < n {
+		ev := &l.events[l.evi]
+		l.evi++
+		fd := int(ev.Fd)
+		if fd == l.evfd {
+			l.wakeup = true
+			continue
+		}
+		if fd >= len(l.table) || l.table[fd] == nil {
+			continue
+		}
+		c := l.table[fd]
+		s := &c.sk[0]
+		if c.sk[1].fd == fd {
+			s = &c.sk[1]
+		}
+		m := ev.Events
+		if m&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.readable = true
+			if m&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				s.rdhup = true
+			}
+		}
+		if m&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.writable = true
+		}
+		l.cur = c
+		l.pump(c)
+		l.cur = nil
+	}
+}
+
+// runReady gives another budget to connections that used theirs up; it
+// reports false if it stopped on a panic.
+func (l *eloop) runReady() bool {
+	defer l.recoverConn()
+	rs := l.ready
+	l.ready = nil
+	for i, c := range rs {
+		rs[i] = nil
+		c.queued = false
+		if !c.closed {
+			l.cur = c
+			l.pump(c)
+			l.cur = nil
+		}
+	}
+	return true
+}
+
+// admit registers the connections handed over by Proxy.
+func (l *eloop) admit() {
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for i, c := range q {
+		q[i] = nil
+		l.add(c)
+	}
+}
+
+func (l *eloop) add(c *econn) {
+	defer l.recoverConn()
+	l.cur = c
+	c.last = l.tick
+	c.idx = len(l.conns)
+	l.conns = append(l.conns, c)
+	for i := range c.sk {
+		fd := c.sk[i].fd
+		if fd >= len(l.table) {
+			t := make([]*econn, max(2*len(l.table), fd+1, 1024))
+			copy(t, l.table)
+			l.table = t
+		}
+		l.table[fd] = c
+	}
+	for i := range c.sk {
+		fd := c.sk[i].fd
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+			Fd:     int32(fd),
+		}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			l.e.log.Warn("epoll_ctl add", "loop", l.id, "err", err)
+			l.finish(c, true)
+			break
+		}
+	}
+	l.cur = nil
+}
+
+// sweep closes the connections idle for longer than their timeout.
+func (l *eloop) sweep() {
+	defer l.recoverConn()
+	for i := 0; i < len(l.conns); {
+		c := l.conns[i]
+		if c.idle > 0 && l.tick-c.last > c.idle {
+			l.timeouts.Add(1)
+			l.finish(c, false) // moves the last connection to i
+			continue
+		}
+		i++
+	}
+}
+
+// shutdown closes every connection and the loop's descriptors.
+func (l *eloop) shutdown() {
+	l.mu.Lock()
+	l.closed = true
+	q := l.queue
+	l.queue = nil
+	l.closeFds()
+	l.mu.Unlock()
+	for _, c := range q {
+		c.idx = len(l.conns)
+		l.conns = append(l.conns, c)
+	}
+	for len(l.conns) > 0 {
+		l.finish(l.conns[len(l.conns)-1], false)
+	}
+	for _, p := range l.pipes {
+		p.close()
+	}
+	l.pipes, l.bufs, l.table, l.buf = nil, nil, nil, nil
+}
