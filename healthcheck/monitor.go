@@ -169,10 +169,6 @@ func (m *Monitor) probe(ctx context.Context, t Target) Result {
 
 // report logs a verdict and hands it to the consumer.
 func (m *Monitor) report(log *slog.Logger, t Target, rf *RiseFall, res Result, initial bool) {
-	verdict := "up"
-	if !rf.Healthy {
-		verdict = "down"
-	}
 	switch {
 	case initial && rf.Healthy:
 		log.Debug(fmt.Sprintf("server %s initially up: %s", t.Server, res.Detail))
@@ -183,7 +179,7 @@ func (m *Monitor) report(log *slog.Logger, t Target, rf *RiseFall, res Result, i
 		log.Info(fmt.Sprintf("server %s up: %s (%d of %d %s)", t.Server, res.Detail, n, of, what))
 	default:
 		n, of, what := rf.run()
-		log.Info(fmt.Sprintf("server %s %s: %s (%d of %d %s)", t.Server, verdict, res.Detail, n, of, what), "err", res.Detail)
+		log.Info(fmt.Sprintf("server %s down: %s (%d of %d %s)", t.Server, res.Detail, n, of, what), "err", res.Detail)
 	}
 	m.notifyMu.Lock()
 	defer m.notifyMu.Unlock()
