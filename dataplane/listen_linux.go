@@ -1,0 +1,31 @@
+package dataplane
+
+import (
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenControl sets IP_FREEBIND or IPV6_FREEBIND and SO_REUSEADDR on a
+// listening socket before it is bound.
+func listenControl(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		level, opt := unix.SOL_IP, unix.IP_FREEBIND
+		if network == "tcp6" {
+			level, opt = unix.SOL_IPV6, unix.IPV6_FREEBIND
+		}
+		if err := unix.SetsockoptInt(int(fd), level, opt, 1); err != nil {
+			serr = fmt.Errorf("set freebind: %w", err)
+			return
+		}
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			serr = fmt.Errorf("set SO_REUSEADDR: %w", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

@@ -1,0 +1,177 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+)
+
+// tcpConn is one accepted connection of a TCPCluster, from accept until
+// the engine reports it finished.
+type tcpConn struct {
+	c      *TCPCluster
+	client *net.TCPConn
+	from   netip.AddrPort // the client
+	to     netip.AddrPort // the VIP and port it connected to
+	server *net.TCPConn
+	srv    *Server // acquired: released by finish
+	active bool    // counted in c.active: uncounted by finish
+	done   atomic.Bool
+}
+
+// handle runs the accept path of one connection: standby, allow list,
+// max_conns, pick (sticky first), connect with one retry elsewhere, PROXY
+// header, then the engine. Every refusal is an immediate reset. A panic
+// anywhere in it is recovered: the client is reset, the counters set
+// right, and the process carries on.
+func (c *TCPCluster) handle(client *net.TCPConn) {
+	c.open.Add(1)
+	cn := &tcpConn{c: c, client: client}
+	defer func() {
+		if r := recover(); r != nil {
+			c.panics.Add(1)
+			c.log.Error("panic in connection handling", "client", cn.from, "panic", r,
+				"stack", string(debug.Stack()))
+			client.SetLinger(0)
+			client.Close()
+			if cn.server != nil {
+				cn.server.SetLinger(0)
+				cn.server.Close()
+			}
+			cn.finish(Traffic{})
+		}
+	}()
+	if c.testHook != nil {
+		c.testHook(client)
+	}
+	if a, ok := client.RemoteAddr().(*net.TCPAddr); ok {
+		cn.from = a.AddrPort()
+	}
+	if a, ok := client.LocalAddr().(*net.TCPAddr); ok {
+		cn.to = a.AddrPort()
+	}
+	from := cn.from.Addr().Unmap()
+	switch {
+	case !c.serving.Load():
+		cn.refuse(reasonStandby, nil)
+		return
+	case !c.allow.permits(from):
+		cn.refuse(reasonAllow, nil)
+		return
+	}
+	cn.active = true
+	if n := c.active.Add(1); c.maxConns > 0 && n > c.maxConns {
+		cn.refuse(reasonMaxConns, nil)
+		return
+	}
+
+	s := c.pick(from)
+	if s == nil {
+		cn.refuse(reasonNoServer, nil)
+		return
+	}
+	err := cn.connect(s)
+	if err != nil {
+		// One retry elsewhere, so a dead server costs the client nothing.
+		if s = c.pool.Pick(from, s); s == nil {
+			cn.refuse(reasonConnectFailed, err)
+			return
+		}
+		if err = cn.connect(s); err != nil {
+			cn.refuse(reasonConnectFailed, err)
+			return
+		}
+	}
+	if c.opts.Sticky != nil {
+		c.opts.Sticky.Store(from, s.Name)
+	}
+	c.total.Add(1)
+	idle := max(c.opts.IdleTimeout, 0)
+	c.eng.Proxy(client, cn.server, idle, cn.finish)
+}
+
+// pick returns the client's sticky server while it is available, else
+// the balancer's choice; nil when no server is available.
+func (c *TCPCluster) pick(client netip.Addr) *Server {
+	if c.opts.Sticky != nil {
+		if name, ok := c.opts.Sticky.Lookup(client); ok {
+			if s := c.pool.Server(name); s != nil && s.Available() {
+				return s
+			}
+		}
+	}
+	return c.pool.Pick(client, nil)
+}
+
+// connect dials s within the connect timeout and writes the PROXY header
+// if s wants one. The server is acquired first, so balancers that count
+// connections see the ones being made; a failure releases it and is
+// counted on s.
+func (cn *tcpConn) connect(s *Server) error {
+	c := cn.c
+	s.Acquire()
+	cn.srv = s
+	start := time.Now()
+	conn, err := c.dialer.DialTCP(context.Background(), "tcp", netip.AddrPort{}, s.Addr)
+	if err == nil {
+		s.ObserveConnect(time.Since(start))
+		if s.SendProxy {
+			var buf [maxProxyHeaderLen]byte
+			if _, err = conn.Write(appendProxyHeader(buf[:0], cn.from, cn.to)); err != nil {
+				conn.Close()
+				err = fmt.Errorf("write PROXY header: %w", err)
+			}
+		}
+	}
+	if err != nil {
+		s.ConnectFailed()
+		s.Release()
+		cn.srv = nil
+		if ok, n := c.dialLog.allow(time.Now()); ok {
+			c.log.Warn("connect to server failed", "server", s.Name, "address", s.Addr,
+				"client", cn.from, "err", err, "suppressed", n)
+		}
+		return err
+	}
+	cn.server = conn
+	return nil
+}
+
+// refuse resets the client at once and counts (and maybe logs) why.
+func (cn *tcpConn) refuse(r reason, err error) {
+	c := cn.c
+	cn.client.SetLinger(0)
+	cn.client.Close()
+	c.refused[r].Add(1)
+	if ok, n := c.refuseLog[r].allow(time.Now()); ok {
+		args := []any{"reason", r.String(), "client", cn.from, "suppressed", n}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		c.log.Warn("connection refused", args...)
+	}
+	cn.finish(Traffic{})
+}
+
+// finish is the engine's done callback (and the end of a refusal or a
+// recovered panic): it releases the server and settles the counters,
+// once however often it is called.
+func (cn *tcpConn) finish(t Traffic) {
+	if !cn.done.CompareAndSwap(false, true) {
+		return
+	}
+	c := cn.c
+	c.bytesIn.Add(t.In)
+	c.bytesOu.Add(t.Out)
+	if cn.srv != nil {
+		cn.srv.Release()
+	}
+	if cn.active {
+		c.active.Add(-1)
+	}
+	c.open.Add(-1)
+}
