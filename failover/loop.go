@@ -97,7 +97,23 @@ func (l *Loop) Run(ctx context.Context) error {
 		case ev := <-l.events:
 			l.step(ctx, ev)
 		case <-timer:
+			// Events that queued up while this process waited for a CPU
+			// come first: an advert that arrived before the deadline must
+			// not lose a coin toss against the timer.
+			l.drain(ctx)
 			l.step(ctx, Tick{})
+		}
+	}
+}
+
+// drain steps every event already queued, without waiting.
+func (l *Loop) drain(ctx context.Context) {
+	for {
+		select {
+		case ev := <-l.events:
+			l.step(ctx, ev)
+		default:
+			return
 		}
 	}
 }

@@ -55,6 +55,9 @@ and the node exits 0.`,
 				return err
 			}
 			log := newLogger(cfg.Node.LogLevel).With("node", cfg.Node.Name)
+			if err := raisePriority(); err != nil {
+				log.Warn("could not raise scheduling priority; heartbeats may be late under CPU load", "err", err)
+			}
 			n, err := node.New(cfg, versionString(), log)
 			if err != nil {
 				return exitCode(1, err)

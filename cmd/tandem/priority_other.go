@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// raisePriority is a no-op off Linux.
+func raisePriority() error { return nil }
