@@ -179,9 +179,33 @@ func renderStatus(out io.Writer, st *api.Status) {
 	}
 	if len(st.Clusters) > 0 {
 		fmt.Fprintln(out, "\nClusters")
+		ctw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(ctw, "  CLUSTER / SERVER\tADDRESS\tHEALTH\tADMIN\tACTIVE\tTOTAL\tLAST CHECK")
 		for _, c := range st.Clusters {
-			fmt.Fprintf(out, "  %s %s:%d/%s  active %d  total %d\n", c.Name, c.VIP, c.Port, c.Protocol, c.ActiveConns, c.TotalConns)
+			serving := "standby"
+			if c.Serving {
+				serving = "serving"
+			}
+			refused := uint64(0)
+			for _, n := range c.Refused {
+				refused += n
+			}
+			fmt.Fprintf(ctw, "  %s (%s, %s)\t%s:%d/%s\t%s\t\t%d\t%d\trefused %d\n", c.Name, c.Algorithm, serving,
+				c.VIP, c.Port, c.Protocol, "", c.ActiveConns, c.TotalConns, refused)
+			for _, s := range c.Servers {
+				health := "DOWN"
+				if s.Healthy {
+					health = "up"
+				}
+				check := "-"
+				if s.LastCheckAt != nil {
+					check = fmt.Sprintf("%s (%.1fms)", s.LastCheck, s.LastCheckLatency)
+				}
+				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, s.Admin,
+					s.ActiveConns, s.TotalConns, check)
+			}
 		}
+		ctw.Flush()
 	}
 	fmt.Fprintf(out, "\nAdverts  sent %d  received %d", st.Adverts.Sent, st.Adverts.Received)
 	for reason, n := range st.Adverts.Dropped {

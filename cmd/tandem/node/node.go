@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-lb/tandem/failover"
 	"github.com/tandem-lb/tandem/pkg/api"
 	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/metrics"
 	"github.com/tandem-lb/tandem/pkg/notify"
 	"github.com/tandem-lb/tandem/pkg/peer"
 	"github.com/tandem-lb/tandem/pkg/vip"
@@ -40,10 +41,14 @@ type Node struct {
 	loop   *failover.Loop
 	notify *notify.Runner
 
-	mu          sync.Mutex
-	transitions []api.Transition
-	lastAdvert  peer.Received
-	seq         uint64
+	engine   engine
+	clusters []*vcluster
+
+	mu               sync.Mutex
+	transitions      []api.Transition
+	transitionsTotal uint64
+	lastAdvert       peer.Received
+	seq              uint64
 }
 
 // New builds a node; nothing is opened until Run.
@@ -93,6 +98,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		AdvertInterval: f.AdvertInterval,
 		Track:          f.TrackInterfaces,
 	}, failover.RealClock{}, n, log.With("component", "election"))
+	if err := n.buildClusters(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -106,6 +114,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	defer n.vips.Close()
 
+	if err := n.listenClusters(); err != nil {
+		return err
+	}
 	ln, err := api.Listen(n.cfg.Node.APISocket)
 	if err != nil {
 		return err
@@ -129,7 +140,11 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	g.Go(func() error { n.notify.Run(gctx); return nil })
 	g.Go(func() error { n.reconcile(gctx); return nil })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, nil), n.log) })
+	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n), n.log) })
+	if addr := n.cfg.Node.MetricsListen; addr != "" {
+		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
+	}
+	n.runClusters(gctx, g)
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()
@@ -146,6 +161,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopElection()
 	<-electionDone
+	// Not master any more: new connections are refused; let the
+	// established ones finish.
+	n.setServing(false)
+	n.drainClusters(context.WithoutCancel(ctx))
 	if err := n.peer.Leave(time.Second); err != nil {
 		n.log.Warn("leave", "err", err)
 	}
@@ -229,6 +248,8 @@ func (n *Node) reconcile(ctx context.Context) {
 func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machine) {
 	switch a := a.(type) {
 	case failover.ClaimVIPs:
+		// Serve first, so the first connection after the ARP is taken.
+		n.setServing(true)
 		if err := n.vips.Claim(ctx); err != nil {
 			n.log.Error("claim VIPs", "err", err)
 		}
@@ -236,6 +257,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		if err := n.vips.Release(); err != nil {
 			n.log.Error("release VIPs", "err", err)
 		}
+		n.setServing(false)
 	case failover.Announce:
 		if err := n.vips.Announce(ctx); err != nil {
 			n.log.Warn("announce VIPs", "err", err)
@@ -257,6 +279,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		n.mu.Lock()
 		n.transitions = append(n.transitions, api.Transition{
 			At: a.At, From: a.From.String(), To: a.To.String(), Reason: a.Reason})
+		n.transitionsTotal++
 		if len(n.transitions) > keepTransitions {
 			n.transitions = n.transitions[len(n.transitions)-keepTransitions:]
 		}

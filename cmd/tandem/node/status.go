@@ -20,22 +20,24 @@ func (n *Node) Status() api.Status {
 	m := n.loop.Snapshot()
 	n.mu.Lock()
 	transitions := slices.Clone(n.transitions)
+	total := n.transitionsTotal
 	last := n.lastAdvert
 	n.mu.Unlock()
 
 	st := api.Status{
-		Node:        n.cfg.Node.Name,
-		State:       m.State.String(),
-		Priority:    n.cfg.Failover.Priority,
-		ConfigHash:  n.hash,
-		StateSince:  m.Since,
-		Holds:       m.Holds,
-		Down:        m.Down,
-		Transitions: transitions,
-		Version:     n.version,
-		Now:         now,
-		Clusters:    []api.Cluster{},
-		Peers:       []api.Peer{},
+		Node:             n.cfg.Node.Name,
+		State:            m.State.String(),
+		Priority:         n.cfg.Failover.Priority,
+		ConfigHash:       n.hash,
+		StateSince:       m.Since,
+		Holds:            m.Holds,
+		Down:             m.Down,
+		Transitions:      transitions,
+		Version:          n.version,
+		Now:              now,
+		Clusters:         n.clusterStatus(),
+		TransitionsTotal: total,
+		Peers:            []api.Peer{},
 	}
 	if !m.Since.IsZero() {
 		st.StateAgeMs = now.Sub(m.Since).Milliseconds()
@@ -84,7 +86,5 @@ func (n *Node) Status() api.Status {
 		st.VIPs = append(st.VIPs, api.VIP{Address: pfx.String(),
 			Interface: n.cfg.Failover.Interface, Held: held[pfx.String()]})
 	}
-	// Clusters stay empty until the dataplane serves them (issue 3):
-	// status never shows a pool it does not run.
 	return st
 }

@@ -1,0 +1,199 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tandem-lb/tandem/dataplane"
+	"github.com/tandem-lb/tandem/healthcheck"
+	"github.com/tandem-lb/tandem/pkg/api"
+	"github.com/tandem-lb/tandem/pkg/config"
+)
+
+// drainTimeout bounds how long a stopping node lets established
+// connections finish after it stopped accepting.
+const drainTimeout = 10 * time.Second
+
+// vcluster is one virtual cluster at run time: its pool, its listener and
+// its health monitor.
+type vcluster struct {
+	cfg  config.VirtualCluster
+	pool *dataplane.Pool
+	tcp  *dataplane.TCPCluster
+	mon  *healthcheck.Monitor // nil without health_check
+}
+
+// engine is what the node needs of a proxy engine beyond Engine: a loop
+// to run, for the event-loop engine.
+type engine interface {
+	dataplane.Engine
+	Run(ctx context.Context)
+}
+
+// goEngine runs nothing of its own.
+type goEngine struct{ *dataplane.GoEngine }
+
+func (goEngine) Run(ctx context.Context) { <-ctx.Done() }
+
+// newEngine picks the proxy engine: the epoll event loops on Linux, the
+// goroutine engine elsewhere or when TANDEM_ENGINE=go.
+func newEngine(log *slog.Logger) (engine, string) {
+	if os.Getenv("TANDEM_ENGINE") != "go" {
+		if e, err := dataplane.NewEpollEngine(runtime.GOMAXPROCS(0), log); err == nil {
+			return e, "epoll"
+		} else {
+			log.Info("epoll engine unavailable, using goroutines", "err", err)
+		}
+	}
+	return goEngine{dataplane.NewGoEngine(log)}, "go"
+}
+
+// buildClusters builds every cluster of the config; nothing is bound yet.
+func (n *Node) buildClusters() error {
+	if len(n.cfg.Clusters) == 0 {
+		return nil
+	}
+	var name string
+	n.engine, name = newEngine(n.log.With("component", "engine"))
+	n.log.Info("proxy engine", "engine", name)
+	for _, vc := range n.cfg.Clusters {
+		if vc.Protocol != "tcp" {
+			return fmt.Errorf("cluster %s: protocol %s is not served yet by this version", vc.Name, vc.Protocol)
+		}
+		servers := make([]*dataplane.Server, 0, len(vc.Servers))
+		var targets []healthcheck.Target
+		for i, s := range vc.Servers {
+			ap, err := netip.ParseAddrPort(s.Address)
+			if err != nil {
+				return fmt.Errorf("cluster %s server %s: %w", vc.Name, s.Name, err)
+			}
+			srv := dataplane.NewServer(i, s.Name, ap, s.Weight)
+			srv.SendProxy = s.SendProxy
+			servers = append(servers, srv)
+			targets = append(targets, healthcheck.Target{Cluster: vc.Name, Server: s.Name, Addr: ap})
+		}
+		bal, err := dataplane.NewBalancer(vc.Algorithm)
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", vc.Name, err)
+		}
+		rt := &vcluster{cfg: vc, pool: dataplane.NewPool(servers, bal)}
+		rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, dataplane.Options{}, n.log.With("component", "dataplane"))
+		if err != nil {
+			return err
+		}
+		if vc.HealthCheck != nil {
+			chk, err := healthcheck.New(*vc.HealthCheck)
+			if err != nil {
+				return fmt.Errorf("cluster %s health check: %w", vc.Name, err)
+			}
+			pool := rt.pool
+			rt.mon = healthcheck.NewMonitor(chk, *vc.HealthCheck, targets, func(c healthcheck.Change) {
+				if s := pool.Server(c.Target.Server); s != nil {
+					s.SetHealthy(c.Healthy)
+					pool.Refresh()
+				}
+			}, n.log.With("component", "health"))
+		}
+		n.clusters = append(n.clusters, rt)
+	}
+	return nil
+}
+
+// listenClusters binds every cluster's VIP and port (before the VIP
+// exists, thanks to IP_FREEBIND), so a failover never waits for a
+// listener. A failure here stops the node at start.
+func (n *Node) listenClusters() error {
+	for _, c := range n.clusters {
+		if err := c.tcp.Listen(); err != nil {
+			return fmt.Errorf("cluster %s: %w", c.cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// runClusters starts the engine, the accept loops and the health checks
+// (on both boxes: the standby is warm when it takes over).
+func (n *Node) runClusters(ctx context.Context, g *errgroup.Group) {
+	if len(n.clusters) == 0 {
+		return
+	}
+	g.Go(func() error { n.engine.Run(ctx); return nil })
+	for _, c := range n.clusters {
+		g.Go(func() error { return c.tcp.Serve(ctx) })
+		if c.mon != nil {
+			g.Go(func() error { c.mon.Run(ctx); return nil })
+		}
+	}
+}
+
+// setServing opens (MASTER) or closes the clusters to new connections.
+func (n *Node) setServing(on bool) {
+	for _, c := range n.clusters {
+		c.tcp.SetActive(on)
+	}
+}
+
+// drainClusters waits for established connections to finish.
+func (n *Node) drainClusters(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	for _, c := range n.clusters {
+		c.tcp.Drain(ctx)
+	}
+}
+
+// SetServerAdmin drains, disables or enables a server (api.ServerAdmin).
+func (n *Node) SetServerAdmin(cluster, server, state string) error {
+	for _, c := range n.clusters {
+		if c.cfg.Name != cluster {
+			continue
+		}
+		s := c.pool.Server(server)
+		if s == nil {
+			return fmt.Errorf("cluster %s has no server %q: %w", cluster, server, api.ErrNotFound)
+		}
+		a := map[string]dataplane.Admin{"enabled": dataplane.Enabled, "draining": dataplane.Draining,
+			"disabled": dataplane.Disabled}[state]
+		s.SetAdmin(a)
+		c.pool.Refresh()
+		n.log.Info("server admin state changed", "cluster", cluster, "server", server, "admin", state)
+		return nil
+	}
+	return fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)
+}
+
+// clusterStatus reports every cluster and server.
+func (n *Node) clusterStatus() []api.Cluster {
+	out := []api.Cluster{}
+	for _, c := range n.clusters {
+		st := c.tcp.Stats()
+		ac := api.Cluster{Name: c.cfg.Name, VIP: c.cfg.VIP, Port: c.cfg.Port, Protocol: c.cfg.Protocol,
+			Algorithm: c.cfg.Algorithm, ActiveConns: st.Active, TotalConns: st.Total,
+			BytesIn: st.BytesIn, BytesOut: st.BytesOut, Refused: st.Refused, Serving: st.Serving}
+		var last map[string]healthcheck.Result
+		if c.mon != nil {
+			last = c.mon.Last()
+		}
+		for _, s := range st.Servers {
+			as := api.Server{Name: s.Name, Address: s.Addr.String(), Healthy: s.Healthy, Admin: s.Admin,
+				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures}
+			if r, ok := last[s.Name]; ok {
+				as.LastCheck = r.Detail
+				as.LastCheckOK = r.OK
+				as.LastCheckLatency = float64(r.Latency.Microseconds()) / 1000
+				at := r.At
+				as.LastCheckAt = &at
+			}
+			ac.Servers = append(ac.Servers, as)
+		}
+		out = append(out, ac)
+	}
+	return out
+}
