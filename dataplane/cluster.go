@@ -54,6 +54,7 @@ type TCPCluster struct {
 	allow    allowList
 	maxConns int64
 	dialer   net.Dialer
+	addrs    map[*Server]string // dial strings, made once
 
 	serving atomic.Bool  // SetActive
 	open    atomic.Int64 // accepted and not yet finished (Drain)
@@ -112,6 +113,10 @@ func NewTCPCluster(vc config.VirtualCluster, pool *Pool, eng Engine, opts Option
 		maxConns: int64(max(vc.MaxConns, 0)),
 		// Servers get no keep-alive: the idle timeout ends dead ones.
 		dialer: net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: -1},
+	}
+	c.addrs = make(map[*Server]string, len(pool.Servers()))
+	for _, s := range pool.Servers() {
+		c.addrs[s] = s.Addr.String()
 	}
 	return c, nil
 }

@@ -116,8 +116,10 @@ func (cn *tcpConn) connect(s *Server) error {
 	s.Acquire()
 	cn.srv = s
 	start := time.Now()
-	conn, err := c.dialer.DialTCP(context.Background(), "tcp", netip.AddrPort{}, s.Addr)
+	var conn *net.TCPConn
+	nc, err := c.dialer.DialContext(context.Background(), "tcp", c.dialAddr(s))
 	if err == nil {
+		conn = nc.(*net.TCPConn)
 		s.ObserveConnect(time.Since(start))
 		if s.SendProxy {
 			var buf [maxProxyHeaderLen]byte
@@ -139,6 +141,17 @@ func (cn *tcpConn) connect(s *Server) error {
 	}
 	cn.server = conn
 	return nil
+}
+
+// dialAddr is s's address as Dial wants it. (Dialer.DialTCP would take
+// the netip form, but a zero local address makes it bind(2) to port 0
+// before connecting, which draws from the small pool of ports that bind
+// hands out and fails with EADDRINUSE under load.)
+func (c *TCPCluster) dialAddr(s *Server) string {
+	if a, ok := c.addrs[s]; ok {
+		return a
+	}
+	return s.Addr.String()
 }
 
 // refuse resets the client at once and counts (and maybe logs) why.

@@ -104,11 +104,20 @@ func testPool(t testing.TB, vc config.VirtualCluster) *Pool {
 // ends, when it also checks that every connection was settled.
 func startCluster(t testing.TB, vc config.VirtualCluster, pool *Pool, opts Options, hook func(*net.TCPConn)) *TCPCluster {
 	t.Helper()
+	return startClusterWith(t, vc, pool, nil, opts, hook)
+}
+
+// startClusterWith is startCluster with an engine (nil: a GoEngine).
+func startClusterWith(t testing.TB, vc config.VirtualCluster, pool *Pool, eng Engine, opts Options, hook func(*net.TCPConn)) *TCPCluster {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
-	c, err := NewTCPCluster(vc, pool, NewGoEngine(log), opts, log)
+	if eng == nil {
+		eng = NewGoEngine(log)
+	}
+	c, err := NewTCPCluster(vc, pool, eng, opts, log)
 	if err != nil {
 		t.Fatal(err)
 	}
