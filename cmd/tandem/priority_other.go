@@ -3,4 +3,4 @@
 package main
 
 // raisePriority is a no-op off Linux.
-func raisePriority() error { return nil }
+func raisePriority(int) (string, error) { return "normal", nil }

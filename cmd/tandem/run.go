@@ -55,8 +55,10 @@ and the node exits 0.`,
 				return err
 			}
 			log := newLogger(cfg.Node.LogLevel).With("node", cfg.Node.Name)
-			if err := raisePriority(); err != nil {
-				log.Warn("could not raise scheduling priority; heartbeats may be late under CPU load", "err", err)
+			if how, err := raisePriority(cfg.Node.RTPriority); err != nil {
+				log.Warn("scheduling priority: heartbeats may be late under CPU load", "err", err)
+			} else {
+				log.Debug("scheduling", "policy", how)
 			}
 			n, err := node.New(cfg, versionString(), log)
 			if err != nil {

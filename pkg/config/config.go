@@ -36,6 +36,11 @@ type Node struct {
 	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `mapstructure:"log_level" json:"log_level"`
+	// RTPriority runs the node's threads with real-time round-robin
+	// scheduling at this priority (1..99), so heartbeats are sent and read
+	// on time even when the box's CPUs are saturated, as keepalived does
+	// for VRRP; 0 runs at normal priority (nice -15) instead. [10]
+	RTPriority int `mapstructure:"rt_priority" json:"rt_priority"`
 }
 
 // Cluster is the pair's membership: where this node listens for its peer
@@ -174,8 +179,9 @@ type Server struct {
 func Default() Config {
 	return Config{
 		Node: Node{
-			APISocket: "/run/tandem/tandem.sock",
-			LogLevel:  "info",
+			APISocket:  "/run/tandem/tandem.sock",
+			LogLevel:   "info",
+			RTPriority: 10,
 		},
 		Cluster: Cluster{
 			Label: "tandem",

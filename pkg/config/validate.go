@@ -55,6 +55,9 @@ func (v *validator) node() {
 	case strings.ContainsFunc(n.Name, unicode.IsSpace):
 		v.add("node.name", "must not contain spaces (got %q)", n.Name)
 	}
+	if n.RTPriority < 0 || n.RTPriority > 99 {
+		v.add("node.rt_priority", "must be 0 (normal scheduling) or 1..99 (got %d)", n.RTPriority)
+	}
 	if !slices.Contains(LogLevels, n.LogLevel) {
 		v.add("node.log_level", "must be one of %s (got %q)", strings.Join(LogLevels, ", "), n.LogLevel)
 	}

@@ -214,10 +214,31 @@ func (n *Node) forwardAdverts(ctx context.Context) {
 				continue
 			}
 			n.mu.Lock()
+			prev := n.lastAdvert
 			n.lastAdvert = r
 			n.mu.Unlock()
+			n.noteLateAdvert(prev, r)
 			n.loop.Post(failover.Advert{Node: r.Advert.Node, Priority: r.Advert.Priority, State: st})
 		}
+	}
+}
+
+// noteLateAdvert warns when adverts arrive late or with gaps: the usual
+// cause of a flapping pair (a saturated box, a congested link).
+func (n *Node) noteLateAdvert(prev, r peer.Received) {
+	interval := n.cfg.Failover.AdvertInterval
+	if !r.Advert.Sent.IsZero() {
+		if lat := r.At.Sub(r.Advert.Sent); lat > 2*interval {
+			n.log.Warn("late advert", "peer", r.Advert.Node, "seq", r.Advert.Seq, "latency_ms", lat.Milliseconds())
+		}
+	}
+	if prev.Advert.Node == r.Advert.Node && !prev.Advert.Sent.IsZero() && r.Advert.Seq == prev.Advert.Seq+1 {
+		if gap := r.Advert.Sent.Sub(prev.Advert.Sent); gap > 2*interval {
+			n.log.Warn("peer sent adverts late", "peer", r.Advert.Node, "seq", r.Advert.Seq, "gap_ms", gap.Milliseconds())
+		}
+	}
+	if prev.Advert.Node == r.Advert.Node && r.Advert.Seq > prev.Advert.Seq+1 {
+		n.log.Warn("adverts lost", "peer", r.Advert.Node, "missing", r.Advert.Seq-prev.Advert.Seq-1)
 	}
 }
 
