@@ -26,8 +26,9 @@ declare -A probe=(
     [keepalived]=keepalived
     [procps]=pgrep
     [psmisc]=fuser
+    [wrk]=wrk
 )
-pkgs=(iproute2 nginx socat curl keepalived procps psmisc "$@")
+pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}
