@@ -2,11 +2,11 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // StickyEntry is one sticky binding, as replicated to the peer.
@@ -22,50 +22,56 @@ type StickyEntry struct {
 	Expires int64
 }
 
-// stickyShards is the number of independently locked shards. A power of
-// two: the shard is the top bits of the key's hash.
+// stickyShardBits sets the number of shards, 256: at 1M entries a
+// shard holds about 4k, so the work done under one shard's mutex
+// (growing its table, an Expire or Range pass) stays in the tens of
+// microseconds.
 const (
-	stickyShardBits = 6
+	stickyShardBits = 8
 	stickyShards    = 1 << stickyShardBits
 )
 
 // stickyKey6 is a masked IPv6 prefix as two big-endian halves.
 type stickyKey6 struct{ hi, lo uint64 }
 
-// stickyVal is the value stored per entry: 24 bytes.
-type stickyVal struct {
-	expires  int64 // absolute Unix ns
-	reported int64 // Expires when the entry was last reported changed
-	server   uint16
-}
-
-// stickyShard holds the entries whose key hashes to it. IPv4 and IPv6
-// keys live in separate maps so that an IPv4 entry costs a uint32 key.
+// stickyShard holds the entries whose key hashes to it, IPv4 and IPv6
+// in separate tables so that an IPv4 entry costs a uint32 key.
+//
+// Readers take no lock: they read the table with atomic loads between
+// two loads of seq, and retry if seq was odd or moved (a seqlock).
+// Writers hold mu. Inserts and refreshes of the expiry are single
+// ordered stores a reader cannot misread, so they leave seq alone; only
+// moving entries (delete) or rebinding an entry to another server makes
+// seq odd. Growing or shrinking publishes a new table by pointer, so
+// readers never wait for it.
 type stickyShard struct {
-	mu sync.RWMutex
-	v4 map[uint32]stickyVal
-	v6 map[stickyKey6]stickyVal
-	// Pad to a cache line so neighbouring shards' locks do not share one.
-	_ [64 - (unsafe.Sizeof(sync.RWMutex{})+16)%64]byte
+	seq atomic.Uint64
+	t4  atomic.Pointer[stickyTable4]
+	t6  atomic.Pointer[stickyTable6]
+	_   [64 - 24]byte // what readers load on its own cache line
+
+	mu     sync.Mutex
+	n4, n6 int // entries in t4, t6; under mu
+	_      [64 - 8 - 16]byte
 }
 
 // StickyMap is the sticky table of persistence.mode source_ip: it maps
 // client prefixes to server indexes, with absolute expiry times so both
 // boxes of the pair expire entries alike. It is safe for concurrent use.
-// Lookups take only their shard's read lock, so readers never contend
-// on one global lock.
-//
-// (It is not called StickyTable: that name is the consumer's interface
-// in cluster.go, which an adapter over a StickyMap implements.)
+// Lookups take no lock (see stickyShard), so readers never contend.
 //
 // Times are Unix nanoseconds passed in by the caller, so tests and the
 // replication layer control the clock.
+//
+// (It is not called StickyTable: that name is the consumer's interface
+// in cluster.go, which an adapter over a StickyMap implements.)
 type StickyMap struct {
 	mask4, mask6 int
 	m4           uint32 // netmask for IPv4 keys
 	m6           stickyKey6
 	timeout      int64 // ns
 	slack        int64 // timeout/4: refreshes within it are not reported
+	seed         uint64
 	n            atomic.Int64
 	shards       [stickyShards]stickyShard
 }
@@ -81,13 +87,9 @@ func NewStickyMap(mask4, mask6 int, timeout time.Duration) *StickyMap {
 	if mask6 < 0 || mask6 > 128 {
 		mask6 = 128
 	}
-	t := &StickyMap{mask4: mask4, mask6: mask6, timeout: int64(timeout), slack: int64(timeout) / 4}
+	t := &StickyMap{mask4: mask4, mask6: mask6, timeout: int64(timeout), slack: int64(timeout) / 4, seed: rand.Uint64()}
 	t.m4 = uint32(stickyOnes(mask4) >> 32)
 	t.m6 = stickyKey6{hi: stickyOnes(min(mask6, 64)), lo: stickyOnes(max(mask6-64, 0))}
-	for i := range t.shards {
-		t.shards[i].v4 = make(map[uint32]stickyVal)
-		t.shards[i].v6 = make(map[stickyKey6]stickyVal)
-	}
 	return t
 }
 
@@ -120,15 +122,25 @@ func (t *StickyMap) key6(client netip.Addr) stickyKey6 {
 	}
 }
 
-// The shard of a key is the top bits of a multiplicative hash (the
-// maps hash the keys again with their own seed).
-func (t *StickyMap) shard4(k uint32) *stickyShard {
-	return &t.shards[(uint64(k)*0x9e3779b97f4a7c15)>>(64-stickyShardBits)]
+// hash4 and hash6 hash keys with the table's random seed, so that
+// clients cannot choose addresses that collide (the tables are open
+// addressed). The top bits pick the shard, the low bits the slot.
+func (t *StickyMap) hash4(k uint32) uint64 { return stickyMix(uint64(k) ^ t.seed) }
+
+func (t *StickyMap) hash6(k stickyKey6) uint64 {
+	return stickyMix(stickyMix(k.hi^t.seed) ^ k.lo)
 }
 
-func (t *StickyMap) shard6(k stickyKey6) *stickyShard {
-	h := (k.hi ^ (k.lo * 0xbf58476d1ce4e5b9)) * 0x9e3779b97f4a7c15
-	return &t.shards[h>>(64-stickyShardBits)]
+func (t *StickyMap) shard(h uint64) *stickyShard { return &t.shards[h>>(64-stickyShardBits)] }
+
+// stickyMix is the murmur3 64-bit finalizer.
+func stickyMix(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // prefix4 and prefix6 turn keys back into the prefixes of StickyEntry.
@@ -158,26 +170,61 @@ func (t *StickyMap) Key(client netip.Addr) netip.Prefix {
 }
 
 // Lookup returns the server bound to client's prefix, or ok false if
-// there is none or it has expired at now. It does not allocate and takes
-// only one shard's read lock.
+// there is none or it has expired at now. It takes no lock and does not
+// allocate.
 func (t *StickyMap) Lookup(client netip.Addr, now int64) (server uint16, ok bool) {
-	var v stickyVal
+	var exp int64
 	if k, is4 := t.key4(client); is4 {
-		s := t.shard4(k)
-		s.mu.RLock()
-		v, ok = s.v4[k]
-		s.mu.RUnlock()
+		server, exp, ok = t.get4(k)
 	} else if client.IsValid() {
-		k := t.key6(client)
-		s := t.shard6(k)
-		s.mu.RLock()
-		v, ok = s.v6[k]
-		s.mu.RUnlock()
+		server, exp, ok = t.get6(t.key6(client))
 	}
-	if !ok || now >= v.expires {
+	if !ok || now >= exp {
 		return 0, false
 	}
-	return v.server, true
+	return server, true
+}
+
+// stickyTries is how many times a reader retries against writers before
+// it takes the shard's mutex, so that it always makes progress.
+const stickyTries = 4
+
+func (t *StickyMap) get4(k uint32) (server uint16, exp int64, ok bool) {
+	h := t.hash4(k)
+	s := t.shard(h)
+	for try := 0; try < stickyTries; try++ {
+		q := s.seq.Load()
+		if q&1 != 0 {
+			continue
+		}
+		server, exp, ok = s.t4.Load().get(k, h)
+		if s.seq.Load() == q {
+			return
+		}
+	}
+	s.mu.Lock()
+	server, exp, ok = s.t4.Load().get(k, h)
+	s.mu.Unlock()
+	return
+}
+
+func (t *StickyMap) get6(k stickyKey6) (server uint16, exp int64, ok bool) {
+	h := t.hash6(k)
+	s := t.shard(h)
+	for try := 0; try < stickyTries; try++ {
+		q := s.seq.Load()
+		if q&1 != 0 {
+			continue
+		}
+		server, exp, ok = s.t6.Load().get(k, h)
+		if s.seq.Load() == q {
+			return
+		}
+	}
+	s.mu.Lock()
+	server, exp, ok = s.t6.Load().get(k, h)
+	s.mu.Unlock()
+	return
 }
 
 // Touch binds client's prefix to server, or refreshes the binding, so
@@ -188,42 +235,28 @@ func (t *StickyMap) Lookup(client netip.Addr, now int64) (server uint16, ok bool
 func (t *StickyMap) Touch(client netip.Addr, server uint16, now int64) (e StickyEntry, changed bool) {
 	e = StickyEntry{Server: server, Expires: now + t.timeout}
 	if k, is4 := t.key4(client); is4 {
-		s := t.shard4(k)
-		s.mu.Lock()
-		v, ok := s.v4[k]
-		v, changed = t.touched(v, ok, e, now)
-		s.v4[k] = v
-		s.mu.Unlock()
-		if !ok {
-			t.n.Add(1)
-		}
 		e.Client = t.prefix4(k)
+		changed = t.set4(k, server, e.Expires, func(old uint16, exp, rep int64) (bool, int64) {
+			return t.touched(old, exp, rep, e, now)
+		})
 	} else if client.IsValid() {
 		k := t.key6(client)
-		s := t.shard6(k)
-		s.mu.Lock()
-		v, ok := s.v6[k]
-		v, changed = t.touched(v, ok, e, now)
-		s.v6[k] = v
-		s.mu.Unlock()
-		if !ok {
-			t.n.Add(1)
-		}
 		e.Client = t.prefix6(k)
+		changed = t.set6(k, server, e.Expires, func(old uint16, exp, rep int64) (bool, int64) {
+			return t.touched(old, exp, rep, e, now)
+		})
 	}
 	return e, changed
 }
 
-// touched is Touch's rule on one value: old is the stored value if
-// found, e the refreshed binding.
-func (t *StickyMap) touched(old stickyVal, found bool, e StickyEntry, now int64) (stickyVal, bool) {
-	v := stickyVal{expires: e.Expires, reported: old.reported, server: e.Server}
-	d := e.Expires - old.reported
-	if !found || now >= old.expires || old.server != e.Server || d > t.slack || d < -t.slack {
-		v.reported = e.Expires
-		return v, true
+// touched is Touch's rule on an existing entry (old server, expiry and
+// reported expiry): whether it changed, and the new reported expiry.
+func (t *StickyMap) touched(old uint16, exp, rep int64, e StickyEntry, now int64) (bool, int64) {
+	d := e.Expires - rep
+	if now >= exp || old != e.Server || d > t.slack || d < -t.slack {
+		return true, e.Expires
 	}
-	return v, false
+	return false, rep
 }
 
 // Apply merges an entry received from the peer: it is stored unless
@@ -232,36 +265,103 @@ func (t *StickyMap) touched(old stickyVal, found bool, e StickyEntry, now int64)
 // applied entry counts as reported: it is not sent back.
 func (t *StickyMap) Apply(e StickyEntry) {
 	a := e.Client.Addr()
-	nv := stickyVal{expires: e.Expires, reported: e.Expires, server: e.Server}
+	merge := func(old uint16, exp, rep int64) (bool, int64) {
+		if stickyNewer(e.Server, e.Expires, old, exp) {
+			return true, e.Expires
+		}
+		return false, -1 // keep ours
+	}
 	if k, is4 := t.key4(a); is4 {
-		s := t.shard4(k)
-		s.mu.Lock()
-		v, ok := s.v4[k]
-		if !ok || stickyNewer(nv, v) {
-			s.v4[k] = nv
-		}
-		s.mu.Unlock()
-		if !ok {
-			t.n.Add(1)
-		}
+		t.set4(k, e.Server, e.Expires, merge)
 	} else if a.IsValid() {
-		k := t.key6(a)
-		s := t.shard6(k)
-		s.mu.Lock()
-		v, ok := s.v6[k]
-		if !ok || stickyNewer(nv, v) {
-			s.v6[k] = nv
-		}
-		s.mu.Unlock()
-		if !ok {
-			t.n.Add(1)
-		}
+		t.set6(t.key6(a), e.Server, e.Expires, merge)
 	}
 }
 
-// stickyNewer reports whether a wins the merge against b.
-func stickyNewer(a, b stickyVal) bool {
-	return a.expires > b.expires || (a.expires == b.expires && a.server < b.server)
+// stickyDecide tells set4 and set6 what to do with an existing entry:
+// whether it changed (Touch's answer) and its new reported expiry, or
+// -1 to leave the entry as it is.
+type stickyDecide func(server uint16, exp, rep int64) (changed bool, newRep int64)
+
+// set4 inserts k → (server, exp), reporting it changed, or asks decide
+// about the existing entry.
+func (t *StickyMap) set4(k uint32, server uint16, exp int64, decide stickyDecide) bool {
+	h := t.hash4(k)
+	s := t.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tab := s.t4.Load()
+	if tab != nil {
+		if i, found := tab.find(k, h); found {
+			sl := &tab.slots[i]
+			old := uint16(sl.kv.Load() >> 16)
+			changed, rep := decide(old, sl.exp.Load(), sl.rep)
+			if rep < 0 {
+				return false
+			}
+			if old != server {
+				s.seq.Add(1)
+				sl.kv.Store(uint64(k)<<32 | uint64(server)<<16 | 1)
+				sl.exp.Store(exp)
+				s.seq.Add(1)
+			} else {
+				sl.exp.Store(exp)
+			}
+			sl.rep = rep
+			return changed
+		}
+	}
+	if tab == nil || stickyFull(s.n4+1, len(tab.slots)) {
+		tab, _ = tab.rebuild(stickySlotsFor(s.n4+1), t.hash4, nil)
+		s.t4.Store(tab)
+	}
+	i, _ := tab.find(k, h)
+	tab.put(i, k, server, exp, exp)
+	s.n4++
+	t.n.Add(1)
+	return true
+}
+
+func (t *StickyMap) set6(k stickyKey6, server uint16, exp int64, decide stickyDecide) bool {
+	h := t.hash6(k)
+	s := t.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tab := s.t6.Load()
+	if tab != nil {
+		if i, found := tab.find(k, h); found {
+			sl := &tab.slots[i]
+			old := uint16(sl.meta.Load() >> 16)
+			changed, rep := decide(old, sl.exp.Load(), sl.rep)
+			if rep < 0 {
+				return false
+			}
+			if old != server {
+				s.seq.Add(1)
+				sl.meta.Store(uint64(server)<<16 | 1)
+				sl.exp.Store(exp)
+				s.seq.Add(1)
+			} else {
+				sl.exp.Store(exp)
+			}
+			sl.rep = rep
+			return changed
+		}
+	}
+	if tab == nil || stickyFull(s.n6+1, len(tab.slots)) {
+		tab, _ = tab.rebuild(stickySlotsFor(s.n6+1), t.hash6, nil)
+		s.t6.Store(tab)
+	}
+	i, _ := tab.find(k, h)
+	tab.put(i, k, server, exp, exp)
+	s.n6++
+	t.n.Add(1)
+	return true
+}
+
+// stickyNewer reports whether entry a wins the merge against entry b.
+func stickyNewer(aServer uint16, aExp int64, bServer uint16, bExp int64) bool {
+	return aExp > bExp || (aExp == bExp && aServer < bServer)
 }
 
 // Delete removes the entry of client's prefix, if any. Only the
@@ -269,24 +369,34 @@ func stickyNewer(a, b stickyVal) bool {
 func (t *StickyMap) Delete(client netip.Prefix) {
 	a := client.Addr()
 	if k, is4 := t.key4(a); is4 {
-		s := t.shard4(k)
+		h := t.hash4(k)
+		s := t.shard(h)
 		s.mu.Lock()
-		_, ok := s.v4[k]
-		delete(s.v4, k)
-		s.mu.Unlock()
-		if ok {
-			t.n.Add(-1)
+		if tab := s.t4.Load(); tab != nil {
+			if i, found := tab.find(k, h); found {
+				s.seq.Add(1)
+				tab.del(i, t.hash4)
+				s.seq.Add(1)
+				s.n4--
+				t.n.Add(-1)
+			}
 		}
+		s.mu.Unlock()
 	} else if a.IsValid() {
 		k := t.key6(a)
-		s := t.shard6(k)
+		h := t.hash6(k)
+		s := t.shard(h)
 		s.mu.Lock()
-		_, ok := s.v6[k]
-		delete(s.v6, k)
-		s.mu.Unlock()
-		if ok {
-			t.n.Add(-1)
+		if tab := s.t6.Load(); tab != nil {
+			if i, found := tab.find(k, h); found {
+				s.seq.Add(1)
+				tab.del(i, t.hash6)
+				s.seq.Add(1)
+				s.n6--
+				t.n.Add(-1)
+			}
 		}
+		s.mu.Unlock()
 	}
 }
 

@@ -36,13 +36,16 @@ var stickyBenchFixture = sync.OnceValues(func() (*StickyMap, []netip.Addr) {
 func BenchmarkStickyLookup(b *testing.B) {
 	tab, clients := stickyBenchFixture()
 	b.ReportAllocs()
+	var cpu stickyCPU
 	b.ResetTimer()
+	cpu.start()
 	hits := 0
 	for i := 0; i < b.N; i++ {
 		if _, ok := tab.Lookup(clients[i&(stickyBenchN-1)], stickyT0); ok {
 			hits++
 		}
 	}
+	cpu.stop(b)
 	if hits != b.N {
 		b.Fatalf("%d hits of %d", hits, b.N)
 	}
@@ -77,12 +80,15 @@ func BenchmarkStickyTouch(b *testing.B) {
 		tab.Touch(stickyBenchClient(i), uint16(i%16), stickyT0)
 	}
 	b.ReportAllocs()
+	var cpu stickyCPU
 	b.ResetTimer()
+	cpu.start()
 	for i := 0; i < b.N; i++ {
 		if _, changed := tab.Touch(stickyBenchClient(stickyBenchN+i), 1, stickyT0); !changed {
 			b.Fatal("new key not reported")
 		}
 	}
+	cpu.stop(b)
 }
 
 // BenchmarkStickyRefresh touches existing keys, as every connection of
@@ -90,10 +96,13 @@ func BenchmarkStickyTouch(b *testing.B) {
 func BenchmarkStickyRefresh(b *testing.B) {
 	tab, clients := stickyBenchFixture()
 	b.ReportAllocs()
+	var cpu stickyCPU
 	b.ResetTimer()
+	cpu.start()
 	for i := 0; i < b.N; i++ {
 		tab.Touch(clients[i&(stickyBenchN-1)], uint16(i&(stickyBenchN-1))%16, stickyT0)
 	}
+	cpu.stop(b)
 }
 
 // TestStickyMemoryPerEntry measures the heap held per entry at 1M

@@ -5,21 +5,22 @@ import (
 	"slices"
 )
 
-// stickyBatch bounds how many entries Expire and ForgetServer delete
-// under one hold of a shard's write lock, so lookups are never stalled
-// for more than a few microseconds.
-const stickyBatch = 256
+// stickyFewDeletes is how many entries a removal pass deletes one by one
+// in a shard; above it the shard's tables are rebuilt without them and
+// swapped in, which readers never wait for.
+const stickyFewDeletes = 32
 
 // Flush removes every entry and returns how many there were. The
-// shards' maps are replaced, so their memory is released.
+// shards' tables are dropped, so their memory is released.
 func (t *StickyMap) Flush() int {
 	total := 0
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		n := len(s.v4) + len(s.v6)
-		s.v4 = make(map[uint32]stickyVal)
-		s.v6 = make(map[stickyKey6]stickyVal)
+		n := s.n4 + s.n6
+		s.t4.Store(nil)
+		s.t6.Store(nil)
+		s.n4, s.n6 = 0, 0
 		s.mu.Unlock()
 		t.n.Add(-int64(n))
 		total += n
@@ -30,91 +31,134 @@ func (t *StickyMap) Flush() int {
 // Expire removes the entries that have expired at now and returns how
 // many it removed. A janitor calls it every few seconds.
 func (t *StickyMap) Expire(now int64) int {
-	return t.removeIf(func(v stickyVal) bool { return now >= v.expires })
+	return t.removeIf(func(_ uint16, exp int64) bool { return now >= exp })
 }
 
 // ForgetServer removes the entries bound to server and returns how
 // many it removed. Health changes do not call it (clients are
 // re-balanced lazily on their next connection); operators may.
 func (t *StickyMap) ForgetServer(server uint16) int {
-	return t.removeIf(func(v stickyVal) bool { return v.server == server })
+	return t.removeIf(func(srv uint16, _ int64) bool { return srv == server })
 }
 
-// removeIf deletes the entries for which drop is true, shard by shard:
-// it finds them under the read lock, which stalls only writers, then
-// deletes them in batches under the write lock, testing each again in
-// case a Touch or Apply refreshed it in between.
-func (t *StickyMap) removeIf(drop func(stickyVal) bool) int {
-	var k4 []uint32
-	var k6 []stickyKey6
+// removeIf deletes the entries for which drop is true, one shard at a
+// time under its mutex, which stalls only that shard's writers. A few
+// are deleted in place; more, and the shard's table is rebuilt without
+// them (and shrunk if it became mostly empty), then swapped in.
+func (t *StickyMap) removeIf(drop func(server uint16, exp int64) bool) int {
 	removed := 0
 	for i := range t.shards {
 		s := &t.shards[i]
-		k4, k6 = k4[:0], k6[:0]
-		s.mu.RLock()
-		for k, v := range s.v4 {
-			if drop(v) {
-				k4 = append(k4, k)
-			}
-		}
-		for k, v := range s.v6 {
-			if drop(v) {
-				k6 = append(k6, k)
-			}
-		}
-		s.mu.RUnlock()
-		for len(k4) > 0 || len(k6) > 0 {
-			n := 0
-			s.mu.Lock()
-			for ; len(k4) > 0 && n < stickyBatch; n++ {
-				k := k4[len(k4)-1]
-				k4 = k4[:len(k4)-1]
-				if v, ok := s.v4[k]; ok && drop(v) {
-					delete(s.v4, k)
-					removed++
-					t.n.Add(-1)
-				}
-			}
-			for ; len(k6) > 0 && n < stickyBatch; n++ {
-				k := k6[len(k6)-1]
-				k6 = k6[:len(k6)-1]
-				if v, ok := s.v6[k]; ok && drop(v) {
-					delete(s.v6, k)
-					removed++
-					t.n.Add(-1)
-				}
-			}
-			s.mu.Unlock()
+		s.mu.Lock()
+		removed += t.remove4(s, drop) + t.remove6(s, drop)
+		s.mu.Unlock()
+	}
+	t.n.Add(-int64(removed))
+	return removed
+}
+
+func (t *StickyMap) remove4(s *stickyShard, drop func(uint16, int64) bool) int {
+	tab := s.t4.Load()
+	if tab == nil {
+		return 0
+	}
+	n := 0
+	for i := range tab.slots {
+		if w := tab.slots[i].kv.Load(); w != 0 && drop(uint16(w>>16), tab.slots[i].exp.Load()) {
+			n++
 		}
 	}
-	return removed
+	switch {
+	case n == 0:
+	case n <= stickyFewDeletes && s.n4-n >= len(tab.slots)/8:
+		for i := uint64(0); i <= tab.mask; i++ {
+			// Deleting shifts later entries back into i: look at i again.
+			for w := tab.slots[i].kv.Load(); w != 0 && drop(uint16(w>>16), tab.slots[i].exp.Load()); w = tab.slots[i].kv.Load() {
+				s.seq.Add(1)
+				tab.del(i, t.hash4)
+				s.seq.Add(1)
+			}
+		}
+	default:
+		nt, kept := tab.rebuild(stickySlotsFor(s.n4-n), t.hash4, drop)
+		n = s.n4 - kept
+		s.t4.Store(nt)
+	}
+	s.n4 -= n
+	return n
+}
+
+func (t *StickyMap) remove6(s *stickyShard, drop func(uint16, int64) bool) int {
+	tab := s.t6.Load()
+	if tab == nil {
+		return 0
+	}
+	n := 0
+	for i := range tab.slots {
+		if m := tab.slots[i].meta.Load(); m != 0 && drop(uint16(m>>16), tab.slots[i].exp.Load()) {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+	case n <= stickyFewDeletes && s.n6-n >= len(tab.slots)/8:
+		for i := uint64(0); i <= tab.mask; i++ {
+			for m := tab.slots[i].meta.Load(); m != 0 && drop(uint16(m>>16), tab.slots[i].exp.Load()); m = tab.slots[i].meta.Load() {
+				s.seq.Add(1)
+				tab.del(i, t.hash6)
+				s.seq.Add(1)
+			}
+		}
+	default:
+		nt, kept := tab.rebuild(stickySlotsFor(s.n6-n), t.hash6, drop)
+		n = s.n6 - kept
+		s.t6.Store(nt)
+	}
+	s.n6 -= n
+	return n
 }
 
 // Range calls fn for the entries, expired ones not yet removed
 // included, until fn returns false. It copies one shard at a time under
-// its read lock and calls fn without holding any lock, so fn may be slow
-// or call back into the table. Each entry present throughout the
-// iteration is visited exactly once; entries added or removed meanwhile
-// may or may not be.
+// its mutex (readers do not wait for it) and calls fn without holding
+// any lock, so fn may be slow or call back into the table. Each entry
+// present throughout the iteration is visited exactly once; entries
+// added or removed meanwhile may or may not be.
 func (t *StickyMap) Range(fn func(StickyEntry) bool) {
 	var buf []StickyEntry
 	for i := range t.shards {
-		s := &t.shards[i]
-		buf = buf[:0]
-		s.mu.RLock()
-		for k, v := range s.v4 {
-			buf = append(buf, StickyEntry{Client: t.prefix4(k), Server: v.server, Expires: v.expires})
-		}
-		for k, v := range s.v6 {
-			buf = append(buf, StickyEntry{Client: t.prefix6(k), Server: v.server, Expires: v.expires})
-		}
-		s.mu.RUnlock()
+		buf = t.appendShard(buf[:0], &t.shards[i], nil)
 		for _, e := range buf {
 			if !fn(e) {
 				return
 			}
 		}
 	}
+}
+
+// appendShard appends the entries of s that keep accepts (keep may be
+// nil) to buf, under the shard's mutex.
+func (t *StickyMap) appendShard(buf []StickyEntry, s *stickyShard, keep func(exp int64) bool) []StickyEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tab := s.t4.Load(); tab != nil {
+		for i := range tab.slots {
+			sl := &tab.slots[i]
+			if w := sl.kv.Load(); w != 0 && (keep == nil || keep(sl.exp.Load())) {
+				buf = append(buf, StickyEntry{Client: t.prefix4(uint32(w >> 32)), Server: uint16(w >> 16), Expires: sl.exp.Load()})
+			}
+		}
+	}
+	if tab := s.t6.Load(); tab != nil {
+		for i := range tab.slots {
+			sl := &tab.slots[i]
+			if m := sl.meta.Load(); m != 0 && (keep == nil || keep(sl.exp.Load())) {
+				k := stickyKey6{sl.hi.Load(), sl.lo.Load()}
+				buf = append(buf, StickyEntry{Client: t.prefix6(k), Server: uint16(m >> 16), Expires: sl.exp.Load()})
+			}
+		}
+	}
+	return buf
 }
 
 // Top returns up to n live entries at now, the most recently refreshed
@@ -126,20 +170,16 @@ func (t *StickyMap) Top(n int, now int64) []StickyEntry {
 		return nil
 	}
 	h := make(stickyHeap, 0, min(n, 1024))
+	var buf []StickyEntry
 	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.RLock()
-		for k, v := range s.v4 {
-			if v.expires > now && (len(h) < n || v.expires > h[0].Expires) {
-				h.offer(n, StickyEntry{Client: t.prefix4(k), Server: v.server, Expires: v.expires})
+		buf = t.appendShard(buf[:0], &t.shards[i], func(exp int64) bool {
+			return exp > now && (len(h) < n || exp > h[0].Expires)
+		})
+		for _, e := range buf {
+			if len(h) < n || e.Expires > h[0].Expires {
+				h.offer(n, e)
 			}
 		}
-		for k, v := range s.v6 {
-			if v.expires > now && (len(h) < n || v.expires > h[0].Expires) {
-				h.offer(n, StickyEntry{Client: t.prefix6(k), Server: v.server, Expires: v.expires})
-			}
-		}
-		s.mu.RUnlock()
 	}
 	slices.SortFunc(h, func(a, b StickyEntry) int {
 		if a.Expires != b.Expires {

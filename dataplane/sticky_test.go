@@ -289,6 +289,9 @@ func TestStickyConcurrent(t *testing.T) {
 				if i%3 == w%3 {
 					tab.Touch(a, uint16(w), now)
 				}
+				if i%13 == 5 {
+					tab.Delete(tab.Key(a))
+				}
 				if i%11 == 0 {
 					tab.Apply(StickyEntry{Client: tab.Key(stickyAddr6(i % n)), Server: uint16(w), Expires: now + 1e6})
 				}
