@@ -56,8 +56,7 @@ func (c *chunks) take(out [][]byte) ([][]byte, bool) {
 func (r *Replicator) sendBulk(s *session) error {
 	began := time.Now()
 	r.qmu.Lock()
-	clear(r.queue)
-	r.queue = r.queue[:0]
+	r.queue, r.stamps = r.queue[:0], r.stamps[:0]
 	r.resync = false
 	r.qmu.Unlock()
 

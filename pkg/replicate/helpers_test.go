@@ -98,7 +98,7 @@ var testKey = bytes.Repeat([]byte{7}, 32)
 // node is a Replicator running on a loopback listener.
 type node struct {
 	r      *Replicator
-	store  *memStore
+	store  *memStore // nil unless the Store is one
 	ln     net.Listener
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -116,7 +116,7 @@ func listen(t testing.TB) net.Listener {
 }
 
 // newNode builds (but does not start) a Replicator on ln that dials peer.
-func newNode(t testing.TB, name string, ln net.Listener, peer string, store *memStore, mod func(*Config)) *node {
+func newNode(t testing.TB, name string, ln net.Listener, peer string, store Store, mod func(*Config)) *node {
 	t.Helper()
 	lw := &logWriter{}
 	cfg := Config{Node: name, Listen: ln.Addr().String(), Peer: peer, Key: testKey,
@@ -134,7 +134,8 @@ func newNode(t testing.TB, name string, ln net.Listener, peer string, store *mem
 	r.listener = ln
 	r.backoffMin, r.backoffMax = 10*time.Millisecond, 100*time.Millisecond
 	r.heartbeat, r.timeout = 200*time.Millisecond, 2*time.Second
-	return &node{r: r, store: store, ln: ln, logs: lw}
+	ms, _ := store.(*memStore)
+	return &node{r: r, store: ms, ln: ln, logs: lw}
 }
 
 // start runs the node until the test ends (or stop).

@@ -107,8 +107,10 @@ type Replicator struct {
 	// unless resync is set, in which case Publish discards (the next full
 	// bulk covers those entries).
 	qmu    sync.Mutex
-	queue  []queued
-	spare  []queued
+	queue  []Entry
+	stamps []int64 // r.now() at the Publish of queue[k*maxBatch], the first entry of each frame
+	spareQ []Entry // the sender's buffers, swapped with queue and stamps
+	spareS []int64
 	resync bool
 	notify chan struct{} // cap 1: the queue became non-empty or full, or resync was set
 
@@ -146,11 +148,6 @@ type Replicator struct {
 	timeout     time.Duration // handshake, read idle and write limit
 	maxBatch    int           // entries per frame
 	maxInflight int           // unacknowledged update frames before the sender waits
-}
-
-type queued struct {
-	e  Entry
-	at int64 // r.now() at Publish
 }
 
 // Defaults.
@@ -263,26 +260,31 @@ func (r *Replicator) now() int64 { return int64(time.Since(r.start)) }
 // that resync starts updates are discarded (the resync's snapshot covers
 // them). While the peer is down updates keep queuing, so a short outage
 // resumes without a bulk.
+//
+// Its cost is a mutex and an append: the clock is read only for the first
+// entry of each frame's worth, which is all the batch delay and the lag
+// need.
 func (r *Replicator) Publish(e Entry) {
-	at := r.now()
 	r.qmu.Lock()
 	if r.resync {
 		r.qmu.Unlock()
 		return
 	}
-	if len(r.queue) >= r.cfg.QueueLen {
-		n := uint64(len(r.queue)) + 1
-		r.queue = r.queue[:0]
+	n := len(r.queue)
+	if n >= r.cfg.QueueLen {
+		r.queue, r.stamps = r.queue[:0], r.stamps[:0]
 		r.resync = true
 		r.qmu.Unlock()
-		r.countDrop(dropQueue, n)
+		r.countDrop(dropQueue, uint64(n)+1)
 		r.wake()
 		return
 	}
-	r.queue = append(r.queue, queued{e, at})
-	n := len(r.queue)
+	if n%r.maxBatch == 0 {
+		r.stamps = append(r.stamps, r.now())
+	}
+	r.queue = append(r.queue, e)
 	r.qmu.Unlock()
-	if n == 1 || n == r.maxBatch {
+	if n == 0 || n+1 == r.maxBatch {
 		r.wake()
 	}
 }

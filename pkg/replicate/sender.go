@@ -193,7 +193,7 @@ func (r *Replicator) sendLoop(ctx context.Context, s *session, peer streamState,
 		n, resync := len(r.queue), r.resync
 		var first int64
 		if n > 0 {
-			first = r.queue[0].at
+			first = r.stamps[0]
 		}
 		r.qmu.Unlock()
 
@@ -295,22 +295,22 @@ func appendBulkBegin(b []byte, epoch uint64, kind byte) []byte {
 // entries, each with the next sequence number, and keeps them until acked.
 func (r *Replicator) sendQueued(s *session) error {
 	r.qmu.Lock()
-	q := r.queue
-	r.queue = r.spare[:0]
+	q, stamps := r.queue, r.stamps
+	r.queue, r.stamps = r.spareQ[:0], r.spareS[:0]
 	r.qmu.Unlock()
-	all := q
-	defer func() { r.spare = all[:0] }()
-	for len(q) > 0 {
-		k := min(len(q), r.maxBatch)
-		if err := r.sendUpdate(s, q[:k]); err != nil {
+	defer func() { r.spareQ, r.spareS = q[:0], stamps[:0] }()
+	for k, at := range stamps {
+		chunk := q[k*r.maxBatch : min(len(q), (k+1)*r.maxBatch)]
+		if err := r.sendUpdate(s, chunk, at); err != nil {
 			return err
 		}
-		q = q[k:]
 	}
 	return s.flush(r.timeout)
 }
 
-func (r *Replicator) sendUpdate(s *session, q []queued) error {
+// sendUpdate sends q as the next UPDATE; oldest is its first entry's
+// Publish time.
+func (r *Replicator) sendUpdate(s *session, q []Entry, oldest int64) error {
 	o := &r.out
 	o.mu.Lock()
 	o.seq++
@@ -320,12 +320,12 @@ func (r *Replicator) sendUpdate(s *session, q []queued) error {
 	b = append(b, msgUpdate)
 	b = binary.AppendUvarint(b, seq)
 	var prev int64
-	for _, x := range q {
-		b = appendEntry(b, x.e, prev)
-		prev = x.e.Expires
+	for _, e := range q {
+		b = appendEntry(b, e, prev)
+		prev = e.Expires
 	}
 	o.mu.Lock()
-	o.unacked = append(o.unacked, batch{seq: seq, n: len(q), oldest: q[0].at, plain: b})
+	o.unacked = append(o.unacked, batch{seq: seq, n: len(q), oldest: oldest, plain: b})
 	o.mu.Unlock()
 	r.sent.Add(uint64(len(q)))
 	return s.send(b)
