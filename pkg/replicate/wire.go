@@ -50,20 +50,28 @@ func appendEntry(b []byte, e Entry, prev int64) []byte {
 }
 
 func appendPrefix(b []byte, p netip.Prefix) []byte {
-	if !p.IsValid() {
+	bits := p.Bits()
+	if bits < 0 {
 		return append(b, prefixInvalid)
 	}
-	p = p.Masked()
-	bits := p.Bits()
 	n := (bits + 7) / 8
-	if p.Addr().Is4() {
-		a := p.Addr().As4()
+	if a := p.Addr(); a.Is4() {
+		v := a.As4()
+		maskLast(v[:n], bits)
 		b = append(b, byte(bits))
-		return append(b, a[:n]...)
+		return append(b, v[:n]...)
 	}
-	a := p.Addr().As16()
+	v := p.Addr().As16()
+	maskLast(v[:n], bits)
 	b = append(b, byte(64+bits))
-	return append(b, a[:n]...)
+	return append(b, v[:n]...)
+}
+
+// maskLast clears the host bits in the last of the ceil(bits/8) bytes of v.
+func maskLast(v []byte, bits int) {
+	if r := bits % 8; r != 0 && len(v) > 0 {
+		v[len(v)-1] &= 0xff << (8 - r)
+	}
 }
 
 // decoder reads a message body; the first error sticks and later reads
@@ -165,14 +173,17 @@ func (d *decoder) prefix() netip.Prefix {
 	case tag == prefixInvalid:
 		return netip.Prefix{}
 	case tag <= 32:
+		bits := int(tag)
 		var a [4]byte
-		copy(a[:], d.bytes((int(tag)+7)/8))
-		return netip.PrefixFrom(netip.AddrFrom4(a), int(tag)).Masked()
+		n := copy(a[:], d.bytes((bits+7)/8))
+		maskLast(a[:n], bits)
+		return netip.PrefixFrom(netip.AddrFrom4(a), bits)
 	case tag >= 64 && tag <= 64+128:
 		bits := int(tag) - 64
 		var a [16]byte
-		copy(a[:], d.bytes((bits+7)/8))
-		return netip.PrefixFrom(netip.AddrFrom16(a), bits).Masked()
+		n := copy(a[:], d.bytes((bits+7)/8))
+		maskLast(a[:n], bits)
+		return netip.PrefixFrom(netip.AddrFrom16(a), bits)
 	}
 	d.fail()
 	return netip.Prefix{}
