@@ -73,6 +73,7 @@ type StickyMap struct {
 	slack        int64 // timeout/4: refreshes within it are not reported
 	seed         uint64
 	n            atomic.Int64
+	_            [56]byte // shards start on a cache line of their own
 	shards       [stickyShards]stickyShard
 }
 

@@ -32,7 +32,7 @@ func TestStickyModel(t *testing.T) {
 		steps = 30000
 	}
 	for step := 0; step < steps; step++ {
-		now += int64(r.IntN(int(time.Second / 8)))
+		now += r.Int64N(int64(time.Second / 8))
 		a := addr()
 		p := tab.Key(a)
 		switch op := r.IntN(100); {
@@ -41,7 +41,7 @@ func TestStickyModel(t *testing.T) {
 			tab.Touch(a, srv, now)
 			model[p] = ref{srv, now + int64(100*time.Second)}
 		case op < 65:
-			e := StickyEntry{Client: p, Server: uint16(r.IntN(4)), Expires: now + int64(r.IntN(int(200*time.Second))) - int64(100*time.Second)}
+			e := StickyEntry{Client: p, Server: uint16(r.IntN(4)), Expires: now + r.Int64N(int64(200*time.Second)) - int64(100*time.Second)}
 			tab.Apply(e)
 			if m, ok := model[p]; !ok || stickyNewer(e.Server, e.Expires, m.server, m.exp) {
 				model[p] = ref{e.Server, e.Expires}

@@ -183,7 +183,7 @@ func (t *stickyTable6) del(i uint64, hash func(stickyKey6) uint64) {
 }
 
 // rebuild returns a new table of size slots holding the entries of t
-// that keep does not reject (keep may be nil), and how many it holds.
+// that drop does not reject (drop may be nil), and how many it holds.
 func (t *stickyTable4) rebuild(slots int, hash func(uint32) uint64, drop func(server uint16, exp int64) bool) (*stickyTable4, int) {
 	nt := newStickyTable4(slots)
 	n := 0

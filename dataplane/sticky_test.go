@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const stickyT0 = int64(1_767_225_600_000_000_000) // 2026-01-01T00:00:00Z
@@ -325,5 +326,23 @@ func TestStickyConcurrent(t *testing.T) {
 	tab.Expire(time.Now().UnixNano() + int64(time.Second))
 	if tab.Len() != 0 {
 		t.Errorf("Len = %d after expiring everything", tab.Len())
+	}
+}
+
+// TestStickyLayout keeps the shards on cache lines of their own: the
+// read side (sequence, table pointers) apart from the writers' mutex.
+func TestStickyLayout(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the padding is sized for 64-bit platforms")
+	}
+	var m StickyMap
+	if off := unsafe.Offsetof(m.shards); off%64 != 0 {
+		t.Errorf("shards at offset %d, want a multiple of 64", off)
+	}
+	if sz := unsafe.Sizeof(stickyShard{}); sz != 128 {
+		t.Errorf("stickyShard is %d bytes, want 128", sz)
+	}
+	if off := unsafe.Offsetof(stickyShard{}.mu); off != 64 {
+		t.Errorf("stickyShard.mu at %d, want 64", off)
 	}
 }
