@@ -123,11 +123,40 @@ func TestWebRoundRobinThroughTheVIP(t *testing.T) {
 	}
 }
 
-func TestSourceHashKeepsAClientOnOneServer(t *testing.T) {
-	l := upWeb(t, "source_hash", "")
-	got := l.curl("http://"+vip+"/", 10)
-	if len(got) != 1 {
-		t.Fatalf("one client over source_hash reached %v, want one server", got)
+// TestEveryAlgorithmThroughTheVIP runs one cluster per algorithm on its
+// own port of the VIP and checks the spread a user expects of each.
+func TestEveryAlgorithmThroughTheVIP(t *testing.T) {
+	algos := []struct {
+		name  string
+		port  int
+		w1    int // be1's weight; be2's is 1
+		check func(got map[string]int) bool
+		want  string
+	}{
+		{"weighted_round_robin", 81, 3, func(g map[string]int) bool { return g["be1"] == 30 && g["be2"] == 10 }, "30/10 for weights 3:1"},
+		{"least_conn", 82, 1, func(g map[string]int) bool { return g["be1"] >= 15 && g["be2"] >= 15 }, "idle equal servers share"},
+		{"random_two", 83, 1, func(g map[string]int) bool { return g["be1"] > 0 && g["be2"] > 0 && g["FAIL"] == 0 }, "both used"},
+		{"fastest_response", 84, 1, func(g map[string]int) bool { return g["be1"] > 0 && g["be2"] > 0 && g["FAIL"] == 0 }, "both measured, no failure"},
+		{"source_hash", 85, 1, func(g map[string]int) bool { return len(g) == 1 && g["FAIL"] == 0 }, "one client, one server"},
+	}
+	var extra strings.Builder
+	for _, a := range algos {
+		fmt.Fprintf(&extra, `  - name: %s
+    vip: %s
+    port: %d
+    algorithm: %s
+    servers:
+      - {name: be1, address: "198.18.0.21:80", weight: %d}
+      - {name: be2, address: "198.18.0.22:80", weight: 1}
+`, strings.ReplaceAll(a.name, "_", "-"), vip, a.port, a.name, a.w1)
+	}
+	l := upWeb(t, "round_robin", extra.String())
+	for _, a := range algos {
+		got := l.curl(fmt.Sprintf("http://%s:%d/", vip, a.port), 40)
+		t.Logf("%s: %v", a.name, got)
+		if !a.check(got) {
+			t.Errorf("%s over 40 requests: %v, want %s", a.name, got, a.want)
+		}
 	}
 }
 
@@ -159,11 +188,29 @@ func TestDrainDisableEnableAndDeadBackend(t *testing.T) {
 	}
 	run("enable", "web", "be2")
 
-	// Stop be1: new connections that meet it dead are retried on be2,
-	// and the health check takes it out.
+	// Stop be1 under load: new connections that meet it dead are retried
+	// on be2, and the health check takes it out; only a request in flight
+	// on be1 at that instant may fail.
+	load := exec.Command("ip", "netns", "exec", l.ns("client"), "sh", "-c",
+		`for i in $(seq 1 100); do curl -s -m 2 http://`+vip+`/ || echo FAIL; done`)
+	var loadOut strings.Builder
+	load.Stdout = &loadOut
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
 	ng := l.nodes["nginx-be1"]
-	_ = ng.cmd.Process.Signal(syscall.SIGQUIT)
+	_ = ng.cmd.Process.Signal(syscall.SIGTERM)
 	<-ng.done
+	_ = load.Wait()
+	answers := map[string]int{}
+	for _, line := range strings.Fields(loadOut.String()) {
+		answers[line]++
+	}
+	t.Logf("100 requests while be1 was stopped: %v", answers)
+	if answers["FAIL"] > 1 || answers["be1"]+answers["be2"]+answers["FAIL"] != 100 {
+		t.Errorf("stopping be1 under load: %v, want at most the one request in flight to fail", answers)
+	}
 	if got := l.curl("http://"+vip+"/", 20); got["be2"] != 20 {
 		t.Fatalf("be1 stopped: %v, want every request answered by be2", got)
 	}
