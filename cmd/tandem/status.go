@@ -207,6 +207,17 @@ func renderStatus(out io.Writer, st *api.Status) {
 		}
 		ctw.Flush()
 	}
+	if p := st.Persistence; p.Enabled {
+		fmt.Fprintf(out, "\nPersistence  %s", orDash(p.State))
+		if p.Peer != "" {
+			fmt.Fprintf(out, " with %s", p.Peer)
+		}
+		if p.Reason != "" {
+			fmt.Fprintf(out, " (%s)", p.Reason)
+		}
+		fmt.Fprintf(out, "\n  entries %d  sent %d  received %d  acked %d  lag %.1fms  last bulk %d entries in %.0fms\n",
+			p.Entries, p.Sent, p.Received, p.Acked, p.LagMs, p.LastBulkEntries, p.LastBulkMs)
+	}
 	fmt.Fprintf(out, "\nAdverts  sent %d  received %d", st.Adverts.Sent, st.Adverts.Received)
 	for reason, n := range st.Adverts.Dropped {
 		if n > 0 {
@@ -223,6 +234,13 @@ func renderStatus(out io.Writer, st *api.Status) {
 	for _, t := range tr {
 		fmt.Fprintf(out, "  %s  %-6s -> %-6s  %s\n", t.At.Local().Format("15:04:05.000"), t.From, t.To, t.Reason)
 	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func shortHash(h string) string {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -54,6 +55,28 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 func (c *Client) ServerAction(ctx context.Context, cluster, server, action string) error {
 	return c.do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/servers/"+
 		url.PathEscape(server)+"/"+url.PathEscape(action), nil)
+}
+
+// StickyEntries lists up to top sticky entries of a cluster ("" for all).
+func (c *Client) StickyEntries(ctx context.Context, cluster string, top int) ([]StickyEntry, error) {
+	var out []StickyEntry
+	q := url.Values{}
+	if cluster != "" {
+		q.Set("cluster", cluster)
+	}
+	q.Set("top", strconv.Itoa(top))
+	err := c.do(ctx, http.MethodGet, "/v1/persistence?"+q.Encode(), &out)
+	return out, err
+}
+
+// FlushSticky empties a cluster's sticky table and returns how many
+// entries it removed.
+func (c *Client) FlushSticky(ctx context.Context, cluster string) (int, error) {
+	var out struct {
+		Flushed int `json:"flushed"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/persistence/"+url.PathEscape(cluster)+"/flush", &out)
+	return out.Flushed, err
 }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -24,12 +25,50 @@ type ServerAdmin interface {
 	SetServerAdmin(cluster, server, state string) error
 }
 
+// PersistenceAdmin lists and flushes sticky tables; an unknown cluster is
+// an ErrNotFound.
+type PersistenceAdmin interface {
+	StickyEntries(cluster string, top int) ([]StickyEntry, error)
+	FlushSticky(cluster string) (int, error)
+}
+
 // ErrNotFound is returned for an unknown cluster or server name.
 var ErrNotFound = errors.New("not found")
 
-// Handler returns the API's routes. admin may be nil (read-only API).
-func Handler(src StatusSource, admin ServerAdmin) http.Handler {
+// Handler returns the API's routes. admin and pers may be nil.
+func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/persistence", func(w http.ResponseWriter, r *http.Request) {
+		if pers == nil {
+			writeJSON(w, http.StatusOK, []StickyEntry{})
+			return
+		}
+		top, _ := strconv.Atoi(r.URL.Query().Get("top"))
+		if top <= 0 {
+			top = 20
+		}
+		list, err := pers.StickyEntries(r.URL.Query().Get("cluster"), top)
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if list == nil {
+			list = []StickyEntry{}
+		}
+		writeJSON(w, http.StatusOK, list)
+	})
+	mux.HandleFunc("POST /v1/persistence/{cluster}/flush", func(w http.ResponseWriter, r *http.Request) {
+		if pers == nil {
+			writeJSON(w, http.StatusNotFound, Error{Error: "no persistence"})
+			return
+		}
+		k, err := pers.FlushSticky(r.PathValue("cluster"))
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"flushed": k})
+	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, src.Status())
 	})
@@ -55,6 +94,14 @@ func Handler(src StatusSource, admin ServerAdmin) http.Handler {
 		}
 	})
 	return mux
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNotFound) {
+		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

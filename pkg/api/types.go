@@ -94,11 +94,38 @@ type Server struct {
 	LastCheckAt      *time.Time `json:"last_check_at,omitempty"`
 }
 
-// Persistence summarises the sticky table and its replication.
+// Persistence summarises the sticky tables and their replication to the
+// peer.
 type Persistence struct {
+	// Enabled is true when some cluster has persistence.
+	Enabled  bool   `json:"enabled"`
 	Entries  uint64 `json:"entries"`
 	Sent     uint64 `json:"sent"`
 	Received uint64 `json:"received"`
+	Acked    uint64 `json:"acked"`
+	// State is IN SYNC, SYNCING or NOT SYNCED; Reason says why when it
+	// is not IN SYNC.
+	State         string `json:"state,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+	Peer          string `json:"peer,omitempty"`
+	PeerConnected bool   `json:"peer_connected"`
+	// BulkDone: the peer's whole table has arrived over this connection.
+	BulkDone bool `json:"bulk_done"`
+	// LagMs is the publish-to-acknowledgement time of the last update.
+	LagMs           float64           `json:"lag_ms"`
+	LastBulkEntries uint64            `json:"last_bulk_entries"`
+	LastBulkMs      float64           `json:"last_bulk_ms"`
+	Resyncs         uint64            `json:"resyncs"`
+	Queued          int               `json:"queued"`
+	Dropped         map[string]uint64 `json:"dropped,omitempty"`
+}
+
+// StickyEntry is one sticky client, for `tandem persistence list`.
+type StickyEntry struct {
+	Cluster     string `json:"cluster"`
+	Client      string `json:"client"`
+	Server      string `json:"server"`
+	ExpiresInMs int64  `json:"expires_in_ms"`
 }
 
 // Transition is one change of election state, with its reason.

@@ -28,6 +28,8 @@ type vcluster struct {
 	pool *dataplane.Pool
 	tcp  *dataplane.TCPCluster
 	mon  *healthcheck.Monitor // nil without health_check
+	// sticky is the persistence table; nil without persistence.
+	sticky *sticky
 }
 
 // engine is what the node needs of a proxy engine beyond Engine: a loop
@@ -63,7 +65,7 @@ func (n *Node) buildClusters() error {
 	var name string
 	n.engine, name = newEngine(n.log.With("component", "engine"))
 	n.log.Info("proxy engine", "engine", name)
-	for _, vc := range n.cfg.Clusters {
+	for ci, vc := range n.cfg.Clusters {
 		if vc.Protocol != "tcp" {
 			return fmt.Errorf("cluster %s: protocol %s is not served yet by this version", vc.Name, vc.Protocol)
 		}
@@ -84,7 +86,12 @@ func (n *Node) buildClusters() error {
 			return fmt.Errorf("cluster %s: %w", vc.Name, err)
 		}
 		rt := &vcluster{cfg: vc, pool: dataplane.NewPool(servers, bal)}
-		rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, dataplane.Options{}, n.log.With("component", "dataplane"))
+		var opts dataplane.Options
+		if vc.Persistence != nil {
+			rt.sticky = newSticky(ci, vc, rt.pool)
+			opts.Sticky = rt.sticky
+		}
+		rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, opts, n.log.With("component", "dataplane"))
 		if err != nil {
 			return err
 		}

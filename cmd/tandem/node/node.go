@@ -19,6 +19,7 @@ import (
 	"github.com/tandem-lb/tandem/pkg/metrics"
 	"github.com/tandem-lb/tandem/pkg/notify"
 	"github.com/tandem-lb/tandem/pkg/peer"
+	"github.com/tandem-lb/tandem/pkg/replicate"
 	"github.com/tandem-lb/tandem/pkg/vip"
 )
 
@@ -43,6 +44,8 @@ type Node struct {
 
 	engine   engine
 	clusters []*vcluster
+	repl     *replicate.Replicator // nil without persistence
+	started  time.Time
 
 	mu               sync.Mutex
 	transitions      []api.Transition
@@ -101,6 +104,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err := n.buildClusters(); err != nil {
 		return nil, err
 	}
+	if err := n.buildReplication(key); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -140,11 +146,20 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	g.Go(func() error { n.notify.Run(gctx); return nil })
 	g.Go(func() error { n.reconcile(gctx); return nil })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n), n.log) })
+	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n, n), n.log) })
+	if n.repl != nil {
+		g.Go(func() error { return n.repl.Run(gctx) })
+		g.Go(func() error { n.expireSticky(gctx); return nil })
+	}
 	if addr := n.cfg.Node.MetricsListen; addr != "" {
 		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
 	}
 	n.runClusters(gctx, g)
+
+	// Warm before master: holds are posted before the election starts.
+	n.started = time.Now()
+	holds := n.updateHolds(map[string]bool{})
+	g.Go(func() error { n.manageHolds(gctx, holds); return nil })
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()

@@ -37,6 +37,7 @@ func (n *Node) Status() api.Status {
 		Now:              now,
 		Clusters:         n.clusterStatus(),
 		TransitionsTotal: total,
+		Persistence:      n.persistenceStatus(),
 		Peers:            []api.Peer{},
 	}
 	if !m.Since.IsZero() {

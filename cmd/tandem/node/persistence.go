@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tandem-lb/tandem/dataplane"
+	"github.com/tandem-lb/tandem/pkg/api"
+	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/replicate"
+)
+
+// expireEvery is the period of the sticky tables' janitor.
+const expireEvery = 5 * time.Second
+
+// sticky connects a cluster's sticky map to its pool (the dataplane asks
+// by server name, the map stores pool indexes) and to replication: every
+// new or changed entry is published to the peer.
+type sticky struct {
+	cluster uint16
+	m       *dataplane.StickyMap
+	pool    *dataplane.Pool
+	publish func(replicate.Entry)
+}
+
+// Lookup returns the client's server while its entry lives
+// (dataplane.StickyTable).
+func (s *sticky) Lookup(client netip.Addr) (string, bool) {
+	i, ok := s.m.Lookup(client, time.Now().UnixNano())
+	if !ok {
+		return "", false
+	}
+	servers := s.pool.Servers()
+	if int(i) >= len(servers) {
+		return "", false
+	}
+	return servers[i].Name, true
+}
+
+// Store records where the client went and publishes the entry when it is
+// new, moved to another server or its expiry moved far enough.
+func (s *sticky) Store(client netip.Addr, server string) {
+	srv := s.pool.Server(server)
+	if srv == nil {
+		return
+	}
+	e, changed := s.m.Touch(client, uint16(srv.Index), time.Now().UnixNano())
+	if changed && s.publish != nil {
+		s.publish(replicate.Entry{Cluster: s.cluster, Client: e.Client, Server: e.Server, Expires: e.Expires})
+	}
+}
+
+// newSticky builds the sticky map of a cluster with persistence.
+func newSticky(index int, vc config.VirtualCluster, pool *dataplane.Pool) *sticky {
+	p := vc.Persistence
+	mask4, mask6 := 32, 128
+	if vip, err := netip.ParseAddr(vc.VIP); err == nil && vip.Unmap().Is4() {
+		mask4 = p.Mask
+	} else {
+		mask6 = p.Mask
+	}
+	return &sticky{cluster: uint16(index), m: dataplane.NewStickyMap(mask4, mask6, p.Timeout), pool: pool}
+}
+
+// stickyStore is the replication's view of every cluster's sticky map
+// (replicate.Store).
+type stickyStore struct{ n *Node }
+
+// Apply stores an entry from the peer in its cluster's map.
+func (s stickyStore) Apply(e replicate.Entry) {
+	if int(e.Cluster) >= len(s.n.clusters) {
+		return
+	}
+	st := s.n.clusters[e.Cluster].sticky
+	if st == nil || int(e.Server) >= len(st.pool.Servers()) {
+		return
+	}
+	st.m.Apply(dataplane.StickyEntry{Client: e.Client, Server: e.Server, Expires: e.Expires})
+}
+
+// Snapshot visits every live entry of every cluster.
+func (s stickyStore) Snapshot(fn func(replicate.Entry) bool) {
+	now := time.Now().UnixNano()
+	for _, c := range s.n.clusters {
+		if c.sticky == nil {
+			continue
+		}
+		stop := false
+		idx := c.sticky.cluster
+		c.sticky.m.Range(func(e dataplane.StickyEntry) bool {
+			if e.Expires <= now {
+				return true
+			}
+			if !fn(replicate.Entry{Cluster: idx, Client: e.Client, Server: e.Server, Expires: e.Expires}) {
+				stop = true
+				return false
+			}
+			return true
+		})
+		if stop {
+			return
+		}
+	}
+}
+
+// syncAddr is the replication address that goes with a memberlist
+// address: the same IP, the next port (7946 → 7947).
+func syncAddr(hostport string) (string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p >= 65535 {
+		return "", fmt.Errorf("port %q", port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
+}
+
+// buildReplication sets up the replicator when a cluster has persistence.
+func (n *Node) buildReplication(key []byte) error {
+	any := false
+	for _, c := range n.clusters {
+		any = any || c.sticky != nil
+	}
+	if !any {
+		return nil
+	}
+	listen, err := syncAddr(n.cfg.Cluster.Bind)
+	if err != nil {
+		return fmt.Errorf("replication address: %w", err)
+	}
+	peer, err := syncAddr(n.cfg.Cluster.Peers[0])
+	if err != nil {
+		return fmt.Errorf("replication peer address: %w", err)
+	}
+	r, err := replicate.New(replicate.Config{
+		Node: n.cfg.Node.Name, Listen: listen, Peer: peer, Key: key, Insecure: n.cfg.Cluster.Insecure,
+		ConfigHash: n.hash, Logger: n.log.With("component", "replicate"),
+	}, stickyStore{n})
+	if err != nil {
+		return fmt.Errorf("replication: %w", err)
+	}
+	n.repl = r
+	for _, c := range n.clusters {
+		if c.sticky != nil {
+			c.sticky.publish = r.Publish
+		}
+	}
+	return nil
+}
+
+// expireSticky removes expired entries now and then.
+func (n *Node) expireSticky(ctx context.Context) {
+	t := time.NewTicker(expireEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := time.Now().UnixNano()
+			for _, c := range n.clusters {
+				if c.sticky != nil {
+					c.sticky.m.Expire(now)
+				}
+			}
+		}
+	}
+}
+
+// persistenceStatus sums the sticky tables and the replication health.
+func (n *Node) persistenceStatus() api.Persistence {
+	var p api.Persistence
+	for _, c := range n.clusters {
+		if c.sticky != nil {
+			p.Entries += uint64(c.sticky.m.Len())
+			p.Enabled = true
+		}
+	}
+	if n.repl == nil {
+		return p
+	}
+	st := n.repl.Status()
+	p.Sent, p.Received, p.Acked = st.Sent, st.Received, st.Acked
+	p.State, p.Reason, p.Peer = st.State, st.Reason, st.Peer
+	p.PeerConnected, p.BulkDone = st.PeerConnected, st.BulkDone
+	p.LagMs = st.LagMs
+	p.LastBulkEntries = st.LastBulkEntries
+	p.LastBulkMs = float64(st.LastBulkDuration.Microseconds()) / 1000
+	p.Resyncs, p.Queued, p.Dropped = st.Resyncs, st.Queued, st.Dropped
+	return p
+}
+
+// StickyEntries lists up to top entries of a cluster ("" for all), most
+// recently refreshed first (api.PersistenceAdmin).
+func (n *Node) StickyEntries(cluster string, top int) ([]api.StickyEntry, error) {
+	now := time.Now()
+	var out []api.StickyEntry
+	found := false
+	for _, c := range n.clusters {
+		if cluster != "" && c.cfg.Name != cluster {
+			continue
+		}
+		found = true
+		if c.sticky == nil {
+			continue
+		}
+		servers := c.pool.Servers()
+		for _, e := range c.sticky.m.Top(top, now.UnixNano()) {
+			name := ""
+			if int(e.Server) < len(servers) {
+				name = servers[e.Server].Name
+			}
+			out = append(out, api.StickyEntry{Cluster: c.cfg.Name, Client: e.Client.String(), Server: name,
+				ExpiresInMs: time.Unix(0, e.Expires).Sub(now).Milliseconds()})
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)
+	}
+	return out, nil
+}
+
+// FlushSticky empties a cluster's sticky table (api.PersistenceAdmin).
+func (n *Node) FlushSticky(cluster string) (int, error) {
+	for _, c := range n.clusters {
+		if c.cfg.Name != cluster {
+			continue
+		}
+		if c.sticky == nil {
+			return 0, nil
+		}
+		k := c.sticky.m.Flush()
+		n.log.Info("sticky table flushed", "cluster", cluster, "entries", k)
+		return k, nil
+	}
+	return 0, fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)
+}
