@@ -487,7 +487,7 @@ CONF
     fi
     grep -q "engine=$eng\|\"engine\":\"$eng\"" "$TMP/$t.log" ||
         { show_log "$TMP/$t.log"; die "$t: the log does not say engine $eng"; }
-    is_proc "${PROXY_PID[$t]}" tandem || die "PID ${PROXY_PID[$t]} is not tandem"
+    is_proc "${PROXY_PID[$t]}" "$(basename "$TANDEM" | cut -c1-15)" || die "PID ${PROXY_PID[$t]} is not tandem"
     set_nice "${PROXY_PID[$t]}"
 done
 
