@@ -7,6 +7,7 @@
 //	labtools probe -target 198.18.0.100:8080 -duration 30s [-interval 10ms]
 //	        [-timeout 50ms] [-udp] [-out events.jsonl] [-expect-stop FILE]
 //	labtools outage -in events.jsonl [-after T] [-before T] [-print FIELD]
+//	labtools clients -target URL [-from 198.18.2.1] [-count 500]
 //
 // Stdlib only.
 package main
@@ -22,6 +23,7 @@ func usage() {
   labtools probe -target ADDR -duration D [-interval 10ms] [-timeout 50ms] [-udp]
                  [-out events.jsonl] [-expect-stop FILE]
   labtools outage -in events.jsonl [-after RFC3339] [-before RFC3339] [-print FIELD]
+  labtools clients -target URL [-from 198.18.2.1] [-count 500] [-concurrency 50]
 `)
 	os.Exit(2)
 }
@@ -38,6 +40,8 @@ func main() {
 		err = cmdProbe(os.Args[2:])
 	case "outage":
 		err = cmdOutage(os.Args[2:])
+	case "clients":
+		err = cmdClients(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:

@@ -38,6 +38,9 @@ func (n *Node) desiredHolds(now time.Time) map[string]bool {
 			h[fmt.Sprintf("waiting for the first round of health checks (cluster %s)", c.cfg.Name)] = true
 		}
 	}
+	if reason := n.healthSettling(now); reason != "" {
+		h[reason] = true
+	}
 	if n.repl == nil {
 		return h
 	}
@@ -83,4 +86,36 @@ func (n *Node) manageHolds(ctx context.Context, current map[string]bool) {
 			current = n.updateHolds(current)
 		}
 	}
+}
+
+// healthSettling names a hold while the health verdicts of a box that has
+// just come back from FAULT are still catching up: its checks failed
+// while its cable was out, and preempting before they pass again would
+// send clients to a pool it believes dead. It holds until every server
+// has been checked since the fault ended and its verdict agrees with that
+// check (rise satisfied), for at most (rise+2) check intervals.
+func (n *Node) healthSettling(now time.Time) string {
+	n.mu.Lock()
+	since := n.faultEnded
+	n.mu.Unlock()
+	if since.IsZero() {
+		return ""
+	}
+	for _, c := range n.clusters {
+		if c.mon == nil {
+			continue
+		}
+		hc := c.cfg.HealthCheck
+		if now.Sub(since) > time.Duration(hc.Rise+2)*hc.Interval {
+			continue
+		}
+		last := c.mon.Last()
+		for _, s := range c.pool.Servers() {
+			r, ok := last[s.Name]
+			if !ok || r.At.Before(since) || r.OK != s.Healthy() {
+				return fmt.Sprintf("waiting for health checks after the fault (cluster %s)", c.cfg.Name)
+			}
+		}
+	}
+	return ""
 }

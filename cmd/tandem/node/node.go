@@ -50,8 +50,10 @@ type Node struct {
 	mu               sync.Mutex
 	transitions      []api.Transition
 	transitionsTotal uint64
-	lastAdvert       peer.Received
-	seq              uint64
+	// faultEnded is when the node last left FAULT (health hold).
+	faultEnded time.Time
+	lastAdvert peer.Received
+	seq        uint64
 }
 
 // New builds a node; nothing is opened until Run.
@@ -316,6 +318,9 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		n.transitions = append(n.transitions, api.Transition{
 			At: a.At, From: a.From.String(), To: a.To.String(), Reason: a.Reason})
 		n.transitionsTotal++
+		if a.From == failover.Fault {
+			n.faultEnded = a.At
+		}
 		if len(n.transitions) > keepTransitions {
 			n.transitions = n.transitions[len(n.transitions)-keepTransitions:]
 		}
