@@ -120,10 +120,21 @@ func TestLoopTakesOverAndStepsDownOnStop(t *testing.T) {
 		t.Fatalf("released before the peer took over: %v", rec.snapshot())
 	}
 	l.Post(Advert{Node: "lb1", Priority: 150, State: Master})
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after the peer took over")
+	waitFor(t, "the hand-over to be noted", func() bool { return l.Snapshot().HandedTo == "lb1" })
+	if rec.has("release") {
+		t.Fatal("released at once; want one more advert interval for the peer's ARPs")
+	}
+	for i := 0; ; i++ {
+		clk.Advance(10 * time.Millisecond)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Millisecond):
+			if i < 200 {
+				continue
+			}
+			t.Fatal("Run did not return after the peer took over")
+		}
+		break
 	}
 	got := rec.snapshot()[n:]
 	if want := []string{"advert0", "MASTER>INIT", "release"}; !slices.Equal(got, want) {

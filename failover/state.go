@@ -99,6 +99,10 @@ type Machine struct {
 	// VIPs, repeating priority-0 adverts, until the peer announces itself
 	// master or LeaveBy passes, so no probe meets a box without the VIP.
 	LeaveBy time.Time
+	// HandedTo is the peer that announced itself master while this node
+	// was stopping; the VIPs are kept one more advert interval so its
+	// gratuitous ARPs reach every client first.
+	HandedTo string
 	// Down lists the tracked interfaces that have no carrier.
 	Down []string
 	// Holds lists reasons this node must not become master (for example

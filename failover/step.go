@@ -52,6 +52,7 @@ func (s *stepper) enter(to State, reason string) {
 	s.m.MasterDownAt = time.Time{}
 	s.m.NextAdvertAt = time.Time{}
 	s.m.LeaveBy = time.Time{}
+	s.m.HandedTo = ""
 	s.do(Transition{At: s.now, From: from, To: to, Reason: reason})
 	switch to {
 	case Master:
@@ -175,8 +176,11 @@ func (s *stepper) advertAsBackup(a Advert) {
 
 func (s *stepper) advertAsMaster(a Advert) {
 	if !s.m.LeaveBy.IsZero() {
-		if a.State == Master && a.Priority != 0 {
-			s.enter(Init, fmt.Sprintf("stopped: handed over to %s", a.Node))
+		if a.State == Master && a.Priority != 0 && s.m.HandedTo == "" {
+			// The peer has the VIPs: release them one advert interval
+			// later, once its gratuitous ARPs have moved the clients.
+			s.m.HandedTo = a.Node
+			s.m.LeaveBy = s.now.Add(s.c.AdvertInterval)
 		}
 		return
 	}
@@ -240,7 +244,14 @@ func (s *stepper) stop() {
 // peer takes over or the deadline passes.
 func (s *stepper) tickLeaving() {
 	if !s.m.LeaveBy.After(s.now) {
-		s.enter(Init, fmt.Sprintf("stopped: no peer took over within %s", ms(s.now.Sub(s.m.Since))))
+		if s.m.HandedTo != "" {
+			s.enter(Init, fmt.Sprintf("stopped: handed over to %s", s.m.HandedTo))
+		} else {
+			s.enter(Init, fmt.Sprintf("stopped: no peer took over within %s", ms(s.now.Sub(s.m.Since))))
+		}
+		return
+	}
+	if s.m.HandedTo != "" {
 		return
 	}
 	if !s.m.NextAdvertAt.After(s.now) {

@@ -189,13 +189,16 @@ func TestStep(t *testing.T) {
 		{name: "stopping master repeats priority 0", cfg: lb2,
 			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}),
 			ev:    Tick{}, now: 350, want: Master, acts: []string{"advert0"}},
-		{name: "stopping master releases when the peer is master", cfg: lb2,
+		{name: "stopping master keeps the VIPs one interval after the peer is master", cfg: lb2,
 			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}),
-			ev:    masterAdvert("lb1", 150), now: 340, want: Init,
+			ev:    masterAdvert("lb1", 150), now: 340, want: Master, acts: none},
+		{name: "stopping master releases one interval after the peer took over", cfg: lb2,
+			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}, timed{340, masterAdvert("lb1", 150)}),
+			ev:    Tick{}, now: 390, want: Init,
 			acts: []string{"MASTER>INIT", "release"}, reason: "handed over to lb1"},
 		{name: "stopping master does not claim a split brain", cfg: cfg("lb1", 150, true),
 			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Stop{}}},
-			ev:    masterAdvert("lb2", 100), now: 340, want: Init, reason: "handed over to lb2"},
+			ev:    masterAdvert("lb2", 100), now: 340, want: Master, acts: none},
 		{name: "stopping master releases at the deadline", cfg: lb2,
 			setup: append(slices.Clone(masterLb2), timed{300, Stop{}}),
 			ev:    Tick{}, now: 300 + 231, want: Init,
@@ -316,9 +319,10 @@ func TestStopHandsOverAtOnce(t *testing.T) {
 	}
 	p.apply(0, Stop{})
 	p.run(p.cfg[1].Skew() + 2*time.Millisecond)
-	if got := p.masters(); len(got) != 1 || got[0] != "lb2" {
-		t.Fatalf("masters %v within the skew (%v) after stop, want [lb2]", got, p.cfg[1].Skew())
+	if p.m[1].State != Master {
+		t.Fatalf("lb2 is %v within the skew (%v) after lb1's stop, want MASTER", p.m[1].State, p.cfg[1].Skew())
 	}
+	p.run(p.cfg[0].AdvertInterval + time.Millisecond)
 	if p.m[0].State != Init {
 		t.Fatalf("stopping node is %v, want INIT once the peer took over", p.m[0].State)
 	}
