@@ -147,11 +147,11 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { n.forwardLinks(gctx, links); return nil })
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	g.Go(func() error { n.notify.Run(gctx); return nil })
-	g.Go(func() error { n.reconcile(gctx); return nil })
+	g.Go(func() error { every(gctx, reconcileEvery, func() { n.reconcile(gctx) }); return nil })
 	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n, n), n.log) })
 	if n.repl != nil {
 		g.Go(func() error { return n.repl.Run(gctx) })
-		g.Go(func() error { n.expireSticky(gctx); return nil })
+		g.Go(func() error { every(gctx, expireEvery, n.expireSticky); return nil })
 	}
 	if addr := n.cfg.Node.MetricsListen; addr != "" {
 		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
@@ -259,26 +259,31 @@ func (n *Node) noteLateAdvert(prev, r peer.Received) {
 	}
 }
 
-// reconcile re-adds, while master, a VIP that someone deleted.
-func (n *Node) reconcile(ctx context.Context) {
-	t := time.NewTicker(reconcileEvery)
+// every runs fn every period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n.loop.Snapshot().State != failover.Master {
-				continue
-			}
-			readded, err := n.vips.Reconcile(ctx)
-			if err != nil {
-				n.log.Warn("reconcile VIPs", "err", err)
-			}
-			for _, p := range readded {
-				n.log.Warn("VIP was missing and was re-added", "vip", p.String())
-			}
+			fn()
 		}
+	}
+}
+
+// reconcile re-adds, while master, a VIP that someone deleted.
+func (n *Node) reconcile(ctx context.Context) {
+	if n.loop.Snapshot().State != failover.Master {
+		return
+	}
+	readded, err := n.vips.Reconcile(ctx)
+	if err != nil {
+		n.log.Warn("reconcile VIPs", "err", err)
+	}
+	for _, p := range readded {
+		n.log.Warn("VIP was missing and was re-added", "vip", p.String())
 	}
 }
 

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -154,21 +153,12 @@ func (n *Node) buildReplication(key []byte) error {
 	return nil
 }
 
-// expireSticky removes expired entries now and then.
-func (n *Node) expireSticky(ctx context.Context) {
-	t := time.NewTicker(expireEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			now := time.Now().UnixNano()
-			for _, c := range n.clusters {
-				if c.sticky != nil {
-					c.sticky.m.Expire(now)
-				}
-			}
+// expireSticky removes expired entries (run every expireEvery).
+func (n *Node) expireSticky() {
+	now := time.Now().UnixNano()
+	for _, c := range n.clusters {
+		if c.sticky != nil {
+			c.sticky.m.Expire(now)
 		}
 	}
 }
