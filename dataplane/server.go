@@ -39,6 +39,8 @@ type Server struct {
 	Weight int
 	// SendProxy prepends a PROXY protocol v2 header to each connection.
 	SendProxy bool
+	// MaxConns limits open connections (live flows); 0 is unlimited.
+	MaxConns int64
 	// Index is the server's position in its pool, stable for its life.
 	Index int
 
@@ -89,6 +91,20 @@ func (s *Server) Failures() uint64 { return s.failures.Load() }
 
 // Acquire counts a new connection to the server; Release ends it.
 func (s *Server) Acquire() { s.active.Add(1); s.total.Add(1) }
+
+// TryAcquire counts a new connection unless the server is at MaxConns;
+// it reports whether the connection may go to the server.
+func (s *Server) TryAcquire() bool {
+	if n := s.active.Add(1); s.MaxConns > 0 && n > s.MaxConns {
+		s.active.Add(-1)
+		return false
+	}
+	s.total.Add(1)
+	return true
+}
+
+// Full reports whether the server is at its MaxConns.
+func (s *Server) Full() bool { return s.MaxConns > 0 && s.active.Load() >= s.MaxConns }
 
 // Release counts the end of a connection.
 func (s *Server) Release() { s.active.Add(-1) }

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -69,15 +70,19 @@ func (c *TCPCluster) handle(client *net.TCPConn) {
 		return
 	}
 
-	s := c.pick(from)
-	if s == nil {
+	s, full := c.pick(from)
+	switch {
+	case s == nil && full:
+		cn.refuse(reasonMaxConns, nil)
+		return
+	case s == nil:
 		cn.refuse(reasonNoServer, nil)
 		return
 	}
 	err := cn.connect(s)
 	if err != nil {
 		// One retry elsewhere, so a dead server costs the client nothing.
-		if s = c.pool.Pick(from, s); s == nil {
+		if s = c.pool.Pick(from, s); s == nil || s.Full() {
 			cn.refuse(reasonConnectFailed, err)
 			return
 		}
@@ -94,17 +99,26 @@ func (c *TCPCluster) handle(client *net.TCPConn) {
 	c.eng.Proxy(client, cn.server, idle, cn.finish)
 }
 
-// pick returns the client's sticky server while it is available, else
-// the balancer's choice; nil when no server is available.
-func (c *TCPCluster) pick(client netip.Addr) *Server {
+// pick returns the client's sticky server while it is available and not
+// full, else the balancer's choice, else (when that server is at its
+// max_conns) the balancer's second choice; nil when no server is
+// available, with full set when servers were there but at their limit.
+func (c *TCPCluster) pick(client netip.Addr) (s *Server, full bool) {
 	if c.opts.Sticky != nil {
 		if name, ok := c.opts.Sticky.Lookup(client); ok {
-			if s := c.pool.Server(name); s != nil && s.Available() {
-				return s
+			if s := c.pool.Server(name); s != nil && s.Available() && !s.Full() {
+				return s, false
 			}
 		}
 	}
-	return c.pool.Pick(client, nil)
+	s = c.pool.Pick(client, nil)
+	if s == nil || !s.Full() {
+		return s, false
+	}
+	if s = c.pool.Pick(client, s); s == nil || s.Full() {
+		return nil, true
+	}
+	return s, false
 }
 
 // connect dials s within the connect timeout and writes the PROXY header
@@ -113,7 +127,9 @@ func (c *TCPCluster) pick(client netip.Addr) *Server {
 // counted on s.
 func (cn *tcpConn) connect(s *Server) error {
 	c := cn.c
-	s.Acquire()
+	if !s.TryAcquire() {
+		return errServerFull
+	}
 	cn.srv = s
 	start := time.Now()
 	var conn *net.TCPConn
@@ -142,6 +158,9 @@ func (cn *tcpConn) connect(s *Server) error {
 	cn.server = conn
 	return nil
 }
+
+// errServerFull is a connect refused because the server is at max_conns.
+var errServerFull = errors.New("server at max_conns")
 
 // dialAddr is s's address as Dial wants it. (Dialer.DialTCP would take
 // the netip form, but a zero local address makes it bind(2) to port 0

@@ -87,17 +87,11 @@ func testClusterConfig(addrs []netip.AddrPort) config.VirtualCluster {
 // testPool builds the pool of vc the way the node does.
 func testPool(t testing.TB, vc config.VirtualCluster) *Pool {
 	t.Helper()
-	b, err := NewBalancer(vc.Algorithm)
+	p, err := PoolFor(vc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var servers []*Server
-	for i, s := range vc.Servers {
-		srv := NewServer(i, s.Name, netip.MustParseAddrPort(s.Address), s.Weight)
-		srv.SendProxy = s.SendProxy
-		servers = append(servers, srv)
-	}
-	return NewPool(servers, b)
+	return p
 }
 
 // startCluster listens, serves and activates a cluster until the test

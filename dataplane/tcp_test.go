@@ -225,6 +225,36 @@ func TestClusterMaxConns(t *testing.T) {
 	}
 }
 
+// TestServerMaxConns: a server at its max_conns gets no more; the next
+// goes to another server, and with every server full the client is
+// refused and counted.
+func TestServerMaxConns(t *testing.T) {
+	a := startBackend(t, "a", echoNamed("a"))
+	b := startBackend(t, "b", echoNamed("b"))
+	vc := testClusterConfig([]netip.AddrPort{a.addr, b.addr})
+	vc.Servers[0].MaxConns = 1
+	vc.Servers[1].MaxConns = 1
+	c := startCluster(t, vc, testPool(t, vc), Options{}, nil)
+
+	got := map[string]bool{}
+	var held []*net.TCPConn
+	for range 2 {
+		conn := dial(t, c, netip.Addr{})
+		got[readLine(t, bufio.NewReader(conn))] = true
+		held = append(held, conn)
+	}
+	if !got["a"] || !got["b"] {
+		t.Fatalf("two connections with max_conns 1 each reached %v, want both servers", got)
+	}
+	expectRefused(t, c, netip.Addr{})
+	eventually(t, "max_conns refusal", func() bool { return c.Stats().Refused[RefusedMaxConns] == 1 })
+	held[0].Close()
+	eventually(t, "a slot to free", func() bool { return c.Stats().Active == 1 })
+	if name := readLine(t, bufio.NewReader(dial(t, c, netip.Addr{}))); name == "" {
+		t.Fatal("no server after a slot freed")
+	}
+}
+
 func TestClusterProxyProtocolV2(t *testing.T) {
 	headers := make(chan []byte, 1)
 	a := startBackend(t, "a", func(c *net.TCPConn) {

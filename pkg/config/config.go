@@ -170,6 +170,9 @@ type Server struct {
 	Weight int `mapstructure:"weight" json:"weight"`
 	// SendProxy prepends a PROXY protocol v2 header to each connection.
 	SendProxy bool `mapstructure:"send_proxy" json:"send_proxy"`
+	// MaxConns limits the server's open connections (live flows for
+	// UDP); 0 is unlimited. [0]
+	MaxConns int `mapstructure:"max_conns" json:"max_conns"`
 }
 
 // Default returns a config with every top-level default of CONTRACT.md

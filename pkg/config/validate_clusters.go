@@ -116,7 +116,13 @@ func (v *validator) healthCheck(k string, h *HealthCheck) {
 			v.add(k+".expect_status", "must be an HTTP status 100..599 (got %d)", h.ExpectStatus)
 		}
 	case "send_expect", "udp":
-		needSend()
+		// A banner check (SMTP's "^220") sends nothing: send is optional
+		// for send_expect; a udp check must send something to get a reply.
+		if h.Type == "udp" {
+			needSend()
+		} else if h.Send != "" && h.SendHex != "" {
+			v.add(k+".send_hex", "set either send or send_hex, not both")
+		}
 		if _, err := regexp.Compile(h.ExpectBody); err != nil {
 			v.add(k+".expect_body", "must be a valid regexp: %v", err)
 		}
@@ -177,6 +183,9 @@ func (v *validator) servers(k string, servers []Server) {
 		}
 		if s.Weight < minWeight || s.Weight > maxWeight {
 			v.add(sk+".weight", "must be %d..%d (got %d)", minWeight, maxWeight, s.Weight)
+		}
+		if s.MaxConns < 0 {
+			v.add(sk+".max_conns", "must be ≥ 0; 0 means unlimited (got %d)", s.MaxConns)
 		}
 	}
 }

@@ -126,8 +126,11 @@ func TestValidateProblems(t *testing.T) {
 			[]string{`FILE:22: clusters[0].health_check.path: http check needs a path starting with / (got "health")`}},
 		{"http status", edit(t, "path: /", "path: /\n      expect_status: 99"),
 			[]string{"FILE:23: clusters[0].health_check.expect_status: must be an HTTP status 100..599 (got 99)"}},
-		{"send_expect needs send", edit(t, "type: http\n      path: /", "type: send_expect\n      expect_body: ^OK"),
-			[]string{"FILE:20: clusters[0].health_check.send: send_expect check needs send or send_hex"}},
+		// A banner check (SMTP "^220") sends nothing; a udp check must.
+		{"send_expect banner check needs no send", edit(t, "type: http\n      path: /", "type: send_expect\n      expect_body: ^220"),
+			nil},
+		{"udp check needs send", edit(t, "type: http\n      path: /", "type: udp\n      expect_body: ^OK"),
+			[]string{"FILE:20: clusters[0].health_check.send: udp check needs send or send_hex"}},
 		{"send_expect regexp", edit(t, "type: http\n      path: /", "type: send_expect\n      send: PING\n      expect_body: \"(\""), []string{
 			"FILE:23: clusters[0].health_check.expect_body: must be a valid regexp: error parsing regexp: missing closing ): `(`",
 		}},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"runtime"
 	"time"
@@ -69,23 +68,15 @@ func (n *Node) buildClusters() error {
 		if vc.Protocol != "tcp" {
 			return fmt.Errorf("cluster %s: protocol %s is not served yet by this version", vc.Name, vc.Protocol)
 		}
-		servers := make([]*dataplane.Server, 0, len(vc.Servers))
-		var targets []healthcheck.Target
-		for i, s := range vc.Servers {
-			ap, err := netip.ParseAddrPort(s.Address)
-			if err != nil {
-				return fmt.Errorf("cluster %s server %s: %w", vc.Name, s.Name, err)
-			}
-			srv := dataplane.NewServer(i, s.Name, ap, s.Weight)
-			srv.SendProxy = s.SendProxy
-			servers = append(servers, srv)
-			targets = append(targets, healthcheck.Target{Cluster: vc.Name, Server: s.Name, Addr: ap})
-		}
-		bal, err := dataplane.NewBalancer(vc.Algorithm)
+		pool, err := dataplane.PoolFor(vc)
 		if err != nil {
-			return fmt.Errorf("cluster %s: %w", vc.Name, err)
+			return err
 		}
-		rt := &vcluster{cfg: vc, pool: dataplane.NewPool(servers, bal)}
+		var targets []healthcheck.Target
+		for _, s := range pool.Servers() {
+			targets = append(targets, healthcheck.Target{Cluster: vc.Name, Server: s.Name, Addr: s.Addr})
+		}
+		rt := &vcluster{cfg: vc, pool: pool}
 		var opts dataplane.Options
 		if vc.Persistence != nil {
 			rt.sticky = newSticky(ci, vc, rt.pool)
