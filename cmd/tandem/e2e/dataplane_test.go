@@ -112,6 +112,24 @@ func TestWebRoundRobinThroughTheVIP(t *testing.T) {
 	if got["be1"] != 10 || got["be2"] != 10 {
 		t.Fatalf("round robin over 20 requests: %v, want 10 each", got)
 	}
+	// wrk, new connection per request, 2 s: no error, both servers used.
+	if _, err := exec.LookPath("wrk"); err == nil {
+		out, err := exec.Command("ip", "netns", "exec", l.ns("client"), "wrk", "-t1", "-c10", "-d2s",
+			"-H", "Connection: close", "http://"+vip+"/").CombinedOutput()
+		if err != nil {
+			t.Fatalf("wrk: %v\n%s", err, out)
+		}
+		t.Logf("wrk through the VIP:\n%s", out)
+		if strings.Contains(string(out), "Socket errors") || strings.Contains(string(out), "Non-2xx") {
+			t.Errorf("wrk saw errors through the VIP:\n%s", out)
+		}
+		st, _ := l.status("lb1")
+		for _, s := range st.Clusters[0].Servers {
+			if s.TotalConns < 100 {
+				t.Errorf("server %s got %d connections under wrk, want a fair share", s.Name, s.TotalConns)
+			}
+		}
+	}
 	// The standby refuses connections cleanly, and counts them.
 	st, _ := l.status("lb2")
 	if st.Clusters[0].Serving {
