@@ -2,11 +2,7 @@
 
 package dataplane
 
-import (
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-)
+import "golang.org/x/sys/unix"
 
 // econn is one proxied connection: sk[0] is the client socket, sk[1] the
 // server's; d[0] moves client → server bytes, d[1] server → client.
@@ -47,8 +43,8 @@ type edir struct {
 type epipe struct{ r, w int }
 
 func (p epipe) close() {
-	unix.Close(p.r)
-	unix.Close(p.w)
+	rawClose(p.r)
+	rawClose(p.w)
 }
 
 // pump moves what it can both ways and finishes the connection when both
@@ -89,7 +85,11 @@ func (l *eloop) flow(c *econn, i int) error {
 		}
 		if d.eof {
 			d.shut = true
-			if err := unix.Shutdown(dst.fd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+			if c.d[1-i].shut {
+				// The last direction: close (in pump) sends the FIN.
+				return nil
+			}
+			if err := rawShutdown(dst.fd); err != nil && err != unix.ENOTCONN {
 				return err
 			}
 			return nil
@@ -122,7 +122,7 @@ func (l *eloop) flow(c *econn, i int) error {
 // readIn reads once into the loop's buffer and writes straight on; what
 // the destination does not take is kept in a pooled buffer.
 func (l *eloop) readIn(c *econn, src, dst *esock, d *edir) error {
-	n, err := unix.Read(src.fd, l.buf)
+	n, err := rawRead(src.fd, l.buf)
 	switch {
 	case err == unix.EAGAIN:
 		src.readable = false
@@ -192,7 +192,7 @@ func (l *eloop) flush(c *econn, d *edir, dst *esock) error {
 		d.buf, d.off, d.end = nil, 0, 0
 	}
 	for d.inPipe > 0 {
-		w, err := unix.Splice(d.pipe.r, nil, dst.fd, nil, d.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		w, err := splice(d.pipe.r, dst.fd, d.inPipe)
 		switch {
 		case err == unix.EAGAIN:
 			l.stalls.Add(1)
@@ -203,7 +203,7 @@ func (l *eloop) flush(c *econn, d *edir, dst *esock) error {
 		case err != nil:
 			return err
 		}
-		d.inPipe -= int(w)
+		d.inPipe -= w
 		d.n += uint64(w)
 		c.last = l.tick
 		l.splices.Add(1)
@@ -226,7 +226,7 @@ func (l *eloop) spliceIn(c *econn, src *esock, d *edir) error {
 		}
 		d.pipe = p
 	}
-	n, err := unix.Splice(src.fd, nil, d.pipe.w, nil, l.e.pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	n, err := splice(src.fd, d.pipe.w, l.e.pipeSize)
 	switch {
 	case err == unix.EAGAIN:
 		// A short splice does not prove the socket drained (the pipe
@@ -238,7 +238,7 @@ func (l *eloop) spliceIn(c *econn, src *esock, d *edir) error {
 	case n == 0:
 		d.eof = true
 	default:
-		d.inPipe = int(n)
+		d.inPipe = n
 		c.last = l.tick
 		return nil
 	}
@@ -262,7 +262,7 @@ func (l *eloop) finish(c *econn, reset bool) {
 		if reset {
 			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
-		unix.Close(fd)
+		rawClose(fd)
 		d := &c.d[i]
 		if d.buf != nil {
 			l.putBuf(d.buf)
@@ -333,15 +333,4 @@ func (l *eloop) putPipe(p epipe) {
 		return
 	}
 	p.close()
-}
-
-// send writes with MSG_NOSIGNAL, so a reset peer gives EPIPE and never
-// SIGPIPE.
-func send(fd int, p []byte) (int, error) {
-	r, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +44,9 @@ type EpollEngine struct {
 	spliceAfter int64
 	// pipeSize is the capacity asked of each pipe.
 	pipeSize int
+	// blockWait makes the loops block in epoll_wait instead of waiting
+	// in Go's poller (for comparison).
+	blockWait bool
 }
 
 // The engine's tunables, measured on loopback (see epoll_bench_test.go).
@@ -132,7 +137,13 @@ func detach(tc *net.TCPConn) (int, error) {
 	if derr != nil {
 		return -1, fmt.Errorf("dup: %w", derr)
 	}
-	if err := unix.SetNonblock(nfd, true); err != nil {
+	// Go's sockets are nonblocking (and the flag is shared with the dup);
+	// set it only for one that is not, which costs a second call.
+	fl, err := unix.FcntlInt(uintptr(nfd), unix.F_GETFL, 0)
+	if err == nil && fl&unix.O_NONBLOCK == 0 {
+		_, err = unix.FcntlInt(uintptr(nfd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+	}
+	if err != nil {
 		unix.Close(nfd)
 		return -1, fmt.Errorf("nonblock: %w", err)
 	}
@@ -186,6 +197,9 @@ type eloop struct {
 	table      []*econn // by descriptor
 	conns      []*econn // every registered connection; econn.idx
 	ready      []*econn // connections with work left after their budget
+	running    []*econn // the ready list being worked through; ri next
+	ri         int
+	epf        *os.File // epfd in Go's poller
 	pipes      []epipe  // free, empty pipes
 	bufs       [][]byte // free remainder buffers
 	tick       uint32   // sweeps so far
@@ -225,7 +239,11 @@ func newLoop(e *EpollEngine, id int) (*eloop, error) {
 }
 
 func (l *eloop) closeFds() {
-	unix.Close(l.epfd)
+	if l.epf != nil {
+		l.epf.Close()
+	} else {
+		unix.Close(l.epfd)
+	}
 	unix.Close(l.evfd)
 }
 
@@ -259,29 +277,59 @@ func (l *eloop) wake() {
 	}
 }
 
-// run is the loop's goroutine.
+// run is the loop's goroutine. It waits for events in Go's own poller,
+// where the epoll descriptor is registered (it is readable while events
+// are pending), so an idle loop holds neither a thread nor a P, and only
+// ever calls epoll_wait with a zero timeout. The read deadline wakes it
+// for the idle sweep.
 func (l *eloop) run() {
 	l.events = make([]unix.EpollEvent, epollMaxEvents)
 	l.buf = make([]byte, epollBufSize)
 	every := l.e.sweepEvery
 	next := time.Now().Add(every)
+	var rc syscall.RawConn
+	if l.e.blockWait {
+	} else if err := unix.SetNonblock(l.epfd, true); err == nil {
+		l.epf = os.NewFile(uintptr(l.epfd), "epoll")
+		rc, _ = l.epf.SyscallConn()
+		l.epf.SetReadDeadline(next)
+	}
+	var n int
+	var werr error
+	poll := func(fd uintptr) bool {
+		n, werr = epollPoll(int(fd), l.events)
+		return n > 0 || len(l.ready) > 0 || (werr != nil && werr != unix.EINTR)
+	}
 	for {
-		timeout := int(time.Until(next)/time.Millisecond) + 1
-		if len(l.ready) > 0 {
-			timeout = 0
+		if rc != nil {
+			if err := rc.Read(poll); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				l.e.log.Warn("epoll: Go poller refused the epoll descriptor; blocking in epoll_wait", "err", err)
+				rc = nil
+			}
+		} else {
+			timeout := int(time.Until(next)/time.Millisecond) + 1
+			if len(l.ready) > 0 {
+				timeout = 0
+			}
+			n, werr = unix.EpollWait(l.epfd, l.events, timeout)
 		}
-		n, err := unix.EpollWait(l.epfd, l.events, timeout)
-		if err != nil {
-			if err != unix.EINTR {
-				l.e.log.Error("epoll_wait", "loop", l.id, "err", err)
+		if werr != nil {
+			if werr != unix.EINTR {
+				l.e.log.Error("epoll_wait", "loop", l.id, "err", werr)
 				time.Sleep(10 * time.Millisecond)
 			}
-			n = 0
+			n, werr = 0, nil
 		}
 		for l.evi = 0; l.evi < n; {
 			l.dispatch(n)
 		}
-		for len(l.ready) > 0 && l.runReady() {
+		n = 0
+		if len(l.ready) > 0 {
+			l.running, l.ready = l.ready, l.running[:0]
+			for l.ri = 0; l.ri < len(l.running); {
+				l.runReady()
+			}
+			clear(l.running)
 		}
 		if l.wakeup {
 			l.wakeup = false
@@ -297,6 +345,9 @@ func (l *eloop) run() {
 		if now := time.Now(); !now.Before(next) {
 			l.tick++
 			next = now.Add(every)
+			if l.epf != nil {
+				l.epf.SetReadDeadline(next)
+			}
 			l.sweep()
 		}
 	}
@@ -352,14 +403,13 @@ func (l *eloop) dispatch(n int) {
 	}
 }
 
-// runReady gives another budget to connections that used theirs up; it
-// reports false if it stopped on a panic.
-func (l *eloop) runReady() bool {
+// runReady gives another budget to the connections of l.running that
+// used theirs up; it returns early on a panic.
+func (l *eloop) runReady() {
 	defer l.recoverConn()
-	rs := l.ready
-	l.ready = nil
-	for i, c := range rs {
-		rs[i] = nil
+	for l.ri < len(l.running) {
+		c := l.running[l.ri]
+		l.ri++
 		c.queued = false
 		if !c.closed {
 			l.cur = c
@@ -367,7 +417,6 @@ func (l *eloop) runReady() bool {
 			l.cur = nil
 		}
 	}
-	return true
 }
 
 // admit registers the connections handed over by Proxy.
@@ -403,7 +452,7 @@ func (l *eloop) add(c *econn) {
 			Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
 			Fd:     int32(fd),
 		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		if err := rawEpollAdd(l.epfd, fd, &ev); err != nil {
 			l.e.log.Warn("epoll_ctl add", "loop", l.id, "err", err)
 			l.finish(c, true)
 			break
