@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
 LABTOOLS  := bin/labtools
 
-.PHONY: all build test unit e2e demo bench lint deps clean
+.PHONY: all build test unit e2e demo bench lint deps deb clean
 
 all: build
 
@@ -42,6 +42,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+
+# A Debian package in dist/: binary, systemd unit, examples, completions,
+# man pages.
+deb:
+	scripts/package-deb.sh $(VERSION)
 
 clean:
 	rm -rf bin dist
