@@ -1,0 +1,136 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// openFlow starts client's flow: within the flow cap, on the sticky or
+// balanced server, with a socket connected to it. On failure it counts
+// the drop and returns nil.
+func (l *uloop) openFlow(client netip.AddrPort) *uflow {
+	c, k := l.c, &l.counters
+	if n := c.flows.Add(1); n > c.maxFlows {
+		c.flows.Add(-1)
+		c.drop(k, udpMaxConns, client, nil)
+		return nil
+	}
+	s := c.pick(client.Addr(), nil)
+	if s == nil {
+		c.flows.Add(-1)
+		c.drop(k, udpNoServer, client, nil)
+		return nil
+	}
+	f := &uflow{client: client, fd: -1}
+	if err := l.connect(f, s); err != nil {
+		c.flows.Add(-1)
+		c.drop(k, udpUpstreamError, client, err)
+		return nil
+	}
+	f.idx = int32(len(l.list))
+	l.list = append(l.list, f)
+	l.flows[client] = f
+	return f
+}
+
+// moveFlow puts f on another server because its own went down: the old
+// socket is closed and the server released. If no other server is
+// available the flow ends; moveFlow reports whether f lives on.
+func (l *uloop) moveFlow(f *uflow) bool {
+	c, k := l.c, &l.counters
+	s := c.pick(f.client.Addr(), f.srv)
+	if s == nil {
+		l.closeFlow(f)
+		c.drop(k, udpNoServer, f.client, nil)
+		return false
+	}
+	l.unregister(f)
+	if err := l.connect(f, s); err != nil {
+		l.closeFlow(f)
+		c.drop(k, udpUpstreamError, f.client, err)
+		return false
+	}
+	return true
+}
+
+// connect gives f a socket connected to s, registered with the loop, and
+// acquires s for it.
+func (l *uloop) connect(f *uflow, s *Server) error {
+	fd, err := udpDial(l.sockaddr(s))
+	if err != nil {
+		return fmt.Errorf("server %s: %w", s.Name, err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	if fd >= len(l.table) {
+		t := make([]*uflow, max(2*len(l.table), fd+1, 1024))
+		copy(t, l.table)
+		l.table = t
+	}
+	l.table[fd] = f
+	f.fd, f.srv = int32(fd), s
+	s.Acquire()
+	l.counters.flowsTotal.Add(1)
+	if st := l.c.opts.Sticky; st != nil {
+		st.Store(f.client.Addr(), s.Name)
+	}
+	return nil
+}
+
+// unregister closes f's socket and releases its server.
+func (l *uloop) unregister(f *uflow) {
+	if f.fd >= 0 {
+		l.table[f.fd] = nil
+		unix.Close(int(f.fd)) // leaves the epoll set with its last descriptor
+		f.fd = -1
+	}
+	if f.srv != nil {
+		f.srv.Release()
+		f.srv = nil
+	}
+}
+
+// closeFlow ends f.
+func (l *uloop) closeFlow(f *uflow) {
+	l.unregister(f)
+	last := l.list[len(l.list)-1]
+	last.idx = f.idx
+	l.list[f.idx] = last
+	l.list[len(l.list)-1] = nil
+	l.list = l.list[:len(l.list)-1]
+	delete(l.flows, f.client)
+	l.c.flows.Add(-1)
+}
+
+// sweep ends the flows idle for longer than FlowIdle (a second while the
+// cluster is not serving).
+func (l *uloop) sweep() {
+	idle := l.c.opts.FlowIdle
+	if !l.c.serving.Load() {
+		idle = min(idle, udpStandbyIdle)
+	}
+	for i := 0; i < len(l.list); {
+		if f := l.list[i]; l.now-f.last > int64(idle) {
+			l.closeFlow(f) // moves the last flow to i
+			continue
+		}
+		i++
+	}
+}
+
+// sockaddr is s's address as connect(2) wants it, made once per server.
+func (l *uloop) sockaddr(s *Server) unix.Sockaddr {
+	if sa, ok := l.saddrs[s]; ok {
+		return sa
+	}
+	sa := udpSockaddr(s.Addr)
+	l.saddrs[s] = sa
+	return sa
+}

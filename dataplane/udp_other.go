@@ -1,0 +1,19 @@
+//go:build !linux
+
+package dataplane
+
+import (
+	"context"
+	"net/netip"
+)
+
+// uloop has no implementation off Linux.
+type uloop struct{ counters udpCounters }
+
+func (c *UDPCluster) listen() ([]*uloop, netip.AddrPort, error) {
+	return nil, netip.AddrPort{}, errUDPUnsupported
+}
+
+func (c *UDPCluster) serve(ctx context.Context, loops []*uloop) error { return errUDPUnsupported }
+
+func fdBudget() int64 { return DefaultMaxFlows }
