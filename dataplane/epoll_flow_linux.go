@@ -22,7 +22,8 @@ type esock struct {
 	fd       int
 	readable bool // data or EOF may be waiting
 	writable bool // there may be room in the send buffer
-	rdhup    bool // the peer has shut down: read until EOF
+	rdhup    bool // the peer has shut down (its FIN is in)
+	err      bool // epoll reported an error: read to it, infer nothing
 }
 
 // edir is one direction: bytes read from sk[i] and written to sk[1-i].
@@ -105,6 +106,9 @@ func (l *eloop) flow(c *econn, i int) error {
 			return nil
 		}
 		if !d.splicing && l.e.spliceAfter >= 0 && d.n >= uint64(l.e.spliceAfter) {
+			if err := nonblock(src.fd, dst.fd); err != nil {
+				return err
+			}
 			d.splicing = true
 		}
 		var err error
@@ -136,8 +140,12 @@ func (l *eloop) readIn(c *econn, src, dst *esock, d *edir) error {
 		return nil
 	}
 	// A short read emptied the receive queue: the next byte brings a new
-	// edge. Unless the peer has shut down: then read on to the EOF.
-	if n < len(l.buf) && !src.rdhup {
+	// edge. If the peer's FIN was in before the read, nothing can follow
+	// the data: that is the EOF, without a read to see it.
+	if n < len(l.buf) {
+		if src.rdhup && !src.err {
+			d.eof = true
+		}
 		src.readable = false
 	}
 	c.last = l.tick
@@ -244,6 +252,21 @@ func (l *eloop) spliceIn(c *econn, src *esock, d *edir) error {
 	}
 	l.putPipe(d.pipe)
 	d.pipe = epipe{}
+	return nil
+}
+
+// nonblock sets O_NONBLOCK on descriptors that lack it: the socket end
+// of a splice waits unless the file is nonblocking.
+func nonblock(fds ...int) error {
+	for _, fd := range fds {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err == nil && fl&unix.O_NONBLOCK == 0 {
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl|unix.O_NONBLOCK)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -117,8 +117,10 @@ func (e *EpollEngine) Proxy(client, server *net.TCPConn, idle time.Duration, don
 	l.submit(c)
 }
 
-// detach duplicates the connection's descriptor (close-on-exec,
-// nonblocking) and closes the Go connection.
+// detach duplicates the connection's descriptor (close-on-exec) and
+// closes the Go connection. Go's sockets are nonblocking, and the loops
+// never rely on it: reads and writes pass MSG_DONTWAIT, and a direction
+// makes sure of O_NONBLOCK before it first splices.
 func detach(tc *net.TCPConn) (int, error) {
 	if tc == nil {
 		return -1, errors.New("nil connection")
@@ -136,16 +138,6 @@ func detach(tc *net.TCPConn) (int, error) {
 	}
 	if derr != nil {
 		return -1, fmt.Errorf("dup: %w", derr)
-	}
-	// Go's sockets are nonblocking (and the flag is shared with the dup);
-	// set it only for one that is not, which costs a second call.
-	fl, err := unix.FcntlInt(uintptr(nfd), unix.F_GETFL, 0)
-	if err == nil && fl&unix.O_NONBLOCK == 0 {
-		_, err = unix.FcntlInt(uintptr(nfd), unix.F_SETFL, fl|unix.O_NONBLOCK)
-	}
-	if err != nil {
-		unix.Close(nfd)
-		return -1, fmt.Errorf("nonblock: %w", err)
 	}
 	return nfd, nil
 }
@@ -390,8 +382,11 @@ func (l *eloop) dispatch(n int) {
 		m := ev.Events
 		if m&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			s.readable = true
-			if m&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			if m&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
 				s.rdhup = true
+			}
+			if m&unix.EPOLLERR != 0 {
+				s.err = true
 			}
 		}
 		if m&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {

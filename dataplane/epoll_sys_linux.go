@@ -13,8 +13,11 @@ import (
 // calls: without entersyscall/exitsyscall, the scheduler does not hand
 // the loop's P to another thread (and wake it) while one is running.
 
+// rawRead is recv with MSG_DONTWAIT: it never waits, whatever the
+// descriptor's O_NONBLOCK.
 func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}

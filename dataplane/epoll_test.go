@@ -514,3 +514,46 @@ func TestEpollDoneOnceUnderRaces(t *testing.T) {
 		}
 	}
 }
+
+// TestEpollBlockingDescriptors: connections whose descriptors were made
+// blocking still never block a loop, copying or splicing.
+func TestEpollBlockingDescriptors(t *testing.T) {
+	spliceModes(t, func(t *testing.T, tune func(*EpollEngine)) {
+		h := newEpollHarness(t, 1, tune)
+		back := serveTCP(t, echo)
+		client, err := net.DialTCP("tcp", nil, h.front.Addr().(*net.TCPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		pc, err := h.front.AcceptTCP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := net.DialTCP("tcp", nil, back.(*net.TCPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []*net.TCPConn{pc, ps} {
+			rc, _ := c.SyscallConn()
+			rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), false) })
+		}
+		done, ch := doneChan()
+		h.e.Proxy(pc, ps, 0, done)
+		const size = 8 << 20
+		sentc := make(chan uint32, 1)
+		go func() {
+			sum, _ := stream(3, size, client)
+			client.CloseWrite()
+			sentc <- sum
+		}()
+		got, n, err := drain(client, false)
+		if err != nil || n != size {
+			t.Fatalf("%d bytes, %v", n, err)
+		}
+		sent := <-sentc
+		if tr := waitDone(t, ch); tr != (Traffic{In: size, Out: size}) || got != sent {
+			t.Fatalf("traffic %+v, crc %x want %x", tr, got, sent)
+		}
+	})
+}
