@@ -451,6 +451,8 @@ run_tandem() {
     # others edit the work tree concurrently: when it does not build, the
     # committed HEAD (git archive) is measured instead, and the report says so
     SRC_DIR=$ROOT; TANDEM_SRC="work tree at $(git rev-parse --short HEAD 2>/dev/null)"
+    [[ -z $(git status --porcelain -- . 2>/dev/null | grep -v '^??' || true) ]] ||
+        TANDEM_SRC+=" with uncommitted changes"
     if [[ $TANDEM_SOURCE == head ]] || ! build_tests "$ROOT" 2>"$TMP/build.log"; then
         [[ $TANDEM_SOURCE == head ]] || log "the work tree does not build ($(head -3 "$TMP/build.log" | tr '\n' ' ')); using HEAD"
         mkdir -p "$TMP/src"
