@@ -32,7 +32,8 @@
 #   keepalive  wrk -t1 -c100 --latency                       req/s, p99 ms
 #   bulk       iperf3 -P 1 and -P 4, receiver sum            Gbit/s
 #   idle       IDLE_CONNS connections, each echoes one byte, then held:
-#              the proxy's VmRSS after minus before, per connection, KiB
+#              the proxy's VmRSS after minus before, per connection, KiB;
+#              the proxy is restarted first, so its pools start empty
 # Prints a table per workload with tandem/haproxy and tandem/direct ratios
 # of the medians, the machine's uptime (load) before and after, and writes
 # JSON with -o. Exit 0 when every run produced a figure. Needs root and Go;
@@ -421,16 +422,43 @@ backend idle
     server sink 127.0.0.1:9001
 CONF
 haproxy -c -f "$TMP/haproxy.cfg" >"$TMP/haproxy-check.log" 2>&1 || { show_log "$TMP/haproxy-check.log"; die "haproxy config check failed"; }
-ip netns exec "$NS" nice -n "$PROXY_NICE" taskset -c 1 haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-PIDS+=($!)
-PROXY_PID[haproxy]=$!
-wait_for 10 listening 127.0.0.2 80 || { show_log "$TMP/haproxy.log"; die "haproxy did not listen"; }
-is_proc "${PROXY_PID[haproxy]}" haproxy || die "PID ${PROXY_PID[haproxy]} is not haproxy"
 
 tandem_master() { # tandem_master DIR VIP
     nsx "$TANDEM" status --socket "$1/tandem.sock" --json 2>/dev/null | tr -d ' \n' | grep -q '"state":"MASTER"' &&
         ip -n "$NS" -br addr show dev lo | grep -qw "$2/32"
 }
+
+# start_proxy TARGET: starts haproxy or tandem-ENGINE (stopping the running
+# one first) and waits until it serves; 1 with its log shown if not.
+start_proxy() {
+    local t=$1 pid
+    if [[ -n ${PROXY_PID[$t]:-} ]]; then
+        stop_pid "${PROXY_PID[$t]}"; forget_pid "${PROXY_PID[$t]}"; PROXY_PID[$t]=""
+    fi
+    if [[ $t == haproxy ]]; then
+        ip netns exec "$NS" nice -n "$PROXY_NICE" taskset -c 1 haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
+        pid=$!
+        PIDS+=($pid)
+        PROXY_PID[$t]=$pid
+        wait_for 10 listening 127.0.0.2 9000 || { show_log "$TMP/haproxy.log"; log "haproxy did not listen"; return 1; }
+        is_proc "$pid" haproxy || { log "PID $pid is not haproxy"; return 1; }
+        return 0
+    fi
+    local eng=${t#tandem-} dir=$TMP/$t vip=${ADDR[$t]}
+    ip netns exec "$NS" env TANDEM_ENGINE="$eng" taskset -c 1 "$TANDEM" run --config "$dir/tandem.yaml" >"$TMP/$t.log" 2>&1 &
+    pid=$!
+    PIDS+=($pid)
+    PROXY_PID[$t]=$pid
+    if ! wait_for 15 tandem_master "$dir" "$vip"; then
+        show_log "$TMP/$t.log"; log "$t: not MASTER with $vip on lo within 15 s"; return 1
+    fi
+    wait_for 5 listening "$vip" 9000 || { show_log "$TMP/$t.log"; log "$t: no listener on $vip:9000"; return 1; }
+    grep -q "engine=$eng\|\"engine\":\"$eng\"" "$TMP/$t.log" ||
+        { show_log "$TMP/$t.log"; log "$t: the log does not say engine $eng"; return 1; }
+    is_proc "$pid" "$(basename "$TANDEM" | cut -c1-15)" || { log "PID $pid is not tandem"; return 1; }
+    set_nice "$pid"
+}
+start_proxy haproxy || die "haproxy did not start"
 
 i=0
 for t in "${TARGETS[@]}"; do
@@ -479,16 +507,7 @@ CONF
     if ! "$TANDEM" validate --config "$dir/tandem.yaml" >"$dir/validate.log" 2>&1; then
         show_log "$dir/validate.log"; die "$t: tandem validate failed"
     fi
-    ip netns exec "$NS" env TANDEM_ENGINE="$eng" taskset -c 1 "$TANDEM" run --config "$dir/tandem.yaml" >"$TMP/$t.log" 2>&1 &
-    PIDS+=($!)
-    PROXY_PID[$t]=$!
-    if ! wait_for 15 tandem_master "$dir" "$vip"; then
-        show_log "$TMP/$t.log"; die "$t: not MASTER with $vip on lo within 15 s"
-    fi
-    grep -q "engine=$eng\|\"engine\":\"$eng\"" "$TMP/$t.log" ||
-        { show_log "$TMP/$t.log"; die "$t: the log does not say engine $eng"; }
-    is_proc "${PROXY_PID[$t]}" "$(basename "$TANDEM" | cut -c1-15)" || die "PID ${PROXY_PID[$t]} is not tandem"
-    set_nice "${PROXY_PID[$t]}"
+    start_proxy "$t" || die "$t did not start"
 done
 
 # every target answers the 100-byte body and has its listeners
@@ -578,8 +597,13 @@ run_bulk() {
     done
 }
 
+# run_idle: on a freshly started proxy, so what earlier runs left in its
+# memory pools does not hide the cost of the connections (HAProxy's RSS
+# grew by only 0.06 KiB per connection the second time round)
 run_idle() {
-    local t=$1 r=$2 pid=${PROXY_PID[$1]} out=$TMP/idle.$t.$r.txt before after hold ok bad per
+    local t=$1 r=$2 pid out=$TMP/idle.$t.$r.txt before after hold ok bad per
+    start_proxy "$t" || { fail "idle $t round $r: the proxy did not restart"; return; }
+    pid=${PROXY_PID[$t]}
     sleep 1
     before=$(rss_kib "$pid")
     ip netns exec "$NS" taskset -c 0 "$IDLETOOL" hold -target "${ADDR[$t]}:${IDLE_PORT[$t]}" \
