@@ -106,7 +106,7 @@ func benchUDPQueries(b *testing.B, addr netip.AddrPort) {
 // startPlainUDPRelay is the naive relay the lab notes measured: a reader
 // on the VIP socket and, per flow, a connected socket with a goroutine and
 // a 64 KiB buffer copying answers back. It has no idle timeout.
-func startPlainUDPRelay(b *testing.B, server netip.AddrPort) netip.AddrPort {
+func startPlainUDPRelay(b testing.TB, server netip.AddrPort) netip.AddrPort {
 	ln, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)

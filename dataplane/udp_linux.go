@@ -190,9 +190,13 @@ func (l *uloop) run() {
 		n, werr = unix.EpollWait(int(fd), l.events, 0)
 		return n > 0 || (werr != nil && werr != unix.EINTR)
 	}
+	var deadline int64 // the sweep time the read deadline is set to
 	for !l.stop {
 		if rc != nil {
-			l.epf.SetReadDeadline(l.c.epoch.Add(time.Duration(l.sweepAt)))
+			if deadline != l.sweepAt {
+				deadline = l.sweepAt
+				l.epf.SetReadDeadline(l.c.epoch.Add(time.Duration(deadline)))
+			}
 			if err := rc.Read(poll); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				l.c.log.Warn("udp: Go poller refused the epoll descriptor; blocking in epoll_wait", "err", err)
 				rc = nil

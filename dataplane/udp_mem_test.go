@@ -96,4 +96,3 @@ func udpOpenFDs() int {
 	ents, _ := os.ReadDir("/proc/self/fd")
 	return len(ents)
 }
-
