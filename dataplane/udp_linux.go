@@ -237,6 +237,9 @@ func (l *uloop) dispatch(i, n int) (next int) {
 			}
 			l.cur = nil
 			next = i + 1
+			if i < n && int(l.events[i].Fd) == l.lfd && l.ini < l.nin {
+				next = i // finish the batch the panic interrupted
+			}
 		}
 	}()
 	for ; i < n; i++ {

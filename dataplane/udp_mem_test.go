@@ -71,7 +71,7 @@ func TestUDPFlowMemory(t *testing.T) {
 	n := float64(flows - 10)
 	t.Logf("per flow at %d flows: %.0f bytes RSS, %.0f bytes Go heap (fds open: %d)",
 		flows, float64(rss1-rss0)/n, float64(heap1-heap0)/n, udpOpenFDs())
-	if per := float64(rss1-rss0) / n; per > 1024 {
+	if per := float64(rss1-rss0) / n; per > 1024 && !udpRaceEnabled { // the race detector shadows memory
 		t.Errorf("%.0f bytes of RSS per flow; want at most 1 KiB", per)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -320,5 +322,111 @@ func TestUDPDrainAfterStandby(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("drain took %v; standby flows should end after ~1s idle", d)
+	}
+}
+
+func TestUDPPanicMidBatchFinishesBatch(t *testing.T) {
+	a := startUDPBackend(t, "a", false)
+	vc := udpClusterConfig(a)
+	c := startUDPCluster(t, vc, testPool(t, vc), UDPOptions{}, func(c *UDPCluster) {
+		c.testHook = func(p []byte) {
+			switch string(p) {
+			case "stall":
+				time.Sleep(200 * time.Millisecond)
+			case "boom":
+				panic("test panic")
+			}
+		}
+	})
+	stall, boom, after := udpClient(t, netip.Addr{}), udpClient(t, netip.Addr{}), udpClient(t, netip.Addr{})
+	// While the loop stalls on the first datagram the other two queue, so
+	// one recvmmsg returns them together; the one after the panic must
+	// still be relayed, without waiting for another datagram.
+	for _, p := range []struct {
+		conn *net.UDPConn
+		msg  string
+	}{{stall, "stall"}, {boom, "boom"}, {after, "after"}} {
+		if _, err := p.conn.WriteToUDPAddrPort([]byte(p.msg), c.ListenAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 100)
+	after.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, _, err := after.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "a|after" {
+		t.Fatalf("datagram after the panic: %q, %v", buf[:n], err)
+	}
+	if st := c.Stats(); st.Panics != 1 {
+		t.Errorf("panics = %d, want 1", st.Panics)
+	}
+}
+
+func TestUDPIPv6VIP(t *testing.T) {
+	a := startUDPBackend(t, "a", false)
+	vc := udpClusterConfig(a)
+	vc.VIP = "::1"
+	c, err := NewUDPCluster(vc, testPool(t, vc), UDPOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	c.SetActive(true)
+	if v, err := unix.GetsockoptInt(c.loops[0].lfd, unix.SOL_IPV6, unix.IPV6_RECVPKTINFO); err != nil || v != 1 {
+		t.Errorf("IPV6_RECVPKTINFO = %d, %v", v, err)
+	}
+	conn := udpClient(t, netip.MustParseAddr("::1"))
+	if got := mustAsk(t, conn, c.ListenAddr(), "over IPv6"); got != "a" {
+		t.Errorf("answered by %q", got)
+	}
+}
+
+func TestUDPConcurrentStatsAndHealth(t *testing.T) {
+	a, b := startUDPBackend(t, "a", false), startUDPBackend(t, "b", false)
+	vc := udpClusterConfig(a, b)
+	pool := testPool(t, vc)
+	c := startUDPCluster(t, vc, pool, UDPOptions{FlowIdle: 50 * time.Millisecond}, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // flap a server and read the stats meanwhile
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				pool.Server("a").SetHealthy(true)
+				pool.Refresh()
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			pool.Server("a").SetHealthy(i%2 == 0)
+			pool.Refresh()
+			c.Stats()
+		}
+	})
+	for i := range 8 {
+		wg.Go(func() {
+			conn := udpClient(t, netip.Addr{})
+			for j := range 100 {
+				mustAsk(t, conn, c.ListenAddr(), fmt.Sprint(i, "-", j))
+			}
+		})
+	}
+	time.Sleep(10 * time.Millisecond)
+	for range 100 {
+		if c.Stats().Flows > 8 {
+			t.Fatal("more flows than clients")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	eventually(t, "flows to expire", func() bool { return c.Stats().Flows == 0 })
+	for _, s := range pool.Servers() {
+		if s.Active() != 0 {
+			t.Errorf("server %s holds %d flows after expiry", s.Name, s.Active())
+		}
 	}
 }
