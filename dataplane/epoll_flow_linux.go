@@ -37,7 +37,8 @@ type edir struct {
 	n        uint64 // bytes delivered to the destination
 	eof      bool   // the source reached EOF
 	shut     bool   // the destination is shut down for writing: done
-	splicing bool
+	splicing bool   // moving through the pipe
+	bulk     bool   // moving enough to splice: see spliceAfter
 }
 
 // epipe is a pipe for splice; r == 0 means none (fd 0 is never ours).
@@ -105,19 +106,19 @@ func (l *eloop) flow(c *econn, i int) error {
 			}
 			return nil
 		}
-		if !d.splicing && l.e.spliceAfter >= 0 && d.n >= uint64(l.e.spliceAfter) {
+		if !d.splicing && (d.bulk || l.e.spliceAfter == 0) {
 			if err := nonblock(src.fd, dst.fd); err != nil {
 				return err
 			}
 			d.splicing = true
 		}
-		var err error
 		if d.splicing {
-			err = l.spliceIn(c, src, d)
-		} else {
-			err = l.readIn(c, src, dst, d)
+			if err := l.spliceIn(c, src, d); err != nil {
+				return err
+			}
+			continue
 		}
-		if err != nil {
+		if err := l.readIn(c, src, dst, d); err != nil {
 			return err
 		}
 	}
@@ -147,6 +148,8 @@ func (l *eloop) readIn(c *econn, src, dst *esock, d *edir) error {
 			d.eof = true
 		}
 		src.readable = false
+	} else if after := l.e.spliceAfter; after > 0 && d.n >= uint64(after) {
+		d.bulk = true // a full buffer, on a direction that has moved a lot
 	}
 	c.last = l.tick
 	w := 0
@@ -248,6 +251,9 @@ func (l *eloop) spliceIn(c *econn, src *esock, d *edir) error {
 	default:
 		d.inPipe = n
 		c.last = l.tick
+		if n < epollSpliceSmall && l.e.spliceAfter > 0 {
+			d.bulk, d.splicing = false, false // small again: copy
+		}
 		return nil
 	}
 	l.putPipe(d.pipe)

@@ -261,6 +261,10 @@ func TestEpollLargeBothWays(t *testing.T) {
 		if s.SpliceBytes+s.CopyBytes != 2*size {
 			t.Fatalf("stats count %d bytes, want %d", s.SpliceBytes+s.CopyBytes, 2*size)
 		}
+		switch after := h.e.spliceAfter; {
+		case after < 0 && s.SpliceBytes != 0, after == 0 && s.CopyBytes != 0, after > 0 && s.SpliceBytes < size:
+			t.Fatalf("spliceAfter %d: %d bytes spliced, %d copied", after, s.SpliceBytes, s.CopyBytes)
+		}
 		if s.Stalls == 0 {
 			t.Fatal("no destination was ever full: EPOLLOUT untested")
 		}
@@ -556,4 +560,35 @@ func TestEpollBlockingDescriptors(t *testing.T) {
 			t.Fatalf("traffic %+v, crc %x want %x", tr, got, sent)
 		}
 	})
+}
+
+// TestEpollSpliceBackToCopy: a direction that spliced a bulk transfer
+// copies again once its messages are small.
+func TestEpollSpliceBackToCopy(t *testing.T) {
+	h := newEpollHarness(t, 1, nil)
+	back := serveTCP(t, echo)
+	done, ch := doneChan()
+	c := h.dial(back, 0, done)
+	go stream(4, 8<<20, c)
+	if _, err := io.ReadFull(c, make([]byte, 8<<20)); err != nil {
+		t.Fatal(err)
+	}
+	bulk := h.e.Stats()
+	if bulk.SpliceBytes == 0 {
+		t.Fatalf("bulk phase did not splice: %+v", bulk)
+	}
+	b := make([]byte, 100)
+	for range 50 {
+		c.Write(b)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := h.e.Stats()
+	if copies := small.Copies - bulk.Copies; copies < 90 {
+		t.Fatalf("%d copies for 100 small messages (stats %+v)", copies, small)
+	}
+	c.CloseWrite()
+	io.ReadAll(c)
+	waitDone(t, ch)
 }
