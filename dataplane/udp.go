@@ -216,14 +216,16 @@ func (c *UDPCluster) Serve(ctx context.Context) error {
 
 // SetActive switches relaying on (MASTER) or off. While off, every client
 // datagram is dropped and counted as "standby"; answers to queries
-// already relayed still go back, and idle flows end within a second.
+// already relayed still go back, and flows end after a second idle
+// (found by the next sweep, up to a second later).
 func (c *UDPCluster) SetActive(on bool) { c.serving.Store(on) }
 
 // Active reports whether the cluster relays (SetActive).
 func (c *UDPCluster) Active() bool { return c.serving.Load() }
 
 // Drain waits until no flow is live or ctx ends. Flows have no end of
-// their own: they end when idle, after a second once SetActive(false).
+// their own: they end when idle, within about two seconds once
+// SetActive(false).
 func (c *UDPCluster) Drain(ctx context.Context) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
