@@ -27,8 +27,10 @@ declare -A probe=(
     [procps]=pgrep
     [psmisc]=fuser
     [wrk]=wrk
+    [dnsmasq-base]=dnsmasq
+    [bind9-dnsutils]=dig
 )
-pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk "$@")
+pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}

@@ -190,8 +190,12 @@ func renderStatus(out io.Writer, st *api.Status) {
 			for _, n := range c.Refused {
 				refused += n
 			}
-			fmt.Fprintf(ctw, "  %s (%s, %s)\t%s:%d/%s\t%s\t\t%d\t%d\trefused %d\n", c.Name, c.Algorithm, serving,
-				c.VIP, c.Port, c.Protocol, "", c.ActiveConns, c.TotalConns, refused)
+			extra := fmt.Sprintf("refused %d", refused)
+			if c.Protocol == "udp" {
+				extra = fmt.Sprintf("flows; datagrams in %d out %d; dropped %d", c.DatagramsIn, c.DatagramsOut, refused)
+			}
+			fmt.Fprintf(ctw, "  %s (%s, %s)\t%s:%d/%s\t%s\t\t%d\t%d\t%s\n", c.Name, c.Algorithm, serving,
+				c.VIP, c.Port, c.Protocol, "", c.ActiveConns, c.TotalConns, extra)
 			for _, s := range c.Servers {
 				health := "DOWN"
 				if s.Healthy {

@@ -69,8 +69,14 @@ type Cluster struct {
 	// BytesIn is client → server, BytesOut server → client.
 	BytesIn  uint64 `json:"bytes_in"`
 	BytesOut uint64 `json:"bytes_out"`
-	// Refused counts refused connections by reason (standby, allow,
-	// max_conns, no_server, connect_failed).
+	// DatagramsIn (client → server) and DatagramsOut count relayed
+	// datagrams of a UDP cluster; ActiveConns and TotalConns count its
+	// flows.
+	DatagramsIn  uint64 `json:"datagrams_in,omitempty"`
+	DatagramsOut uint64 `json:"datagrams_out,omitempty"`
+	// Refused counts refused connections (dropped datagrams for UDP) by
+	// reason (standby, allow, max_conns, no_server, connect_failed;
+	// oversize, malformed, upstream_error, client_error).
 	Refused map[string]uint64 `json:"refused,omitempty"`
 	// Serving is true while this box accepts connections (MASTER).
 	Serving bool     `json:"serving"`

@@ -39,6 +39,7 @@ var (
 	dClActive     = desc("cluster_active_connections", "Open client connections.", "cluster")
 	dClTotal      = desc("cluster_connections_total", "Client connections accepted and proxied.", "cluster")
 	dClBytes      = desc("cluster_bytes_total", "Bytes proxied; direction in is client to server.", "cluster", "direction")
+	dClDatagrams  = desc("cluster_datagrams_total", "UDP datagrams relayed; direction in is client to server.", "cluster", "direction")
 	dClRefused    = desc("cluster_refused_total", "Connections refused, by reason.", "cluster", "reason")
 	dClServing    = desc("cluster_serving", "1 while this node accepts the cluster's connections.", "cluster")
 	dSrvUp        = desc("server_up", "1 when the server's health check passes.", "cluster", "server")
@@ -63,7 +64,7 @@ func NewCollector(src api.StatusSource) *Collector { return &Collector{src: src}
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dState, dPriority, dTransitions, dVIPHeld, dPeerAlive, dPeerHeard,
-		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClRefused, dClServing,
+		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClDatagrams, dClRefused, dClServing,
 		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived} {
 		ch <- d
 	}
@@ -117,6 +118,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dClBytes, float64(cl.BytesIn), cl.Name, "in")
 		counter(dClBytes, float64(cl.BytesOut), cl.Name, "out")
 		gauge(dClServing, b2f(cl.Serving), cl.Name)
+		if cl.Protocol == "udp" {
+			counter(dClDatagrams, float64(cl.DatagramsIn), cl.Name, "in")
+			counter(dClDatagrams, float64(cl.DatagramsOut), cl.Name, "out")
+		}
 		for reason, n := range cl.Refused {
 			counter(dClRefused, float64(n), cl.Name, reason)
 		}

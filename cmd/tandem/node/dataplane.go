@@ -20,12 +20,27 @@ import (
 // connections finish after it stopped accepting.
 const drainTimeout = 10 * time.Second
 
+// listener is what the node does with a cluster of either protocol.
+type listener interface {
+	Listen() error
+	Serve(ctx context.Context) error
+	SetActive(on bool)
+	Drain(ctx context.Context)
+}
+
+// udpFlowBudget is how many live UDP flows all UDP clusters may hold
+// together: each flow holds a socket, and the process's descriptors
+// (20,000 on the lab machines) are shared with the TCP side.
+const udpFlowBudget = 15000
+
 // vcluster is one virtual cluster at run time: its pool, its listener and
 // its health monitor.
 type vcluster struct {
 	cfg  config.VirtualCluster
 	pool *dataplane.Pool
-	tcp  *dataplane.TCPCluster
+	ln   listener
+	tcp  *dataplane.TCPCluster // one of tcp and udp is set
+	udp  *dataplane.UDPCluster
 	mon  *healthcheck.Monitor // nil without health_check
 	// sticky is the persistence table; nil without persistence.
 	sticky *sticky
@@ -64,10 +79,13 @@ func (n *Node) buildClusters() error {
 	var name string
 	n.engine, name = newEngine(n.log.With("component", "engine"))
 	n.log.Info("proxy engine", "engine", name)
-	for ci, vc := range n.cfg.Clusters {
-		if vc.Protocol != "tcp" {
-			return fmt.Errorf("cluster %s: protocol %s is not served yet by this version", vc.Name, vc.Protocol)
+	udpClusters := 0
+	for _, vc := range n.cfg.Clusters {
+		if vc.Protocol == "udp" {
+			udpClusters++
 		}
+	}
+	for ci, vc := range n.cfg.Clusters {
 		pool, err := dataplane.PoolFor(vc)
 		if err != nil {
 			return err
@@ -82,7 +100,16 @@ func (n *Node) buildClusters() error {
 			rt.sticky = newSticky(ci, vc, rt.pool)
 			opts.Sticky = rt.sticky
 		}
-		rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, opts, n.log.With("component", "dataplane"))
+		dlog := n.log.With("component", "dataplane")
+		switch vc.Protocol {
+		case "udp":
+			rt.udp, err = dataplane.NewUDPCluster(vc, rt.pool, dataplane.UDPOptions{Sticky: opts.Sticky,
+				MaxFlows: udpFlowBudget / udpClusters}, dlog)
+			rt.ln = rt.udp
+		default:
+			rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, opts, dlog)
+			rt.ln = rt.tcp
+		}
 		if err != nil {
 			return err
 		}
@@ -109,7 +136,7 @@ func (n *Node) buildClusters() error {
 // listener. A failure here stops the node at start.
 func (n *Node) listenClusters() error {
 	for _, c := range n.clusters {
-		if err := c.tcp.Listen(); err != nil {
+		if err := c.ln.Listen(); err != nil {
 			return fmt.Errorf("cluster %s: %w", c.cfg.Name, err)
 		}
 	}
@@ -124,7 +151,7 @@ func (n *Node) runClusters(ctx context.Context, g *errgroup.Group) {
 	}
 	g.Go(func() error { n.engine.Run(ctx); return nil })
 	for _, c := range n.clusters {
-		g.Go(func() error { return c.tcp.Serve(ctx) })
+		g.Go(func() error { return c.ln.Serve(ctx) })
 		if c.mon != nil {
 			g.Go(func() error { c.mon.Run(ctx); return nil })
 		}
@@ -134,7 +161,7 @@ func (n *Node) runClusters(ctx context.Context, g *errgroup.Group) {
 // setServing opens (MASTER) or closes the clusters to new connections.
 func (n *Node) setServing(on bool) {
 	for _, c := range n.clusters {
-		c.tcp.SetActive(on)
+		c.ln.SetActive(on)
 	}
 }
 
@@ -143,7 +170,7 @@ func (n *Node) drainClusters(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
 	for _, c := range n.clusters {
-		c.tcp.Drain(ctx)
+		c.ln.Drain(ctx)
 	}
 }
 
@@ -171,15 +198,26 @@ func (n *Node) SetServerAdmin(cluster, server, state string) error {
 func (n *Node) clusterStatus() []api.Cluster {
 	out := []api.Cluster{}
 	for _, c := range n.clusters {
-		st := c.tcp.Stats()
 		ac := api.Cluster{Name: c.cfg.Name, VIP: c.cfg.VIP, Port: c.cfg.Port, Protocol: c.cfg.Protocol,
-			Algorithm: c.cfg.Algorithm, ActiveConns: st.Active, TotalConns: st.Total,
-			BytesIn: st.BytesIn, BytesOut: st.BytesOut, Refused: st.Refused, Serving: st.Serving}
+			Algorithm: c.cfg.Algorithm}
+		var servers []dataplane.ServerStats
+		if c.udp != nil {
+			st := c.udp.Stats()
+			ac.ActiveConns, ac.TotalConns = st.Flows, st.FlowsTotal
+			ac.BytesIn, ac.BytesOut, ac.Serving = st.BytesIn, st.BytesOut, st.Serving
+			ac.DatagramsIn, ac.DatagramsOut, ac.Refused = st.DatagramsIn, st.DatagramsOut, st.Drops
+			servers = st.Servers
+		} else {
+			st := c.tcp.Stats()
+			ac.ActiveConns, ac.TotalConns = st.Active, st.Total
+			ac.BytesIn, ac.BytesOut, ac.Serving, ac.Refused = st.BytesIn, st.BytesOut, st.Serving, st.Refused
+			servers = st.Servers
+		}
 		var last map[string]healthcheck.Result
 		if c.mon != nil {
 			last = c.mon.Last()
 		}
-		for _, s := range st.Servers {
+		for _, s := range servers {
 			as := api.Server{Name: s.Name, Address: s.Addr.String(), Healthy: s.Healthy, Admin: s.Admin,
 				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures}
 			if r, ok := last[s.Name]; ok {
