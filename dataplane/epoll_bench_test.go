@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The benchmarks compare the EpollEngine with a plain two-goroutine
@@ -53,18 +55,22 @@ func copyProxy(client, server *net.TCPConn, done func(Traffic)) {
 func startBenchProxy(tb testing.TB, engine string, backend *net.TCPAddr) *net.TCPAddr {
 	var proxy func(c, s *net.TCPConn)
 	done := func(Traffic) {}
+	var rawAccept func(e *EpollEngine) *net.TCPAddr
 	switch {
 	case strings.HasPrefix(engine, "epoll"):
 		e, err := NewEpollEngine(0, nil)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		// Variants for A/B runs: epoll-block, epoll-copy, epoll-splice,
+		// Variants for A/B runs: epoll-raw (ProxyFD behind a bare accept
+		// path), epoll-block, epoll-copy, epoll-splice,
 		// epoll-after=N, epoll-pipe=N, epoll-loops=N (first).
 		for _, v := range strings.Split(engine, "-")[1:] {
 			switch {
 			case v == "block":
 				e.blockWait = true
+			case v == "raw":
+				rawAccept = func(e *EpollEngine) *net.TCPAddr { return benchRawAccept(tb, e, backend) }
 			case v == "copy":
 				e.spliceAfter = -1
 			case v == "splice":
@@ -82,6 +88,9 @@ func startBenchProxy(tb testing.TB, engine string, backend *net.TCPAddr) *net.TC
 		ran := make(chan struct{})
 		go func() { e.Run(ctx); close(ran) }()
 		tb.Cleanup(func() { cancel(); <-ran })
+		if rawAccept != nil {
+			return rawAccept(e)
+		}
 		proxy = func(c, s *net.TCPConn) { e.Proxy(c, s, time.Minute, done) }
 	case engine == "goroutines":
 		proxy = func(c, s *net.TCPConn) { copyProxy(c, s, done) }
@@ -115,6 +124,52 @@ func startBenchProxy(tb testing.TB, engine string, backend *net.TCPAddr) *net.TC
 		}
 	}()
 	return ln.Addr().(*net.TCPAddr)
+}
+
+// benchRawAccept is an accept path without Go's net package, for
+// ProxyFD: one goroutine accepts and connects with bare system calls
+// (a blocking connect costs no more than a nonblocking one on loopback,
+// where the handshake happens inside the call).
+func benchRawAccept(tb testing.TB, e *EpollEngine, backend *net.TCPAddr) *net.TCPAddr {
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 4096); err != nil {
+		tb.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(lfd)
+	tb.Cleanup(func() { unix.Shutdown(lfd, unix.SHUT_RDWR); unix.Close(lfd) })
+	to := &unix.SockaddrInet4{Port: backend.Port}
+	copy(to.Addr[:], backend.IP.To4())
+	done := func(Traffic) {}
+	go func() {
+		for {
+			cfd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+			if err == unix.EINTR || err == unix.ECONNABORTED {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			sfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err == nil {
+				if err = unix.Connect(sfd, to); err != nil {
+					unix.Close(sfd)
+				}
+			}
+			if err != nil {
+				unix.Close(cfd)
+				continue
+			}
+			unix.SetNonblock(sfd, true)
+			e.ProxyFD(cfd, sfd, time.Minute, done)
+		}
+	}()
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
 }
 
 // TestEpollBenchProxyHelper is the proxy process of the benchmarks, run

@@ -123,14 +123,17 @@ func waitDone(t *testing.T, ch chan Traffic) Traffic {
 	return Traffic{}
 }
 
-// spliceModes runs f with splice never, always, and after the default.
+// spliceModes runs f with splice never, always, and after the default
+// (also with the loops blocking in epoll_wait, the fallback should Go's
+// poller refuse an epoll descriptor).
 func spliceModes(t *testing.T, f func(t *testing.T, tune func(*EpollEngine))) {
 	for _, m := range []struct {
 		name  string
 		after int64
-	}{{"copy", -1}, {"splice", 0}, {"auto", epollSpliceAfter}} {
+		block bool
+	}{{"copy", -1, false}, {"splice", 0, false}, {"auto", epollSpliceAfter, false}, {"auto-blocking-wait", epollSpliceAfter, true}} {
 		t.Run(m.name, func(t *testing.T) {
-			f(t, func(e *EpollEngine) { e.spliceAfter = m.after })
+			f(t, func(e *EpollEngine) { e.spliceAfter, e.blockWait = m.after, m.block })
 		})
 	}
 }
@@ -372,7 +375,15 @@ func TestEpollReset(t *testing.T) {
 // TestEpollIdleTimeout: a silent connection is closed after its timeout;
 // one that keeps talking is not.
 func TestEpollIdleTimeout(t *testing.T) {
-	h := newEpollHarness(t, 1, func(e *EpollEngine) { e.sweepEvery = 20 * time.Millisecond })
+	for _, block := range []bool{false, true} {
+		t.Run(map[bool]string{false: "go-poller", true: "blocking-wait"}[block], func(t *testing.T) {
+			testEpollIdleTimeout(t, block)
+		})
+	}
+}
+
+func testEpollIdleTimeout(t *testing.T, block bool) {
+	h := newEpollHarness(t, 1, func(e *EpollEngine) { e.sweepEvery, e.blockWait = 20*time.Millisecond, block })
 	back := serveTCP(t, echo)
 	silentDone, silentCh := doneChan()
 	start := time.Now()
