@@ -103,8 +103,15 @@ type Machine struct {
 	// was stopping; the VIPs are kept one more advert interval so its
 	// gratuitous ARPs reach every client first.
 	HandedTo string
+	// Demoting marks a leave that ends in BACKUP (a switchover) rather
+	// than INIT (a stop).
+	Demoting bool
 	// Down lists the tracked interfaces that have no carrier.
 	Down []string
+	// NoPreempt is set by a switchover: the node does not take the VIPs
+	// back from a lower-priority master until it has been master again
+	// (it still takes over a silent or leaving master).
+	NoPreempt bool
 	// Holds lists reasons this node must not become master (for example
 	// "waiting for persistence sync"); empty means free to take over.
 	Holds []string
@@ -169,6 +176,12 @@ type Hold struct {
 	Reason string
 	On     bool
 }
+
+// Demote is a planned hand-over (tandem switchover): a master hands its
+// VIPs to the peer as on Stop, then stays BACKUP without preempting back.
+type Demote struct{}
+
+func (Demote) event() {}
 
 func (Start) event()  {}
 func (Tick) event()   {}

@@ -25,6 +25,8 @@ func (c Config) Step(m Machine, ev Event, now time.Time) (Machine, []Action) {
 		s.stop()
 	case Hold:
 		s.hold(ev)
+	case Demote:
+		s.demote()
 	}
 	return s.m, s.acts
 }
@@ -53,9 +55,14 @@ func (s *stepper) enter(to State, reason string) {
 	s.m.NextAdvertAt = time.Time{}
 	s.m.LeaveBy = time.Time{}
 	s.m.HandedTo = ""
+	if s.m.Demoting && to == Backup {
+		s.m.NoPreempt = true
+	}
+	s.m.Demoting = false
 	s.do(Transition{At: s.now, From: from, To: to, Reason: reason})
 	switch to {
 	case Master:
+		s.m.NoPreempt = false
 		s.do(ClaimVIPs{}, s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case Backup:
@@ -159,7 +166,7 @@ func (s *stepper) advertAsBackup(a Advert) {
 		}
 	case a.State != Master:
 		// Backups' adverts keep status fresh; they do not hold us off.
-	case !s.c.Preempt || beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
+	case !s.c.Preempt || s.m.NoPreempt || beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
 		s.m.MasterDownAt = s.now.Add(s.c.MasterDown())
 		s.m.PreemptAt = time.Time{}
 	default:
@@ -223,9 +230,22 @@ func (s *stepper) link(l Link) {
 	}
 }
 
+// demote starts a planned hand-over: like a stop, but the node ends in
+// BACKUP and will not preempt back.
+func (s *stepper) demote() {
+	if s.m.State != Master || !s.m.LeaveBy.IsZero() {
+		return
+	}
+	s.m.Demoting = true
+	s.m.LeaveBy = s.now.Add(s.c.MasterDown() + s.c.AdvertInterval)
+	s.do(SendAdvert{Priority: 0, State: Master})
+	s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
+}
+
 func (s *stepper) stop() {
 	switch s.m.State {
 	case Master:
+		s.m.Demoting = false
 		if s.m.LeaveBy.IsZero() {
 			s.m.LeaveBy = s.now.Add(s.c.MasterDown() + s.c.AdvertInterval)
 			s.do(SendAdvert{Priority: 0, State: Master})
@@ -244,10 +264,22 @@ func (s *stepper) stop() {
 // peer takes over or the deadline passes.
 func (s *stepper) tickLeaving() {
 	if !s.m.LeaveBy.After(s.now) {
-		if s.m.HandedTo != "" {
-			s.enter(Init, fmt.Sprintf("stopped: handed over to %s", s.m.HandedTo))
-		} else {
-			s.enter(Init, fmt.Sprintf("stopped: no peer took over within %s", ms(s.now.Sub(s.m.Since))))
+		to, verb := Init, "stopped"
+		if s.m.Demoting {
+			to, verb = Backup, "switched over"
+		}
+		switch {
+		case s.m.HandedTo != "":
+			s.enter(to, fmt.Sprintf("%s: handed over to %s", verb, s.m.HandedTo))
+		case s.m.Demoting:
+			// Nobody took over: keep serving rather than drop the VIPs.
+			s.m.LeaveBy, s.m.Demoting = time.Time{}, false
+			s.m.NextAdvertAt = s.now
+			s.do(s.advertNow())
+			s.do(Transition{At: s.now, From: Master, To: Master,
+				Reason: fmt.Sprintf("switchover abandoned: no peer took over within %s", ms(s.now.Sub(s.m.Since)))})
+		default:
+			s.enter(to, fmt.Sprintf("%s: no peer took over within %s", verb, ms(s.now.Sub(s.m.Since))))
 		}
 		return
 	}

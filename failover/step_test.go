@@ -207,6 +207,35 @@ func TestStep(t *testing.T) {
 			setup: []timed{{0, Start{}}, {100, masterAdvert("lb1", 150)}, {120, Advert{Node: "lb1", Priority: 0, State: Master}},
 				{145, Advert{Node: "lb1", Priority: 0, State: Master}}},
 			ev: Tick{}, now: 151, want: Master, reason: "peer lb1 left"},
+		{name: "switchover: a master demoting keeps its VIPs and sends priority 0", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}},
+			ev:    Demote{}, now: 300, want: Master, acts: []string{"advert0"}},
+		{name: "switchover: backup one interval after the peer took over", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Demote{}}, {340, masterAdvert("lb2", 100)}},
+			ev:    Tick{}, now: 390, want: Backup,
+			acts: []string{"MASTER>BACKUP", "release", "advert"}, reason: "switched over: handed over to lb2",
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.NoPreempt {
+					t.Error("NoPreempt not set after a switchover")
+				}
+			}},
+		{name: "switchover: the old master does not preempt back", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Demote{}}, {340, masterAdvert("lb2", 100)}, {390, Tick{}}},
+			ev:    masterAdvert("lb2", 100), now: 420, want: Backup, acts: none},
+		{name: "switchover: the old master still takes over a silent peer", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Demote{}}, {340, masterAdvert("lb2", 100)}, {390, Tick{}},
+				{420, masterAdvert("lb2", 100)}},
+			ev:    Tick{}, now: 620, want: Master, reason: "peer lb2 silent",
+			checkFn: func(t *testing.T, m Machine) {
+				if m.NoPreempt {
+					t.Error("NoPreempt still set after becoming master again")
+				}
+			}},
+		{name: "switchover abandoned when no peer takes over", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Demote{}}},
+			ev:    Tick{}, now: 300 + 221, want: Master, acts: []string{"advert", "MASTER>MASTER"}, reason: "switchover abandoned"},
+		{name: "demote of a backup does nothing", cfg: lb2, setup: started,
+			ev: Demote{}, now: 30, want: Backup, acts: none},
 		{name: "stop as backup: priority 0, nothing to release", cfg: lb2, setup: started,
 			ev: Stop{}, now: 30, want: Init, acts: []string{"advert0", "BACKUP>INIT"}},
 		{name: "a hold keeps a backup from taking over", cfg: lb2,

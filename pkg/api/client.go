@@ -79,6 +79,12 @@ func (c *Client) FlushSticky(ctx context.Context, cluster string) (int, error) {
 	return out.Flushed, err
 }
 
+// Switchover asks the master to hand its VIPs to the peer; the error says
+// why it refused.
+func (c *Client) Switchover(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/switchover", nil)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://tandem"+path, nil)
 	if err != nil {

@@ -32,12 +32,27 @@ type PersistenceAdmin interface {
 	FlushSticky(cluster string) (int, error)
 }
 
+// Switcher hands the VIPs to the peer (tandem switchover); an error says
+// why it refused.
+type Switcher interface {
+	Switchover() error
+}
+
 // ErrNotFound is returned for an unknown cluster or server name.
 var ErrNotFound = errors.New("not found")
 
 // Handler returns the API's routes. admin and pers may be nil.
 func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Handler {
 	mux := http.NewServeMux()
+	if sw, ok := src.(Switcher); ok {
+		mux.HandleFunc("POST /v1/switchover", func(w http.ResponseWriter, _ *http.Request) {
+			if err := sw.Switchover(); err != nil {
+				writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
+				return
+			}
+			writeJSON(w, http.StatusAccepted, map[string]string{"switchover": "started"})
+		})
+	}
 	mux.HandleFunc("GET /v1/persistence", func(w http.ResponseWriter, r *http.Request) {
 		if pers == nil {
 			writeJSON(w, http.StatusOK, []StickyEntry{})

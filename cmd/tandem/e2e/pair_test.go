@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,5 +157,35 @@ func TestSigtermHandsOverWithoutFailedProbes(t *testing.T) {
 	t.Logf("SIGTERM hand-over: %d failed probes of %d", s.Failed, s.Probes)
 	if s.Failed != 0 {
 		t.Errorf("the client saw %d failed probes across a graceful stop, want 0: %+v", s.Failed, s.Outages)
+	}
+}
+
+func TestSwitchoverHandsOverWithoutFailedProbes(t *testing.T) {
+	l := upPair(t, nodeOpts{preempt: true})
+	// Refused on the backup: exit 1 and a reason.
+	out, err := exec.Command(binDir+"/tandem", "switchover", "--socket", l.dir+"/lb2.sock").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not MASTER") {
+		t.Fatalf("switchover on the backup: %v\n%s", err, out)
+	}
+	p := l.probe()
+	time.Sleep(300 * time.Millisecond)
+	out, err = exec.Command(binDir+"/tandem", "switchover", "--socket", l.dir+"/lb1.sock").CombinedOutput()
+	if err != nil {
+		t.Fatalf("switchover: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	l.waitFor("lb2 MASTER, lb1 BACKUP", 2*time.Second, func() bool {
+		return l.state("lb2") == "MASTER" && l.state("lb1") == "BACKUP" && l.holdsVIP("lb2") && !l.holdsVIP("lb1")
+	})
+	// lb1 has the higher priority and preempt on, yet stays backup.
+	l.neverBoth(time.Second)
+	if l.state("lb1") != "BACKUP" || !l.holdsVIP("lb2") {
+		t.Fatalf("after the switchover lb1 is %s and lb2 holds=%v: lb1 preempted back", l.state("lb1"), l.holdsVIP("lb2"))
+	}
+	l.onlyServedBy("lb2")
+	s := p.stop(t)
+	t.Logf("switchover: %d failed probes of %d", s.Failed, s.Probes)
+	if s.Failed != 0 {
+		t.Errorf("the client saw %d failed probes across a switchover, want 0: %+v", s.Failed, s.Outages)
 	}
 }
