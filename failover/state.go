@@ -57,7 +57,15 @@ type Config struct {
 	AdvertInterval time.Duration
 	// Track lists the interfaces whose carrier loss means FAULT.
 	Track []string
+	// HoldAfterFault makes a node that leaves FAULT hold itself in
+	// BACKUP (HoldAfterFault hold) until the node lifts the hold, for
+	// instance once its health checks have caught up.
+	HoldAfterFault bool
 }
+
+// HoldAfterFault is the hold a node leaving FAULT starts with when
+// Config.HoldAfterFault is set.
+const HoldAfterFault = "waiting for health checks after the fault"
 
 // Skew is VRRP's skew time: (256 − priority) × advert_interval / 256, so
 // the higher-priority backup takes over first.

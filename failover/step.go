@@ -69,6 +69,9 @@ func (s *stepper) enter(to State, reason string) {
 		if from == Master {
 			s.do(ReleaseVIPs{})
 		}
+		if from == Fault && s.c.HoldAfterFault && !slices.Contains(s.m.Holds, HoldAfterFault) {
+			s.m.Holds = append(slices.Clone(s.m.Holds), HoldAfterFault)
+		}
 		s.m.MasterDownAt = s.now.Add(s.c.MasterDown())
 		s.do(s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)

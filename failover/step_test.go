@@ -180,6 +180,14 @@ func TestStep(t *testing.T) {
 			setup: []timed{{0, Start{}}, {10, Link{Iface: "eth0"}}},
 			ev:    Link{Iface: "eth0", Up: true}, now: 500, want: Backup,
 			acts: []string{"FAULT>BACKUP", "advert"}, reason: "interface eth0 carrier restored"},
+		{name: "leaving fault holds when asked to", cfg: func() Config { c := lb1; c.HoldAfterFault = true; return c }(),
+			setup: []timed{{0, Start{}}, {10, Link{Iface: "eth0"}}, {500, Link{Iface: "eth0", Up: true}}},
+			ev:    masterAdvert("lb2", 100), now: 510, want: Backup, acts: none,
+			checkFn: func(t *testing.T, m Machine) {
+				if !slices.Contains(m.Holds, HoldAfterFault) {
+					t.Errorf("holds = %v, want %q", m.Holds, HoldAfterFault)
+				}
+			}},
 		{name: "fault until every tracked link is back",
 			cfg:   func() Config { c := lb2; c.Track = []string{"eth0", "eth1"}; return c }(),
 			setup: []timed{{0, Start{}}, {10, Link{Iface: "eth0"}}, {20, Link{Iface: "eth1"}}},
@@ -225,7 +233,7 @@ func TestStep(t *testing.T) {
 		{name: "switchover: the old master still takes over a silent peer", cfg: lb1,
 			setup: []timed{{0, Start{}}, {200, Tick{}}, {300, Demote{}}, {340, masterAdvert("lb2", 100)}, {390, Tick{}},
 				{420, masterAdvert("lb2", 100)}},
-			ev:    Tick{}, now: 620, want: Master, reason: "peer lb2 silent",
+			ev: Tick{}, now: 620, want: Master, reason: "peer lb2 silent",
 			checkFn: func(t *testing.T, m Machine) {
 				if m.NoPreempt {
 					t.Error("NoPreempt still set after becoming master again")

@@ -150,7 +150,7 @@ func renderStatus(out io.Writer, st *api.Status) {
 			pstate = "UNREACHABLE (last said " + p.LastState + ")"
 		}
 		if p.ConfigHash != "" {
-			match = shortHash(p.ConfigHash) + " MISMATCH"
+			match = shortHash(p.ConfigHash) + " MISMATCH (" + strings.Join(p.ConfigDiff, ", ") + ")"
 			if p.ConfigMatch {
 				match = shortHash(p.ConfigHash) + " MATCH"
 			}

@@ -43,6 +43,9 @@ type Peer struct {
 	Priority    int    `json:"priority"`
 	ConfigHash  string `json:"config_hash"`
 	ConfigMatch bool   `json:"config_match"`
+	// ConfigDiff names the config sections that differ (cluster,
+	// failover, clusters); empty when they match.
+	ConfigDiff []string `json:"config_diff,omitempty"`
 	// LastHeardMs is -1 when the peer has never been heard.
 	LastHeardMs int64 `json:"last_heard_ms"`
 	StateAgeMs  int64 `json:"state_age_ms"`

@@ -189,3 +189,39 @@ func TestSwitchoverHandsOverWithoutFailedProbes(t *testing.T) {
 		t.Errorf("the client saw %d failed probes across a switchover, want 0: %+v", s.Failed, s.Outages)
 	}
 }
+
+func TestConfigDriftIsShownAndBlocksPreempt(t *testing.T) {
+	l := newLab(t)
+	l.respond("lb1")
+	l.respond("lb2")
+	l.start("lb1", nodeOpts{preempt: true})
+	l.start("lb2", nodeOpts{preempt: true, extra: "  garp: {count: 2}\n"})
+	l.waitFor("lb1 MASTER", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" })
+	st, err := l.status("lb1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := st.Peers[0]; p.ConfigMatch || strings.Join(p.ConfigDiff, ",") != "failover" {
+		t.Fatalf("lb1's view of lb2: match=%v diff=%v, want a failover mismatch", p.ConfigMatch, p.ConfigDiff)
+	}
+	out, _ := exec.Command(binDir+"/tandem", "status", "--socket", l.dir+"/lb1.sock").Output()
+	if !strings.Contains(string(out), "MISMATCH (failover)") {
+		t.Errorf("status does not show the drift:\n%s", out)
+	}
+	if err := l.script("pull", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb2 MASTER", 5*time.Second, func() bool { return l.state("lb2") == "MASTER" })
+	if err := l.script("plug", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb1 BACKUP", 5*time.Second, func() bool { return l.state("lb1") == "BACKUP" })
+	time.Sleep(time.Second)
+	st, err = l.status("lb1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "BACKUP" || len(st.Holds) == 0 || !strings.Contains(st.Holds[0], "config differs") {
+		t.Fatalf("lb1 with a drifted config: %s, holds %v; want BACKUP held by the drift", st.State, st.Holds)
+	}
+}

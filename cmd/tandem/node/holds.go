@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tandem-lb/tandem/failover"
@@ -12,21 +14,45 @@ import (
 // has never heard before it may become master alone.
 const startupGrace = 2 * time.Second
 
-// holdEvery is how often the holds are re-evaluated.
+// holdEvery is how often the holds are re-evaluated (they are also
+// re-evaluated before every advert is handed to the election).
 const holdEvery = 20 * time.Millisecond
+
+// peerNow is the peer as its last advert showed it.
+type peerNow struct {
+	node       string
+	priority   uint8
+	state      string
+	configHash string
+	heard      bool
+	alive      bool
+}
+
+func (n *Node) peerNow(now time.Time) peerNow {
+	n.mu.Lock()
+	last := n.lastAdvert
+	n.mu.Unlock()
+	a := last.Advert
+	p := peerNow{node: a.Node, priority: a.Priority, state: a.State, configHash: a.ConfigHash, heard: !last.At.IsZero()}
+	p.alive = p.heard && now.Sub(last.At) < n.loop.Config().MasterDown()
+	return p
+}
 
 // desiredHolds says what keeps this node from becoming master now, the
 // way pfsync holds CARP down: it stays BACKUP (and does not preempt)
 //   - until one round of health checks has completed, so it never takes
 //     the VIPs with an unknown pool;
-//   - while a live master peer's sticky table has not fully arrived, so
-//     sticky clients keep their server across the hand-over;
+//   - after a FAULT, until its health verdicts have caught up (the
+//     election sets failover.HoldAfterFault itself, this lifts it);
+//   - while a live master's config differs from this node's (drift);
+//   - while a live master's sticky table has not fully arrived, so sticky
+//     clients keep their server across the hand-over;
 //   - for a short start-up grace when persistence is on and the peer has
 //     never been heard.
 //
-// A silent (dead) master lifts the sync hold at once: a partial table is
-// better than no master.
-func (n *Node) desiredHolds(now time.Time) map[string]bool {
+// A silent (dead) master lifts the drift and sync holds at once: a
+// partial table or an odd config is better than no master.
+func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 	h := map[string]bool{}
 	for _, c := range n.clusters {
 		if c.mon == nil {
@@ -38,69 +64,62 @@ func (n *Node) desiredHolds(now time.Time) map[string]bool {
 			h[fmt.Sprintf("waiting for the first round of health checks (cluster %s)", c.cfg.Name)] = true
 		}
 	}
-	if reason := n.healthSettling(now); reason != "" {
-		h[reason] = true
+	if slices.Contains(m.Holds, failover.HoldAfterFault) && n.healthSettling(now, m.Since) {
+		h[failover.HoldAfterFault] = true
+	}
+	p := n.peerNow(now)
+	liveMaster := p.alive && p.state == failover.Master.String() && p.priority != 0
+	if liveMaster {
+		if diff := configDiff(n.advertHash, p.configHash); diff != nil {
+			h[fmt.Sprintf("config differs from master %s's (%s): will not preempt", p.node, strings.Join(diff, ", "))] = true
+		}
 	}
 	if n.repl == nil {
 		return h
 	}
-	m := n.loop.Snapshot()
-	heard := !m.Peer.LastHeard.IsZero()
-	alive := heard && now.Sub(m.Peer.LastHeard) < n.loop.Config().MasterDown()
-	if alive && m.Peer.State == failover.Master && m.Peer.Priority != 0 && !n.repl.Status().BulkDone {
-		h[fmt.Sprintf("waiting for persistence sync from %s", m.Peer.Node)] = true
+	if liveMaster && !n.repl.Status().BulkDone {
+		h[fmt.Sprintf("waiting for persistence sync from %s", p.node)] = true
 	}
-	if !heard && now.Sub(n.started) < startupGrace {
+	if !p.heard && now.Sub(n.started) < startupGrace {
 		h[fmt.Sprintf("start-up grace: waiting up to %s for the peer", startupGrace)] = true
 	}
 	return h
 }
 
-// updateHolds posts the changes between the current and desired holds.
-func (n *Node) updateHolds(current map[string]bool) map[string]bool {
-	want := n.desiredHolds(time.Now())
-	for r := range current {
+// refreshHolds posts the differences between the election's holds and
+// the desired ones. Posting is idempotent, and the election processes
+// events in order, so a hold posted here is in force before any advert
+// posted after it.
+func (n *Node) refreshHolds() {
+	m := n.loop.Snapshot()
+	want := n.desiredHolds(time.Now(), m)
+	for _, r := range m.Holds {
 		if !want[r] {
 			n.loop.Post(failover.Hold{Reason: r, On: false})
 			n.log.Info("hold released", "reason", r)
 		}
 	}
 	for r := range want {
-		if !current[r] {
+		if !slices.Contains(m.Holds, r) {
 			n.loop.Post(failover.Hold{Reason: r, On: true})
 			n.log.Info("holding in BACKUP", "reason", r)
 		}
 	}
-	return want
 }
 
 // manageHolds keeps the election's holds up to date.
-func (n *Node) manageHolds(ctx context.Context, current map[string]bool) {
-	t := time.NewTicker(holdEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			current = n.updateHolds(current)
-		}
-	}
+func (n *Node) manageHolds(ctx context.Context) {
+	every(ctx, holdEvery, n.refreshHolds)
 }
 
-// healthSettling names a hold while the health verdicts of a box that has
-// just come back from FAULT are still catching up: its checks failed
-// while its cable was out, and preempting before they pass again would
-// send clients to a pool it believes dead. It holds until every server
-// has been checked since the fault ended and its verdict agrees with that
-// check (rise satisfied), for at most (rise+2) check intervals.
-func (n *Node) healthSettling(now time.Time) string {
-	n.mu.Lock()
-	since := n.faultEnded
-	n.mu.Unlock()
-	if since.IsZero() {
-		return ""
-	}
+// healthSettling reports whether the health verdicts of a box that left
+// FAULT at since may still be catching up: its checks failed while its
+// cable was out (and the first ones after it may fail while neighbours
+// resolve), and preempting before they pass again would send clients to a
+// pool it believes dead. It settles when every server has been checked
+// since and is healthy, or after (rise+2) check intervals at most, so a
+// server that is really down delays the preempt only that long.
+func (n *Node) healthSettling(now, since time.Time) bool {
 	for _, c := range n.clusters {
 		if c.mon == nil {
 			continue
@@ -112,10 +131,10 @@ func (n *Node) healthSettling(now time.Time) string {
 		last := c.mon.Last()
 		for _, s := range c.pool.Servers() {
 			r, ok := last[s.Name]
-			if !ok || r.At.Before(since) || r.OK != s.Healthy() {
-				return fmt.Sprintf("waiting for health checks after the fault (cluster %s)", c.cfg.Name)
+			if !ok || r.At.Before(since) || !s.Healthy() {
+				return true
 			}
 		}
 	}
-	return ""
+	return false
 }

@@ -36,6 +36,8 @@ type Node struct {
 	log     *slog.Logger
 	version string
 	hash    string
+	// advertHash is hash plus per-section hashes, as adverts carry it.
+	advertHash string
 
 	peer   *peer.Transport
 	vips   *vip.Manager
@@ -50,10 +52,8 @@ type Node struct {
 	mu               sync.Mutex
 	transitions      []api.Transition
 	transitionsTotal uint64
-	// faultEnded is when the node last left FAULT (health hold).
-	faultEnded time.Time
-	lastAdvert peer.Received
-	seq        uint64
+	lastAdvert       peer.Received
+	seq              uint64
 }
 
 // New builds a node; nothing is opened until Run.
@@ -87,13 +87,14 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("vip manager: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     log,
-		version: version,
-		hash:    cfg.Hash(),
-		peer:    tr,
-		vips:    vm,
-		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
+		cfg:        cfg,
+		log:        log,
+		version:    version,
+		hash:       cfg.Hash(),
+		advertHash: advertHash(cfg),
+		peer:       tr,
+		vips:       vm,
+		notify:     notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
 	}
 	n.loop = failover.NewLoop(failover.Config{
 		Node:           cfg.Node.Name,
@@ -102,6 +103,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		PreemptDelay:   f.PreemptDelay,
 		AdvertInterval: f.AdvertInterval,
 		Track:          f.TrackInterfaces,
+		HoldAfterFault: hasHealthChecks(cfg),
 	}, failover.RealClock{}, n, log.With("component", "election"))
 	if err := n.buildClusters(); err != nil {
 		return nil, err
@@ -110,6 +112,16 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// hasHealthChecks reports whether some cluster checks its servers.
+func hasHealthChecks(cfg *config.Config) bool {
+	for _, c := range cfg.Clusters {
+		if c.HealthCheck != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Run runs the node until ctx ends, then steps down: a master sends a
@@ -160,8 +172,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 	// Warm before master: holds are posted before the election starts.
 	n.started = time.Now()
-	holds := n.updateHolds(map[string]bool{})
-	g.Go(func() error { n.manageHolds(gctx, holds); return nil })
+	n.refreshHolds()
+	g.Go(func() error { n.manageHolds(gctx); return nil })
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()
@@ -235,6 +247,8 @@ func (n *Node) forwardAdverts(ctx context.Context) {
 			n.lastAdvert = r
 			n.mu.Unlock()
 			n.noteLateAdvert(prev, r)
+			// Holds that depend on this advert (drift, sync) first.
+			n.refreshHolds()
 			n.loop.Post(failover.Advert{Node: r.Advert.Node, Priority: r.Advert.Priority, State: st})
 		}
 	}
@@ -313,7 +327,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		now := time.Now()
 		err := n.peer.SendAdvert(peer.Advert{
 			Node: n.cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
-			ConfigHash: n.hash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
+			ConfigHash: n.advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
 		})
 		if err != nil {
 			n.log.Debug("send advert", "err", err)
@@ -323,9 +337,6 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		n.transitions = append(n.transitions, api.Transition{
 			At: a.At, From: a.From.String(), To: a.To.String(), Reason: a.Reason})
 		n.transitionsTotal++
-		if a.From == failover.Fault {
-			n.faultEnded = a.At
-		}
 		if len(n.transitions) > keepTransitions {
 			n.transitions = n.transitions[len(n.transitions)-keepTransitions:]
 		}

@@ -56,8 +56,9 @@ func (n *Node) Status() api.Status {
 			a := last.Advert
 			p.Name = a.Node
 			p.Priority = int(a.Priority)
-			p.ConfigHash = a.ConfigHash
-			p.ConfigMatch = a.ConfigHash == n.hash
+			p.ConfigHash, _ = splitAdvertHash(a.ConfigHash)
+			p.ConfigDiff = configDiff(n.advertHash, a.ConfigHash)
+			p.ConfigMatch = p.ConfigDiff == nil
 			p.LastState = a.State
 			p.LastHeardMs = now.Sub(last.At).Milliseconds()
 			p.StateAgeMs = (a.StateAge + now.Sub(last.At)).Milliseconds()
