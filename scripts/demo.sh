@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make demo: a Tandem pair in network namespaces, serving, failing over and
-# showing its status. Steps:
-#   1. lab up: lb1, lb2, a client and two backends on a bridge (198.18.0.0/24)
-#   2. the pair starts; lb1 (priority 150) becomes master and holds the VIP
-#   3. a client probes the VIP every 10 ms; `tandem status` of both boxes
-#   4. lb1's cable is pulled: lb2 takes over; status and the timeline
-#   5. the cable is plugged back: lb1 preempts; the client's view
-#   6. everything is torn down
+# showing its status.
+#   1. lab: lb1, lb2, a client and two backends on a bridge (198.18.0.0/24)
+#   2. backends: nginx (HTTP) and dnsmasq (DNS) on be1 and be2
+#   3. the pair starts with three virtual clusters on VIP 198.18.0.100:
+#      web (HTTP, round robin), dns (UDP), app (HTTP, sticky clients)
+#   4. client traffic: curl, dig, 50 sticky users; status of both boxes
+#   5. lb1's cable is pulled: lb2 takes over; the client's view
+#   6. the cable is plugged back: lb1 preempts once in sync
+#   7. everything is torn down
 # Exits 0 only when every step behaved. Needs root; run through `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,8 @@ cd "$(dirname "$0")/.."
 P=${TANDEM_LAB_PREFIX:-tdemo}
 BIN=${TANDEM_BIN:-bin/tandem}
 TOOLS=${LABTOOLS_BIN:-bin/labtools}
+VIP=198.18.0.100
+USERS=50
 [[ $(id -u) -eq 0 ]] || { echo "demo: must run as root (network namespaces)" >&2; exit 1; }
 [[ -x $BIN && -x $TOOLS ]] || { echo "demo: build first: make build" >&2; exit 1; }
 
@@ -31,9 +35,15 @@ START=$(date +%s.%N)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ok() { printf '   ok: %s\n' "$*"; }
 fail() { printf '   FAILED: %s\n' "$*"; echo "   logs:"; tail -n 20 "$TMP"/lb*.log | sed 's/^/     /'; exit 1; }
+in_ns() { local box=$1; shift; ip netns exec "$P-$box" "$@"; }
 
-state() { "$BIN" status --socket "$TMP/$1.sock" --json 2>/dev/null | sed -n 's/^  "state": "\(.*\)",/\1/p'; }
-holds() { ip -n "$P-$1" -br addr show dev eth0 | grep -q '198\.18\.0\.100/'; }
+status_json() { "$BIN" status --socket "$TMP/$1.sock" --json 2>/dev/null; }
+state() { status_json "$1" | sed -n 's/^  "state": "\(.*\)",/\1/p'; }
+holds() { ip -n "$P-$1" -br addr show dev eth0 | grep -q "$VIP/"; }
+ready() { # every server healthy, persistence in sync
+    local j; j=$(status_json "$1")
+    ! grep -q '"healthy": false' <<<"$j" && grep -q '"state": "IN SYNC"' <<<"$j"
+}
 wait_until() { # SECONDS DESCRIPTION COMMAND...
     local secs=$1 what=$2; shift 2
     local end=$(( $(date +%s%N) + secs * 1000000000 ))
@@ -43,13 +53,38 @@ wait_until() { # SECONDS DESCRIPTION COMMAND...
     done
 }
 pair_is() { [[ $(state lb1) == "$1" && $(state lb2) == "$2" ]]; }
+users() { in_ns client "$TOOLS" clients -target "http://$VIP:8080/" -from 198.18.2.1 -count $USERS -concurrency 10; }
+# kept BEFORE AFTER: how many users an answer from the same server
+kept() { python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); print(sum(1 for k,v in a.items() if v and b.get(k)==v))' "$1" "$2"; }
+dig_who() { in_ns client dig +short +time=1 +tries=1 @"$VIP" who.lab A | tr '\n' ' '; }
 
 step "1. lab: lb1, lb2, client, be1, be2 in namespaces '$P-*', bridge in '$P-sw'"
 scripts/lab.sh -p "$P" up
-"$BIN" keygen >"$TMP/cluster.key"
-ok "cluster key generated with 'tandem keygen'"
+for i in $(seq 1 $USERS); do echo "addr add 198.18.2.$i/23 dev eth0"; done >"$TMP/users.batch"
+ip -n "$P-client" -batch "$TMP/users.batch"
+for lb in lb1 lb2; do ip -n "$P-$lb" route add 198.18.2.0/23 dev eth0; done
+ok "$USERS user addresses 198.18.2.1-$USERS on the client"
 
-step "2. the pair starts (lb1 priority 150, lb2 priority 100, VIP 198.18.0.100, adverts every 50ms)"
+step "2. backends: nginx and dnsmasq on be1 and be2"
+for be in be1 be2; do
+    d=$TMP/nginx-$be; mkdir -p "$d"
+    cat >"$d/nginx.conf" <<CONF
+daemon off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d;
+  uwsgi_temp_path $d; scgi_temp_path $d;
+  server { listen 80; location / { default_type text/plain; return 200 "$be\n"; } } }
+CONF
+    in_ns "$be" nginx -c "$d/nginx.conf" -p "$d" & PIDS+=($!)
+    answer=198.18.1.${be#be}
+    in_ns "$be" dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --conf-file=/dev/null \
+        --port=53 --listen-address=0.0.0.0 --bind-interfaces --user=root --pid-file="$TMP/$be-dnsmasq.pid" \
+        --address=/who.lab/"$answer" --log-facility="$TMP/$be-dnsmasq.log" & PIDS+=($!)
+done
+ok "nginx answers its name on :80; dnsmasq answers who.lab (be1 198.18.1.1, be2 198.18.1.2)"
+
+step "3. the pair starts (lb1 priority 150, lb2 priority 100, adverts every 50ms)"
+"$BIN" keygen >"$TMP/cluster.key"
 for n in lb1 lb2; do
     if [[ $n == lb1 ]]; then prio=150 self=198.18.0.11 peer=198.18.0.12; else prio=100 self=198.18.0.12 peer=198.18.0.11; fi
     cat >"$TMP/$n.yaml" <<CONF
@@ -65,28 +100,56 @@ failover:
   priority: $prio
   preempt: true
   advert_interval: 50ms
-  vips: [198.18.0.100/24]
+  vips: [$VIP/24]
+clusters:
+  - name: web
+    vip: $VIP
+    port: 80
+    algorithm: round_robin
+    health_check: {type: http, path: /, interval: 300ms, timeout: 200ms, rise: 1, fall: 1}
+    servers:
+      - {name: be1, address: "198.18.0.21:80"}
+      - {name: be2, address: "198.18.0.22:80"}
+  - name: dns
+    vip: $VIP
+    port: 53
+    protocol: udp
+    health_check: {type: dns, query: who.lab, interval: 300ms, timeout: 200ms, rise: 1, fall: 1}
+    servers:
+      - {name: be1, address: "198.18.0.21:53"}
+      - {name: be2, address: "198.18.0.22:53"}
+  - name: app
+    vip: $VIP
+    port: 8080
+    algorithm: least_conn
+    persistence: {mode: source_ip, mask: 32, timeout: 10m}
+    health_check: {type: http, path: /, interval: 300ms, timeout: 200ms, rise: 1, fall: 1}
+    servers:
+      - {name: be1, address: "198.18.0.21:80"}
+      - {name: be2, address: "198.18.0.22:80"}
 CONF
     "$BIN" validate --config "$TMP/$n.yaml"
-    # A tiny service on each box answers with the box's name.
-    ip netns exec "$P-$n" "$TOOLS" respond -listen 0.0.0.0:8080 -name "$n" >/dev/null 2>&1 &
-    PIDS+=($!)
-    ip netns exec "$P-$n" "$BIN" run --config "$TMP/$n.yaml" >"$TMP/$n.log" 2>&1 &
-    PIDS+=($!)
+    in_ns "$n" "$BIN" run --config "$TMP/$n.yaml" >"$TMP/$n.log" 2>&1 & PIDS+=($!)
 done
-wait_until 10 "lb1 MASTER, lb2 BACKUP" pair_is MASTER BACKUP
+wait_until 15 "lb1 MASTER, lb2 BACKUP" pair_is MASTER BACKUP
 wait_until 5 "the VIP on lb1" holds lb1
-ok "lb1 is MASTER and holds 198.18.0.100; lb2 is BACKUP"
+wait_until 10 "healthy servers and persistence in sync" ready lb1
+ok "lb1 is MASTER and holds $VIP; lb2 is BACKUP, warm (its checks run too)"
 
-step "3. a client probes 198.18.0.100:8080 every 10ms; status of both boxes"
-ip netns exec "$P-client" "$TOOLS" probe -q -target 198.18.0.100:8080 -interval 10ms -timeout 50ms \
-    -duration 60s -out "$TMP/probe.jsonl" >"$TMP/probe.json" 2>/dev/null &
-PROBE=$!
+step "4. client traffic through $VIP"
+printf '   web (curl x4):  '; for i in 1 2 3 4; do in_ns client curl -s -m 2 "http://$VIP/" | tr '\n' ' '; done; echo
+printf '   dns (dig x4):   '; for i in 1 2 3 4; do dig_who; done; echo
+users >"$TMP/users-before.json"
+printf '   app: %s sticky users answered (%s)\n' "$USERS" \
+    "$(python3 -c 'import json,sys,collections; print(dict(collections.Counter(json.load(open(sys.argv[1])).values())))' "$TMP/users-before.json")"
+in_ns client "$TOOLS" probe -q -target "$VIP:80" -send 'GET / HTTP/1.0\r\n\r\n' -interval 10ms -timeout 50ms \
+    -duration 90s -out "$TMP/probe.jsonl" >"$TMP/probe.json" 2>/dev/null & PROBE=$!
 PIDS+=($PROBE)
-sleep 1
+wait_until 5 "lb2 to hold every sticky entry" bash -c "'$BIN' status --socket '$TMP/lb2.sock' --json | grep -q '\"entries\": $USERS'"
+sleep 0.5
 "$BIN" status --socket "$TMP/lb1.sock" --socket "$TMP/lb2.sock"
 
-step "4. pulling lb1's cable (ip -n $P-sw link set p-lb1 down)"
+step "5. pulling lb1's cable (ip -n $P-sw link set p-lb1 down) while the client probes web every 10ms"
 PULL=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 scripts/lab.sh -p "$P" pull lb1
 wait_until 5 "lb2 to take over" pair_is FAULT MASTER
@@ -94,30 +157,32 @@ wait_until 5 "the VIP on lb2" holds lb2
 holds lb1 && fail "lb1 still holds the VIP"
 ok "lb2 is MASTER and holds the VIP; lb1 is FAULT and released it"
 sleep 0.5
-"$BIN" status --socket "$TMP/lb2.sock"
+users >"$TMP/users-pulled.json"
+k=$(kept "$TMP/users-before.json" "$TMP/users-pulled.json")
+printf '   web outage: %s ms (first failed to first answered probe)\n' \
+    "$("$TOOLS" outage -in "$TMP/probe.jsonl" -after "$PULL" -print max_ms)"
+printf '   sticky users on the same server through lb2: %s of %s\n' "$k" "$USERS"
+printf '   dns through lb2: %s\n' "$(dig_who)"
+[[ $k -eq $USERS ]] || fail "sticky users lost their server"
 
-step "5. plugging lb1's cable back: lb1 preempts"
+step "6. plugging lb1's cable back: lb1 preempts once in sync and healthy"
 PLUG=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 scripts/lab.sh -p "$P" plug lb1
-wait_until 5 "lb1 to preempt" pair_is MASTER BACKUP
-wait_until 5 "the VIP back on lb1 only" bash -c "ip -n $P-lb1 -br addr show dev eth0 | grep -q 198.18.0.100/ && ! ip -n $P-lb2 -br addr show dev eth0 | grep -q 198.18.0.100/"
+wait_until 10 "lb1 to preempt" pair_is MASTER BACKUP
+wait_until 5 "the VIP back on lb1 only" bash -c "ip -n $P-lb1 -br addr show dev eth0 | grep -q $VIP/ && ! ip -n $P-lb2 -br addr show dev eth0 | grep -q $VIP/"
 ok "lb1 is MASTER again; lb2 released the VIP"
 sleep 0.5
+users >"$TMP/users-back.json"
+k2=$(kept "$TMP/users-before.json" "$TMP/users-back.json")
 kill -TERM "$PROBE"; wait "$PROBE" || true
+printf '   web probes failed after the plug-back: %s\n' "$("$TOOLS" outage -in "$TMP/probe.jsonl" -after "$PLUG" -print failed)"
+printf '   sticky users on the same server through lb1 again: %s of %s\n' "$k2" "$USERS"
+[[ $k2 -eq $USERS ]] || fail "sticky users lost their server after the plug-back"
 
-step "the client's view"
-pull_ms=$("$TOOLS" outage -in "$TMP/probe.jsonl" -after "$PULL" -before "$PLUG" -print max_ms)
-plug_failed=$("$TOOLS" outage -in "$TMP/probe.jsonl" -after "$PLUG" -print failed)
-served=$(sed -n 's/.*"servers":\({[^}]*}\).*/\1/p' "$TMP/probe.json")
-printf '   cable pull: outage %s ms (first failed to first answered probe)\n' "$pull_ms"
-printf '   plug back:  %s failed probes\n' "$plug_failed"
-printf '   answered by: %s\n' "$served"
-
-step "the failover timeline (lb2's view, then lb1's)"
-"$BIN" status --socket "$TMP/lb2.sock" | sed -n '/^Transitions/,$p'
+step "the failover timeline (lb1's view)"
 "$BIN" status --socket "$TMP/lb1.sock" | sed -n '/^Transitions/,$p'
 
-step "6. tearing down"
+step "7. tearing down"
 cleanup
 trap - EXIT
 awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "\ndemo: every step behaved (%.1fs)\n", e - s }'

@@ -203,7 +203,10 @@ func renderStatus(out io.Writer, st *api.Status) {
 				}
 				check := "-"
 				if s.LastCheckAt != nil {
-					check = fmt.Sprintf("%s (%.1fms)", s.LastCheck, s.LastCheckLatency)
+					check = s.LastCheck
+					if !strings.Contains(check, "ms") {
+						check += fmt.Sprintf(" (%.1fms)", s.LastCheckLatency)
+					}
 				}
 				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, s.Admin,
 					s.ActiveConns, s.TotalConns, check)

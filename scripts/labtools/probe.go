@@ -85,6 +85,7 @@ func cmdProbe(args []string) error {
 	out := fs.String("out", "", "append state changes as JSON lines to this file")
 	stopFile := fs.String("expect-stop", "", "stop as soon as this file exists (checked every 10ms)")
 	quiet := fs.Bool("q", false, "do not log state changes to stderr")
+	send := fs.String("send", "", "TCP: write this after connecting (e.g. an HTTP request; \\r\\n escapes allowed); the first line of the answer is the reply")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
@@ -140,7 +141,8 @@ func cmdProbe(args []string) error {
 		}()
 	}
 
-	p := &prober{target: *target, timeout: *timeout, udp: *udp}
+	p := &prober{target: *target, timeout: *timeout, udp: *udp,
+		send: strings.NewReplacer(`\r`, "\r", `\n`, "\n").Replace(*send)}
 	tr := newTracker(w, logw)
 	tr.emit(Event{At: ts(time.Now()), Event: "start", Seq: -1, Server: *target})
 	results := p.run(ctx, *interval, tr)
@@ -153,6 +155,7 @@ func cmdProbe(args []string) error {
 }
 
 type prober struct {
+	send    string
 	target  string
 	timeout time.Duration
 	udp     bool
@@ -235,6 +238,11 @@ func (p *prober) once(at time.Time) Result {
 	c.SetDeadline(deadline)
 	if p.udp {
 		if _, err := c.Write([]byte("probe\n")); err != nil {
+			r.Err = shortErr(err)
+			return r
+		}
+	} else if p.send != "" {
+		if _, err := c.Write([]byte(p.send)); err != nil {
 			r.Err = shortErr(err)
 			return r
 		}
