@@ -1,0 +1,764 @@
+#!/usr/bin/env bash
+# The UDP figure (issue 5): DNS over Tandem's UDP dataplane against a direct
+# query, nginx's stream UDP proxy and dnsdist, all in front of the same
+# dnsmasq, on the loopback of a network namespace of its own.
+#
+# Usage: scripts/bench-udp.sh [-o results.json] [--only LIST] [-n NETNS] [--keep]
+# Env:   DURATION     seconds per dnsperf run [10]
+#        ROUNDS       rounds, interleaved direct, nginx, dnsdist, tandem [3]
+#        CLIENTS      dnsperf -c, sockets of the load generator [100]
+#        OUTSTANDING  dnsperf -q, queries in flight [100]
+#        LAT_RATE     queries/s of the latency prober [5000]
+#        LAT_SECONDS  seconds per latency run [5]
+#        FLOWS        live flows held through Tandem [10000]
+#        PROXY_NICE   nice value of every proxy thread [0]
+#        TANDEM_BIN   tandem binary [built from ./cmd/tandem into a temp dir]
+#        BENCH_NS     namespace name, as -n [tbudp]
+#
+# --only: a subset of the workloads qps,latency,flows. Everything runs in
+# one namespace this script creates, on its loopback only:
+#   direct   dnsmasq 127.0.0.1:5300 (bench.test A 192.0.2.1, no upstream)
+#   tandem   VIP 127.0.0.3:53, a protocol: udp cluster, one node alone
+#            (MASTER), a dns health check; 127.0.0.3 lives on lo
+#   nginx    127.0.0.4:53, stream module, proxy_responses 1, 1 worker
+#   dnsdist  127.0.0.5:53, no packet cache, --supervised
+# The load generators run on CPU 0, dnsmasq and the proxies on CPU 1
+# (taskset): Tandem's GOMAXPROCS is 1. Tandem renices itself to -15 when
+# rt_priority is 0; the script sets every proxy thread to PROXY_NICE.
+#
+# Workloads, per round in the order direct, nginx, dnsdist, tandem:
+#   qps      dnsperf -c CLIENTS -q OUTSTANDING -l DURATION, one fixed
+#            query: answers/s, average latency, lost queries
+#   latency  a Go prober at a fixed LAT_RATE over 20 sockets: p50, p99,
+#            p99.9 round trip; the added p99 is the target's minus direct's
+#            (dnsperf 2.10 prints no percentiles)
+#   flows    Tandem restarted (empty pools), FLOWS sockets each send one
+#            query and stay open (flow idle timeout 30 s): Tandem's VmRSS
+#            after minus before, per live flow, KiB. 100,000 flows cannot
+#            be held here: each flow holds an upstream socket, the
+#            open-file hard limit is 20,000 and Tandem's flow budget 15,000
+# Prints a table per metric with ratios of the medians against direct and
+# against the faster of nginx and dnsdist, the uptime before and after,
+# and writes JSON with -o. Exit 0 when every run produced a figure. Needs
+# root and Go; installs dnsperf, dnsmasq, nginx's stream module and dnsdist
+# with scripts/deps.sh. Only the processes this script started are
+# stopped, by PID; the namespace is deleted on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+OUT=""
+KEEP=0
+NS=${BENCH_NS:-tbudp}
+ONLY=qps,latency,flows
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-100}
+OUTSTANDING=${OUTSTANDING:-100}
+LAT_RATE=${LAT_RATE:-5000}
+LAT_SECONDS=${LAT_SECONDS:-5}
+FLOWS=${FLOWS:-10000}
+PROXY_NICE=${PROXY_NICE:-0}
+
+usage() { sed -n '/^# Usage:/,/^# Env:/{/^# Env:/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
+die() { echo "bench-udp: $*" >&2; exit 1; }
+log() { echo "bench-udp: $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        -o) OUT=${2:-}; shift 2 || usage ;;
+        -n) NS=${2:-}; shift 2 || usage ;;
+        --only) ONLY=${2:-}; shift 2 || usage ;;
+        --only=*) ONLY=${1#--only=}; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage ;;
+        *) usage ;;
+    esac
+done
+
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+[[ $NS =~ ^[a-z][a-z0-9-]{0,14}$ ]] || die "bad namespace name '$NS'"
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 && $DURATION -le 600 ]] || die "DURATION must be 1..600"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 && $ROUNDS -le 50 ]] || die "ROUNDS must be 1..50"
+[[ $CLIENTS =~ ^[0-9]+$ && $CLIENTS -ge 1 && $CLIENTS -le 1000 ]] || die "CLIENTS must be 1..1000"
+[[ $OUTSTANDING =~ ^[0-9]+$ && $OUTSTANDING -ge 1 && $OUTSTANDING -le 10000 ]] || die "OUTSTANDING must be 1..10000"
+[[ $LAT_RATE =~ ^[0-9]+$ && $LAT_RATE -ge 20 && $LAT_RATE -le 50000 ]] || die "LAT_RATE must be 20..50000"
+[[ $LAT_SECONDS =~ ^[0-9]+$ && $LAT_SECONDS -ge 1 && $LAT_SECONDS -le 120 ]] || die "LAT_SECONDS must be 1..120"
+[[ $FLOWS =~ ^[0-9]+$ && $FLOWS -ge 1 && $FLOWS -le 15000 ]] ||
+    die "FLOWS must be 1..15000 (the open-file limit is 20,000 per process; Tandem's UDP flow budget 15,000)"
+[[ $PROXY_NICE =~ ^-?[0-9]+$ ]] || die "PROXY_NICE must be an integer"
+[[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (load generator on 0, proxies on 1)"
+
+TARGETS=(direct nginx dnsdist tandem)
+IFS=, read -r -a WORKLOADS <<<"$ONLY"
+for w in "${WORKLOADS[@]}"; do
+    case $w in qps|latency|flows) ;; *) die "--only: qps,latency,flows (got '$w')" ;; esac
+done
+
+"$ROOT/scripts/deps.sh" dnsperf dnsmasq-base libnginx-mod-stream dnsdist nginx >&2 || die "scripts/deps.sh failed"
+for c in ip taskset dnsperf dnsmasq nginx dnsdist go ss; do
+    command -v "$c" >/dev/null || die "$c missing"
+done
+STREAM_SO=""
+for f in /usr/lib/nginx/modules/ngx_stream_module.so /usr/share/nginx/modules/ngx_stream_module.so; do
+    [[ -f $f ]] && { STREAM_SO=$f; break; }
+done
+[[ -n $STREAM_SO ]] || die "ngx_stream_module.so not found (Debian's libnginx-mod-stream)"
+if ip netns list | awk '{print $1}' | grep -qx -- "$NS"; then
+    die "namespace $NS exists already (another run?); pick another with -n, or 'ip netns del $NS' if it is a leftover"
+fi
+
+# the open-file hard limit is 20,000 here: take it all, children inherit it
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+TMP=$(mktemp -d /tmp/bench-udp.XXXXXX)
+PIDS=()
+NS_MADE=0
+
+cleanup() {
+    local rc=$? p
+    set +e
+    for p in "${PIDS[@]}"; do stop_pid "$p"; done
+    if [[ $NS_MADE -eq 1 ]]; then
+        # what is left in our namespace (nginx's worker, say) is ours too
+        p=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
+        if [[ -n $p ]]; then
+            log "stopping leftovers in $NS: $p"
+            kill -TERM $p 2>/dev/null; sleep 1; kill -KILL $p 2>/dev/null
+        fi
+        ip netns del "$NS" 2>/dev/null
+    fi
+    if [[ $KEEP -eq 1 || $rc -ne 0 ]]; then
+        log "logs kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# stop_pid PID: TERM, up to 3 s, then KILL; only PIDs we started.
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# wait_for SECONDS CMD...: poll CMD every 50 ms until it succeeds.
+wait_for() {
+    local limit=$1; shift
+    local end=$(( $(date +%s%N) + limit * 1000000000 ))
+    while :; do
+        "$@" && return 0
+        (( $(date +%s%N) > end )) && return 1
+        sleep 0.05
+    done
+}
+
+# nsx CMD...: run CMD in the namespace, in the foreground
+nsx() { ip netns exec "$NS" "$@"; }
+
+is_proc() { [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]; }
+
+listening_udp() { # listening_udp ADDR PORT
+    nsx ss -Hlun "sport = :$2" 2>/dev/null | awk '{print $4}' | grep -qx -- "$1:$2"
+}
+
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null; }
+
+set_nice() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        renice -n "$PROXY_NICE" -p "${t##*/}" >/dev/null 2>&1 || true
+    done
+}
+
+show_log() { [[ -f $1 ]] && { echo "--- tail of $1" >&2; tail -n 20 "$1" >&2; }; return 0; }
+
+UPTIME_BEFORE=$(uptime)
+log "machine: $(nproc) CPUs, $(uname -r); uptime: $UPTIME_BEFORE"
+
+# ---- builds -------------------------------------------------------------------
+
+if [[ -n ${TANDEM_BIN:-} ]]; then
+    [[ -x $TANDEM_BIN ]] || die "TANDEM_BIN=$TANDEM_BIN is not executable"
+    TANDEM=$(cd "$(dirname "$TANDEM_BIN")" && pwd)/$(basename "$TANDEM_BIN")
+    TANDEM_SRC="TANDEM_BIN=$TANDEM_BIN"
+else
+    TANDEM=$TMP/tandem
+    log "building tandem"
+    go build -o "$TANDEM" ./cmd/tandem || die "cannot build ./cmd/tandem"
+    TANDEM_SRC="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    [[ -n $(git status --porcelain --untracked-files=no -- . 2>/dev/null) ]] && TANDEM_SRC+=" + uncommitted changes"
+fi
+
+# udptool: "lat" asks bench.test A at a fixed rate from -conns sockets and
+# prints round-trip percentiles as JSON; "flows" opens -n sockets, each
+# sends one query and reads its answer, prints "ready OK FAILED" and holds
+# them until SIGTERM or -max.
+mkdir -p "$TMP/udptool"
+cat >"$TMP/udptool/main.go" <<'GO'
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// query builds "bench.test. IN A" with id.
+func query(id uint16) []byte {
+	b := []byte{0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint16(b, id)
+	b = append(b, 5, 'b', 'e', 'n', 'c', 'h', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1)
+	return b
+}
+
+// answers: a reply to id with QR set and rcode NOERROR.
+func answers(b []byte, id uint16) bool {
+	return len(b) >= 12 && binary.BigEndian.Uint16(b) == id && b[2]&0x80 != 0 && b[3]&0x0f == 0
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: udptool lat|flows ...")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "lat":
+		lat(os.Args[2:])
+	case "flows":
+		flows(os.Args[2:])
+	default:
+		os.Exit(2)
+	}
+}
+
+func lat(args []string) {
+	fs := flag.NewFlagSet("lat", flag.ExitOnError)
+	target := fs.String("target", "127.0.0.1:5300", "address")
+	rate := fs.Int("rate", 5000, "queries per second, all sockets")
+	conns := fs.Int("conns", 20, "sockets")
+	dur := fs.Duration("duration", 5*time.Second, "run time")
+	timeout := fs.Duration("timeout", time.Second, "answer timeout")
+	fs.Parse(args)
+	period := time.Duration(int64(time.Second) * int64(*conns) / int64(*rate))
+	var mu sync.Mutex
+	var rtts []time.Duration
+	sent, lost := 0, 0
+	var wg sync.WaitGroup
+	end := time.Now().Add(*dur)
+	for i := 0; i < *conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("udp", *target)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			defer c.Close()
+			buf := make([]byte, 1500)
+			var mine []time.Duration
+			s, l := 0, 0
+			time.Sleep(time.Duration(rand.Int64N(int64(period))))
+			next := time.Now()
+			for time.Now().Before(end) {
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				}
+				next = next.Add(period)
+				id := uint16(rand.Uint32())
+				t0 := time.Now()
+				if _, err := c.Write(query(id)); err != nil {
+					l++
+					s++
+					continue
+				}
+				s++
+				c.SetReadDeadline(t0.Add(*timeout))
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						l++
+						break
+					}
+					if answers(buf[:n], id) {
+						mine = append(mine, time.Since(t0))
+						break
+					}
+				}
+			}
+			mu.Lock()
+			rtts = append(rtts, mine...)
+			sent += s
+			lost += l
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+	pct := func(p float64) float64 {
+		if len(rtts) == 0 {
+			return -1
+		}
+		i := int(p * float64(len(rtts)-1))
+		return float64(rtts[i].Nanoseconds()) / 1000
+	}
+	json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"sent": sent, "ok": len(rtts), "lost": lost,
+		"p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99), "p999_us": pct(0.999), "max_us": pct(1),
+	})
+}
+
+func flows(args []string) {
+	fs := flag.NewFlagSet("flows", flag.ExitOnError)
+	target := fs.String("target", "127.0.0.3:53", "address")
+	n := fs.Int("n", 10000, "sockets (flows)")
+	batch := fs.Int("batch", 250, "queries sent before their answers are read")
+	timeout := fs.Duration("timeout", 2*time.Second, "answer timeout per batch")
+	max := fs.Duration("max", 120*time.Second, "hold at most this long")
+	fs.Parse(args)
+	conns := make([]net.Conn, 0, *n)
+	buf := make([]byte, 1500)
+	ok, failed := 0, 0
+	for len(conns) < *n {
+		var group []net.Conn
+		for i := 0; i < *batch && len(conns)+len(group) < *n; i++ {
+			c, err := net.Dial("udp", *target)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "dial:", err)
+				os.Exit(1)
+			}
+			group = append(group, c)
+		}
+		ids := make([]uint16, len(group))
+		for i, c := range group {
+			ids[i] = uint16(rand.Uint32())
+			c.Write(query(ids[i]))
+		}
+		deadline := time.Now().Add(*timeout)
+		for i, c := range group {
+			c.SetReadDeadline(deadline)
+			got := false
+			for {
+				m, err := c.Read(buf)
+				if err != nil {
+					break
+				}
+				if answers(buf[:m], ids[i]) {
+					got = true
+					break
+				}
+			}
+			if got {
+				ok++
+			} else {
+				failed++
+			}
+		}
+		conns = append(conns, group...)
+	}
+	fmt.Printf("ready %d %d\n", ok, failed)
+	os.Stdout.Sync()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-sig:
+	case <-time.After(*max):
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}
+GO
+cat >"$TMP/udptool/go.mod" <<'MOD'
+module udptool
+
+go 1.22
+MOD
+(cd "$TMP/udptool" && GOFLAGS=-mod=mod go build -o "$TMP/udptool/udptool" .) || die "cannot build udptool"
+UDPTOOL=$TMP/udptool/udptool
+
+# ---- namespace and servers ------------------------------------------------------
+
+ip netns add "$NS" || die "cannot create namespace $NS"
+NS_MADE=1
+nsx ip link set lo up
+nsx sysctl -qw net.ipv4.ip_local_port_range="10000 64999" || true
+
+ANSWER=192.0.2.1
+printf 'bench.test A\n' >"$TMP/queries.txt"
+
+ip netns exec "$NS" taskset -c 1 dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+    --no-poll --port=5300 --listen-address=127.0.0.1 --bind-interfaces --user=root \
+    --pid-file="$TMP/dnsmasq.pid" --address=/bench.test/$ANSWER --log-facility="$TMP/dnsmasq.log" \
+    >"$TMP/dnsmasq.out" 2>&1 &
+DNSMASQ_PID=$!
+PIDS+=($DNSMASQ_PID)
+wait_for 10 listening_udp 127.0.0.1 5300 || { show_log "$TMP/dnsmasq.log"; show_log "$TMP/dnsmasq.out"; die "dnsmasq did not listen"; }
+
+declare -A ADDR=([direct]=127.0.0.1 [tandem]=127.0.0.3 [nginx]=127.0.0.4 [dnsdist]=127.0.0.5)
+declare -A PORT=([direct]=5300 [tandem]=53 [nginx]=53 [dnsdist]=53)
+declare -A PROXY_PID=()
+
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<CONF
+load_module $STREAM_SO;
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+worker_rlimit_nofile 20000;
+events {
+    worker_connections 8000;
+}
+stream {
+    server {
+        listen 127.0.0.4:53 udp;
+        proxy_pass 127.0.0.1:5300;
+        proxy_responses 1;
+        proxy_timeout 5s;
+    }
+}
+CONF
+
+cat >"$TMP/dnsdist.conf" <<'CONF'
+-- no packet cache, no console, no security polling (no traffic off lo)
+setSecurityPollSuffix("")
+setLocal("127.0.0.5:53")
+newServer({address="127.0.0.1:5300", checkName="bench.test.", name="dnsmasq"})
+CONF
+
+mkdir -p "$TMP/tconf"
+cat >"$TMP/tconf/tandem.yaml" <<CONF
+node:
+  name: bench-udp
+  api_socket: $TMP/tconf/tandem.sock
+  log_level: info
+  rt_priority: 0
+cluster:
+  bind: 127.0.0.1:7946
+  peers: [127.0.0.1:7948]
+  insecure: true
+  label: bench-udp
+failover:
+  interface: lo
+  vips: [127.0.0.3/32]
+  garp:
+    count: 0
+clusters:
+  - name: dns
+    vip: 127.0.0.3
+    port: 53
+    protocol: udp
+    health_check: {type: dns, query: bench.test, interval: 1s, timeout: 500ms}
+    servers:
+      - name: dnsmasq
+        address: 127.0.0.1:5300
+CONF
+"$TANDEM" validate --config "$TMP/tconf/tandem.yaml" >"$TMP/tconf/validate.log" 2>&1 ||
+    { show_log "$TMP/tconf/validate.log"; die "tandem validate failed"; }
+
+tandem_status() { nsx "$TANDEM" status --socket "$TMP/tconf/tandem.sock" --json 2>/dev/null; }
+tandem_ready() {
+    local st
+    st=$(tandem_status | tr -d ' \n') || return 1
+    [[ $st == *'"state":"MASTER"'* && $st == *'"healthy":true'* ]] &&
+        ip -n "$NS" -br addr show dev lo | grep -qw "127.0.0.3/32"
+}
+# tandem_flows: live flows (active_conns) of the dns cluster
+tandem_flows() {
+    tandem_status | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(c.get("active_conns",0) for c in s.get("clusters",[])))' 2>/dev/null ||
+        echo "?"
+}
+
+# start_proxy TARGET: starts nginx, dnsdist or tandem (stopping the running
+# one first), waits until it answers; 1 with its log shown if not.
+start_proxy() {
+    local t=$1 pid comm
+    if [[ -n ${PROXY_PID[$t]:-} ]]; then
+        stop_pid "${PROXY_PID[$t]}"; forget_pid "${PROXY_PID[$t]}"; PROXY_PID[$t]=""
+    fi
+    case $t in
+        nginx)
+            ip netns exec "$NS" taskset -c 1 nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
+                >>"$TMP/nginx.log" 2>&1 &
+            comm=nginx ;;
+        dnsdist)
+            ip netns exec "$NS" taskset -c 1 dnsdist --supervised --disable-syslog -C "$TMP/dnsdist.conf" \
+                >>"$TMP/dnsdist.log" 2>&1 &
+            comm=dnsdist ;;
+        tandem)
+            ip netns exec "$NS" taskset -c 1 "$TANDEM" run --config "$TMP/tconf/tandem.yaml" >>"$TMP/tandem.log" 2>&1 &
+            comm=$(basename "$TANDEM" | cut -c1-15) ;;
+    esac
+    pid=$!
+    PIDS+=($pid)
+    PROXY_PID[$t]=$pid
+    if [[ $t == tandem ]]; then
+        wait_for 15 tandem_ready || { show_log "$TMP/tandem.log"; log "tandem: not MASTER with a healthy server within 15 s"; return 1; }
+    fi
+    wait_for 10 listening_udp "${ADDR[$t]}" "${PORT[$t]}" || { show_log "$TMP/$t.log"; log "$t did not listen"; return 1; }
+    is_proc "$pid" "$comm" || { log "PID $pid is not $comm"; return 1; }
+    sleep 0.5
+    set_nice "$pid"
+    # nginx's worker is a child: renice it as well
+    if [[ $t == nginx ]]; then
+        local c
+        for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do set_nice "$c"; done
+    fi
+    return 0
+}
+
+for t in nginx dnsdist tandem; do
+    start_proxy "$t" || die "$t did not start"
+done
+
+# every target answers the fixed record
+for t in "${TARGETS[@]}"; do
+    out=$(nsx timeout 10 "$UDPTOOL" lat -target "${ADDR[$t]}:${PORT[$t]}" -rate 100 -conns 2 -duration 1s 2>&1) ||
+        die "$t: the prober failed: $out"
+    ok=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["ok"])' "$out")
+    [[ $ok -ge 50 ]] || { [[ $t != direct ]] && show_log "$TMP/$t.log"; die "$t: ${ADDR[$t]}:${PORT[$t]}: only $ok answers: $out"; }
+done
+log "all targets answer: ${TARGETS[*]}"
+for t in "${!PROXY_PID[@]}"; do
+    log "$t: pid ${PROXY_PID[$t]}, nice of its threads: $(ps -L -o ni= -p "${PROXY_PID[$t]}" | sort -u | tr -s ' \n' ' ')"
+done
+
+# ---- workloads -------------------------------------------------------------------
+
+RES=$TMP/results
+mkdir -p "$RES"
+record() { echo "$3" >>"$RES/$1.$2"; }
+FAILED=0
+fail() { log "$*"; FAILED=1; }
+
+run_qps() {
+    local t=$1 r=$2 out=$TMP/qps.$t.$r.txt qps avg lost sent
+    if ! timeout -k 5 $((DURATION + 30)) ip netns exec "$NS" taskset -c 0 dnsperf -s "${ADDR[$t]}" -p "${PORT[$t]}" \
+        -d "$TMP/queries.txt" -c "$CLIENTS" -q "$OUTSTANDING" -l "$DURATION" -t 2 >"$out" 2>&1; then
+        show_log "$out"; fail "qps $t round $r: dnsperf failed"; return
+    fi
+    qps=$(awk '/Queries per second:/{printf "%.0f", $4}' "$out")
+    avg=$(awk '/Average Latency \(s\):/{printf "%.3f", $4 * 1000}' "$out")
+    sent=$(awk '/Queries sent:/{print $3}' "$out")
+    lost=$(awk '/Queries lost:/{print $3}' "$out")
+    [[ -n $qps && -n $avg ]] || { show_log "$out"; fail "qps $t round $r: no figures in dnsperf's output"; return; }
+    record qps "$t" "$qps"
+    record avg_ms "$t" "$avg"
+    record lost_pct "$t" "$(awk -v l="$lost" -v s="$sent" 'BEGIN { printf "%.3f", (s > 0) ? 100 * l / s : 0 }')"
+    log "round $r qps      $t: $qps answers/s, average $avg ms, $lost of $sent lost"
+}
+
+run_latency() {
+    local t=$1 r=$2 out=$TMP/lat.$t.$r.json p50 p99 p999 lost
+    if ! timeout -k 5 $((LAT_SECONDS + 30)) ip netns exec "$NS" taskset -c 0 "$UDPTOOL" lat \
+        -target "${ADDR[$t]}:${PORT[$t]}" -rate "$LAT_RATE" -conns 20 -duration "${LAT_SECONDS}s" >"$out" 2>&1; then
+        show_log "$out"; fail "latency $t round $r: the prober failed"; return
+    fi
+    read -r p50 p99 p999 lost < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print("%.1f %.1f %.1f %d" % (d["p50_us"], d["p99_us"], d["p999_us"], d["lost"]))' "$out") ||
+        { show_log "$out"; fail "latency $t round $r: no figures"; return; }
+    record p50_us "$t" "$p50"
+    record p99_us "$t" "$p99"
+    record p999_us "$t" "$p999"
+    record lat_lost "$t" "$lost"
+    log "round $r latency  $t: p50 $p50 µs, p99 $p99 µs, p99.9 $p999 µs at $LAT_RATE q/s, $lost lost"
+}
+
+# run_flows: on a freshly started Tandem, so what earlier runs left in its
+# pools does not hide the cost of the flows
+run_flows() {
+    local r=$1 pid out=$TMP/flows.$r.txt before after hold ok bad per live
+    start_proxy tandem || { fail "flows round $r: tandem did not restart"; return; }
+    pid=${PROXY_PID[tandem]}
+    sleep 1
+    before=$(rss_kib "$pid")
+    ip netns exec "$NS" taskset -c 0 "$UDPTOOL" flows -target 127.0.0.3:53 -n "$FLOWS" -max 120s \
+        >"$out" 2>"$out.err" &
+    hold=$!
+    PIDS+=($hold)
+    if ! wait_for 25 grep -qs '^ready' "$out"; then
+        stop_pid "$hold"; forget_pid "$hold"
+        show_log "$out.err"; fail "flows round $r: the flows were not all open within 25 s (the idle timeout is 30 s)"; return
+    fi
+    read -r _ ok bad <"$out"
+    sleep 1
+    after=$(rss_kib "$pid")
+    live=$(tandem_flows)
+    stop_pid "$hold"; forget_pid "$hold"
+    if [[ $bad -ne 0 || -z $before || -z $after ]]; then
+        show_log "$out.err"; fail "flows round $r: $bad of $FLOWS queries unanswered"; return
+    fi
+    per=$(awk -v a="$after" -v b="$before" -v n="$ok" 'BEGIN { printf "%.3f", (a - b) / n }')
+    record flow_kib "tandem" "$per"
+    record flow_rss_before_kib "tandem" "$before"
+    record flow_rss_after_kib "tandem" "$after"
+    record flow_live "tandem" "$live"
+    log "round $r flows    tandem: RSS $before -> $after KiB for $ok flows ($live live in status): $per KiB each"
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+    log "=== round $r/$ROUNDS"
+    for w in "${WORKLOADS[@]}"; do
+        if [[ $w == flows ]]; then
+            run_flows "$r"
+            continue
+        fi
+        for t in "${TARGETS[@]}"; do
+            "run_$w" "$t" "$r"
+            sleep 1
+        done
+    done
+done
+UPTIME_AFTER=$(uptime)
+
+# ---- report ----------------------------------------------------------------------
+
+stats() {
+    [[ -s $1 ]] || { echo "- - - 0"; return; }
+    sort -g "$1" | awk '{ v[NR] = $1 } END {
+        n = NR; med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        printf "%s %s %s %d\n", med, v[1], v[n], n }'
+}
+median() { stats "$RES/$1.$2" | awk '{print $1}'; }
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+}
+# best_other METRIC higher|lower: the faster of nginx and dnsdist
+best_other() {
+    local a b
+    a=$(median "$1" nginx); b=$(median "$1" dnsdist)
+    awk -v a="$a" -v b="$b" -v d="$2" 'BEGIN {
+        if (a == "-") { print b; exit } if (b == "-") { print a; exit }
+        if (d == "higher") print (a + 0 > b + 0) ? a : b; else print (a + 0 < b + 0) ? a : b }'
+}
+added() { # added METRIC TARGET -> target minus direct
+    awk -v a="$(median "$1" "$2")" -v d="$(median "$1" direct)" 'BEGIN { if (a == "-" || d == "-") print "-"; else printf "%.1f", a - d }'
+}
+
+METRICS=()
+for w in "${WORKLOADS[@]}"; do
+    case $w in
+        qps) METRICS+=(qps avg_ms lost_pct) ;;
+        latency) METRICS+=(p50_us p99_us p999_us) ;;
+        flows) METRICS+=(flow_kib) ;;
+    esac
+done
+title() {
+    case $1 in
+        qps) echo "dnsperf -c $CLIENTS -q $OUTSTANDING, ${DURATION}s: answers/s (higher is better)" ;;
+        avg_ms) echo "dnsperf: average latency under that load, ms (lower is better)" ;;
+        lost_pct) echo "dnsperf: queries lost, % (lower is better)" ;;
+        p50_us) echo "prober at $LAT_RATE q/s over 20 sockets: p50 round trip, µs (lower is better)" ;;
+        p99_us) echo "prober at $LAT_RATE q/s over 20 sockets: p99 round trip, µs; +direct = added by the proxy" ;;
+        p999_us) echo "prober at $LAT_RATE q/s over 20 sockets: p99.9 round trip, µs" ;;
+        flow_kib) echo "$FLOWS live flows through Tandem: RSS per flow, KiB (lower is better)" ;;
+    esac
+}
+higher() { [[ $1 == qps ]]; }
+
+{
+    echo
+    echo "bench-udp: $ROUNDS round(s), medians; tandem $TANDEM_SRC; $(nginx -v 2>&1 | sed 's/.*: //'); $(dnsdist --version 2>/dev/null | head -n 1 | awk '{print $1, $2}'); $(dnsperf -h 2>&1 | awk '/^Version/{print "dnsperf", $2}'); dnsmasq $(dnsmasq --version | awk 'NR == 1 {print $3}')"
+    echo "uptime before: $UPTIME_BEFORE"
+    echo "uptime after:  $UPTIME_AFTER"
+    for m in "${METRICS[@]}"; do
+        echo
+        echo "$(title "$m")"
+        if [[ $m == flow_kib ]]; then
+            read -r med min max n < <(stats "$RES/$m.tandem")
+            printf '  %-9s %10s %10s %10s %4s   live flows in status: %s\n' target median min max n "$(paste -sd, "$RES/flow_live.tandem" 2>/dev/null)"
+            printf '  %-9s %10s %10s %10s %4s\n' tandem "$med" "$min" "$max" "$n"
+            continue
+        fi
+        dir=lower; higher "$m" && dir=higher
+        best=$(best_other "$m" "$dir")
+        printf '  %-9s %10s %10s %10s %4s %9s %9s %9s\n' target median min max n /direct /best-of +direct
+        for t in "${TARGETS[@]}"; do
+            read -r med min max n < <(stats "$RES/$m.$t")
+            rd=-; rb=-; ad=-
+            if [[ $t != direct ]]; then
+                rd=$(ratio "$med" "$(median "$m" direct)")
+                [[ $m == p*_us || $m == avg_ms ]] && ad=$(added "$m" "$t")
+            fi
+            [[ $t == tandem ]] && rb=$(ratio "$med" "$best")
+            printf '  %-9s %10s %10s %10s %4s %9s %9s %9s\n' "$t" "$med" "$min" "$max" "$n" "$rd" "$rb" "$ad"
+        done
+    done
+    echo
+    echo "/best-of: tandem against the faster of nginx and dnsdist; +direct: minus direct's median"
+    true
+} | tee "$TMP/report.txt"
+
+if [[ -n $OUT ]]; then
+    json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+    {
+        printf '{"rounds":%d,"duration_s":%d,"clients":%d,"outstanding":%d,"lat_rate":%d,"lat_seconds":%d,"flows":%d,"proxy_nice":%d,' \
+            "$ROUNDS" "$DURATION" "$CLIENTS" "$OUTSTANDING" "$LAT_RATE" "$LAT_SECONDS" "$FLOWS" "$PROXY_NICE"
+        printf '"tandem":%s,"nginx":%s,"dnsdist":%s,' "$(json_str "$TANDEM_SRC")" \
+            "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(dnsdist --version 2>/dev/null | head -n 1)")"
+        printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
+        sep=""
+        for m in "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live; do
+            ls "$RES/$m".* >/dev/null 2>&1 || continue
+            printf '%s"%s":{' "$sep" "$m"; sep=","
+            s2=""
+            for t in "${TARGETS[@]}"; do
+                [[ -s $RES/$m.$t ]] || continue
+                read -r med min max n < <(stats "$RES/$m.$t")
+                printf '%s"%s":{"median":%s,"min":%s,"max":%s,"runs":[%s]}' "$s2" "$t" "$med" "$min" "$max" \
+                    "$(paste -sd, "$RES/$m.$t")"
+                s2=","
+            done
+            printf '}'
+        done
+        printf '},"ratios":{'
+        sep=""
+        for m in "${METRICS[@]}"; do
+            [[ $m == flow_kib ]] && continue
+            dir=lower; higher "$m" && dir=higher
+            rd=$(ratio "$(median "$m" tandem)" "$(median "$m" direct)")
+            rb=$(ratio "$(median "$m" tandem)" "$(best_other "$m" "$dir")")
+            [[ $rd == - ]] && rd=null
+            [[ $rb == - ]] && rb=null
+            printf '%s"%s.tandem":{"vs_direct":%s,"vs_best_of_nginx_dnsdist":%s' "$sep" "$m" "$rd" "$rb"
+            if [[ $m == p*_us ]]; then
+                ad=$(added "$m" tandem); [[ $ad == - ]] && ad=null
+                printf ',"added_us":%s' "$ad"
+            fi
+            printf '}'
+            sep=","
+        done
+        printf '},"ok":%s}\n' "$([[ $FAILED -eq 0 ]] && echo true || echo false)"
+    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+    log "results written to $OUT"
+fi
+exit $FAILED
