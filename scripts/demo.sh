@@ -179,8 +179,8 @@ printf '   web probes failed after the plug-back: %s\n' "$("$TOOLS" outage -in "
 printf '   sticky users on the same server through lb1 again: %s of %s\n' "$k2" "$USERS"
 [[ $k2 -eq $USERS ]] || fail "sticky users lost their server after the plug-back"
 
-step "the failover timeline (lb1's view)"
-"$BIN" status --socket "$TMP/lb1.sock" | sed -n '/^Transitions/,$p'
+step "the timeline of both boxes (tandem events)"
+"$BIN" events --socket "$TMP/lb1.sock" --socket "$TMP/lb2.sock" --last 40
 
 step "7. tearing down"
 cleanup

@@ -85,6 +85,13 @@ func (c *Client) Switchover(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/switchover", nil)
 }
 
+// Events fetches the node's recent events, oldest first.
+func (c *Client) Events(ctx context.Context) ([]Event, error) {
+	var out []Event
+	err := c.do(ctx, http.MethodGet, "/v1/events", &out)
+	return out, err
+}
+
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://tandem"+path, nil)
 	if err != nil {

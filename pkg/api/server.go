@@ -38,12 +38,22 @@ type Switcher interface {
 	Switchover() error
 }
 
+// EventSource gives a node's recent events, oldest first.
+type EventSource interface {
+	Events() []Event
+}
+
 // ErrNotFound is returned for an unknown cluster or server name.
 var ErrNotFound = errors.New("not found")
 
 // Handler returns the API's routes. admin and pers may be nil.
 func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Handler {
 	mux := http.NewServeMux()
+	if es, ok := src.(EventSource); ok {
+		mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, es.Events())
+		})
+	}
 	if sw, ok := src.(Switcher); ok {
 		mux.HandleFunc("POST /v1/switchover", func(w http.ResponseWriter, _ *http.Request) {
 			if err := sw.Switchover(); err != nil {

@@ -156,3 +156,12 @@ type Adverts struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// Event is one entry of a node's event log (tandem events): Kind is one
+// of transition, vip, garp, health, admin, hold, sync, switchover.
+type Event struct {
+	At      time.Time `json:"at"`
+	Node    string    `json:"node"`
+	Kind    string    `json:"kind"`
+	Message string    `json:"message"`
+}

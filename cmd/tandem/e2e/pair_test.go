@@ -183,6 +183,15 @@ func TestSwitchoverHandsOverWithoutFailedProbes(t *testing.T) {
 		t.Fatalf("after the switchover lb1 is %s and lb2 holds=%v: lb1 preempted back", l.state("lb1"), l.holdsVIP("lb2"))
 	}
 	l.onlyServedBy("lb2")
+	ev, err := exec.Command(binDir+"/tandem", "events", "--socket", l.dir+"/lb1.sock", "--socket", l.dir+"/lb2.sock").CombinedOutput()
+	if err != nil {
+		t.Fatalf("events: %v\n%s", err, ev)
+	}
+	for _, want := range []string{"lb1   switchover", "lb2   transition  BACKUP -> MASTER: peer lb1 left", "lb1   vip         released"} {
+		if !strings.Contains(string(ev), want) {
+			t.Errorf("tandem events lacks %q:\n%s", want, ev)
+		}
+	}
 	s := p.stop(t)
 	t.Logf("switchover: %d failed probes of %d", s.Failed, s.Probes)
 	if s.Failed != 0 {

@@ -124,6 +124,13 @@ func (n *Node) buildClusters() error {
 					s.SetHealthy(c.Healthy)
 					pool.Refresh()
 				}
+				verdict := "DOWN"
+				if c.Healthy {
+					verdict = "up"
+				}
+				if !c.Initial || !c.Healthy {
+					n.events.add("health", "%s/%s %s: %s", c.Target.Cluster, c.Target.Server, verdict, c.Result.Detail)
+				}
 			}, n.log.With("component", "health"))
 		}
 		n.clusters = append(n.clusters, rt)
@@ -189,6 +196,7 @@ func (n *Node) SetServerAdmin(cluster, server, state string) error {
 		s.SetAdmin(a)
 		c.pool.Refresh()
 		n.log.Info("server admin state changed", "cluster", cluster, "server", server, "admin", state)
+		n.events.add("admin", "%s/%s %s by the operator", cluster, server, state)
 		return nil
 	}
 	return fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)

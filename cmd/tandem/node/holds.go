@@ -91,18 +91,21 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 // events in order, so a hold posted here is in force before any advert
 // posted after it.
 func (n *Node) refreshHolds() {
+	n.noteSyncState()
 	m := n.loop.Snapshot()
 	want := n.desiredHolds(time.Now(), m)
 	for _, r := range m.Holds {
 		if !want[r] {
 			n.loop.Post(failover.Hold{Reason: r, On: false})
 			n.log.Info("hold released", "reason", r)
+			n.events.add("hold", "released: %s", r)
 		}
 	}
 	for r := range want {
 		if !slices.Contains(m.Holds, r) {
 			n.loop.Post(failover.Hold{Reason: r, On: true})
 			n.log.Info("holding in BACKUP", "reason", r)
+			n.events.add("hold", "holding in BACKUP: %s", r)
 		}
 	}
 }
@@ -137,4 +140,23 @@ func (n *Node) healthSettling(now, since time.Time) bool {
 		}
 	}
 	return false
+}
+
+// noteSyncState records changes of the persistence sync state.
+func (n *Node) noteSyncState() {
+	if n.repl == nil {
+		return
+	}
+	st := n.repl.Status()
+	n.mu.Lock()
+	changed := st.State != n.lastSync
+	n.lastSync = st.State
+	n.mu.Unlock()
+	if changed {
+		msg := st.State
+		if st.Reason != "" {
+			msg += " (" + st.Reason + ")"
+		}
+		n.events.add("sync", "persistence %s", msg)
+	}
 }

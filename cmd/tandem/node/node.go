@@ -44,6 +44,8 @@ type Node struct {
 	loop   *failover.Loop
 	notify *notify.Runner
 
+	events eventLog
+
 	engine   engine
 	clusters []*vcluster
 	repl     *replicate.Replicator // nil without persistence
@@ -53,6 +55,7 @@ type Node struct {
 	transitions      []api.Transition
 	transitionsTotal uint64
 	lastAdvert       peer.Received
+	lastSync         string
 	seq              uint64
 }
 
@@ -90,6 +93,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		cfg:        cfg,
 		log:        log,
 		version:    version,
+		events:     eventLog{node: cfg.Node.Name},
 		hash:       cfg.Hash(),
 		advertHash: advertHash(cfg),
 		peer:       tr,
@@ -298,6 +302,7 @@ func (n *Node) reconcile(ctx context.Context) {
 	}
 	for _, p := range readded {
 		n.log.Warn("VIP was missing and was re-added", "vip", p.String())
+		n.events.add("vip", "%s was missing from %s and was re-added", p, n.cfg.Failover.Interface)
 	}
 }
 
@@ -309,16 +314,24 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		n.setServing(true)
 		if err := n.vips.Claim(ctx); err != nil {
 			n.log.Error("claim VIPs", "err", err)
+			n.events.add("vip", "claim failed: %v", err)
+		} else {
+			n.events.add("vip", "claimed %v on %s; %d gratuitous ARP/NA rounds %s apart",
+				n.cfg.Failover.VIPs, n.cfg.Failover.Interface, max(n.cfg.Failover.GARP.Count, 1), n.cfg.Failover.GARP.Interval)
 		}
 	case failover.ReleaseVIPs:
 		if err := n.vips.Release(); err != nil {
 			n.log.Error("release VIPs", "err", err)
+			n.events.add("vip", "release failed: %v", err)
+		} else {
+			n.events.add("vip", "released %v", n.cfg.Failover.VIPs)
 		}
 		n.setServing(false)
 	case failover.Announce:
 		if err := n.vips.Announce(ctx); err != nil {
 			n.log.Warn("announce VIPs", "err", err)
 		}
+		n.events.add("garp", "announced the VIPs again: another master was heard and lost the tie-break")
 	case failover.SendAdvert:
 		n.mu.Lock()
 		n.seq++
@@ -342,5 +355,6 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		}
 		n.mu.Unlock()
 		n.notify.Notify(a.To.String())
+		n.events.add("transition", "%s -> %s: %s", a.From, a.To, a.Reason)
 	}
 }

@@ -36,5 +36,6 @@ func (n *Node) Switchover() error {
 		return fmt.Errorf("election busy, try again")
 	}
 	n.log.Info("switchover requested", "peer", p.Name)
+	n.events.add("switchover", "requested by the operator: handing the VIPs to %s", p.Name)
 	return nil
 }
