@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/pkg/api"
 )
 
 // upPair starts lb1 (priority 150) and lb2 (100) with responders and
@@ -183,14 +187,27 @@ func TestSwitchoverHandsOverWithoutFailedProbes(t *testing.T) {
 		t.Fatalf("after the switchover lb1 is %s and lb2 holds=%v: lb1 preempted back", l.state("lb1"), l.holdsVIP("lb2"))
 	}
 	l.onlyServedBy("lb2")
-	ev, err := exec.Command(binDir+"/tandem", "events", "--socket", l.dir+"/lb1.sock", "--socket", l.dir+"/lb2.sock").CombinedOutput()
+	ev, err := exec.Command(binDir+"/tandem", "events", "--json", "--socket", l.dir+"/lb1.sock", "--socket", l.dir+"/lb2.sock").Output()
 	if err != nil {
 		t.Fatalf("events: %v\n%s", err, ev)
 	}
-	for _, want := range []string{"lb1   switchover", "lb2   transition  BACKUP -> MASTER: peer lb1 left", "lb1   vip         released"} {
-		if !strings.Contains(string(ev), want) {
-			t.Errorf("tandem events lacks %q:\n%s", want, ev)
+	var events []api.Event
+	if err := json.Unmarshal(ev, &events); err != nil {
+		t.Fatalf("events JSON: %v", err)
+	}
+	for _, want := range []api.Event{
+		{Node: "lb1", Kind: "switchover", Message: "requested by the operator"},
+		{Node: "lb2", Kind: "transition", Message: "BACKUP -> MASTER: peer lb1 left"},
+		{Node: "lb1", Kind: "vip", Message: "released"},
+	} {
+		if !slices.ContainsFunc(events, func(e api.Event) bool {
+			return e.Node == want.Node && e.Kind == want.Kind && strings.Contains(e.Message, want.Message)
+		}) {
+			t.Errorf("tandem events lacks %+v:\n%s", want, ev)
 		}
+	}
+	if !slices.IsSortedFunc(events, func(a, b api.Event) int { return a.At.Compare(b.At) }) {
+		t.Error("the merged timeline is not in time order")
 	}
 	s := p.stop(t)
 	t.Logf("switchover: %d failed probes of %d", s.Failed, s.Probes)
