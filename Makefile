@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
 LABTOOLS  := bin/labtools
 
-.PHONY: all build test unit e2e demo bench lint deps deb clean
+.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean
 
 all: build
 
@@ -24,6 +24,15 @@ deps:
 # the namespace and end-to-end tests, which skip with a message otherwise.
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+# A short run of every fuzz target (the seed corpora live in testdata/).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./pkg/config
+	$(GO) test -run '^$$' -fuzz '^FuzzAdvert$$' -fuzztime $(FUZZTIME) ./pkg/peer
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/replicate
+	$(GO) test -run '^$$' -fuzz '^FuzzProxyHeader$$' -fuzztime $(FUZZTIME) ./dataplane
 
 unit:
 	$(GO) test -race -count=1 -short ./...
