@@ -90,6 +90,9 @@ for e in "${_engines[@]}"; do
         *) die "--engines: epoll and/or go (got '$e')" ;;
     esac
 done
+# sticky: tandem-epoll's cluster on port 81, the same pool with persistence
+# (source_ip): short connections only, to compare with persistence off.
+[[ " ${TARGETS[*]} " == *" tandem-epoll "* ]] && TARGETS+=(sticky)
 IFS=, read -r -a WORKLOADS <<<"$ONLY"
 for w in "${WORKLOADS[@]}"; do
     case $w in short|keepalive|bulk|idle) ;; *) die "--only: short,keepalive,bulk,idle (got '$w')" ;; esac
@@ -390,8 +393,8 @@ wait_for 10 listening 127.0.0.1 9001 || { show_log "$TMP/sink.log"; die "the idl
 
 # ---- proxies ---------------------------------------------------------------------
 
-declare -A ADDR=([direct]=127.0.0.1 [haproxy]=127.0.0.2 [tandem-epoll]=127.0.0.3 [tandem-go]=127.0.0.4)
-declare -A HTTP_PORT=([direct]=8080 [haproxy]=80 [tandem-epoll]=80 [tandem-go]=80)
+declare -A ADDR=([direct]=127.0.0.1 [haproxy]=127.0.0.2 [tandem-epoll]=127.0.0.3 [tandem-go]=127.0.0.4 [sticky]=127.0.0.3)
+declare -A HTTP_PORT=([direct]=8080 [haproxy]=80 [tandem-epoll]=80 [tandem-go]=80 [sticky]=81)
 declare -A IDLE_PORT=([direct]=9001 [haproxy]=9000 [tandem-epoll]=9000 [tandem-go]=9000)
 declare -A PROXY_PID=()
 
@@ -490,6 +493,13 @@ clusters:
     servers:
       - name: nginx
         address: 127.0.0.1:8080
+  - name: sticky
+    vip: $vip
+    port: 81
+    persistence: {mode: source_ip, mask: 32, timeout: 10m}
+    servers:
+      - name: nginx
+        address: 127.0.0.1:8080
   - name: bulk
     vip: $vip
     port: 5201
@@ -512,6 +522,7 @@ done
 
 # every target answers the 100-byte body and has its listeners
 for t in "${TARGETS[@]}"; do
+    [[ $t == sticky ]] && continue
     got=$(nsx bash -c "exec 3<>/dev/tcp/${ADDR[$t]}/${HTTP_PORT[$t]} && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && timeout 5 cat <&3" 2>/dev/null | tail -n 1 || true)
     [[ $got == "$BODY" ]] || { [[ -n ${PROXY_PID[$t]:-} ]] && show_log "$TMP/$t.log"; die "$t: ${ADDR[$t]}:${HTTP_PORT[$t]} did not answer the body"; }
     if [[ $t != direct ]]; then
@@ -634,6 +645,7 @@ for r in $(seq 1 "$ROUNDS"); do
     for w in "${WORKLOADS[@]}"; do
         for t in "${TARGETS[@]}"; do
             [[ $w == idle && $t == direct ]] && continue
+            [[ $t == sticky && $w != short ]] && continue
             "run_$w" "$t" "$r"
         done
     done
@@ -685,6 +697,7 @@ title() {
         printf '  %-13s %10s %10s %10s %4s %9s %9s\n' target median min max n /haproxy /direct
         for t in "${TARGETS[@]}"; do
             [[ $m == idle_* && $t == direct ]] && continue
+            [[ $t == sticky && $m != short_rps ]] && continue
             read -r med min max n < <(stats "$RES/$m.$t")
             rh=-; rd=-
             if [[ $t != direct && $t != haproxy ]]; then
@@ -703,6 +716,10 @@ title() {
             [[ $s -gt 0 ]] && echo "note: ${m%_errors}: $t: $s wrk socket errors or non-2xx responses over all rounds"
         done
     done
+    if [[ -s $RES/short_rps.sticky && -s $RES/short_rps.tandem-epoll ]]; then
+        echo
+        echo "persistence: short req/s with persistence on / off (sticky / tandem-epoll): $(ratio "$(median short_rps sticky)" "$(median short_rps tandem-epoll)") (goal >= 0.9)"
+    fi
     true
 } | tee "$TMP/report.txt"
 
