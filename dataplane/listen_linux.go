@@ -7,8 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenControl sets IP_FREEBIND or IPV6_FREEBIND and SO_REUSEADDR on a
-// listening socket before it is bound.
+// listenControl sets IP_FREEBIND or IPV6_FREEBIND, SO_REUSEADDR and
+// SO_REUSEPORT on a listening socket before it is bound.
 func listenControl(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
@@ -22,6 +22,12 @@ func listenControl(network, address string, c syscall.RawConn) error {
 		}
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 			serr = fmt.Errorf("set SO_REUSEADDR: %w", err)
+			return
+		}
+		// SO_REUSEPORT: a reload binds a changed cluster's new listener
+		// beside the old one, so the vip:port never stops accepting.
+		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
 		}
 	})
 	if err != nil {
