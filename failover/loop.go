@@ -50,7 +50,22 @@ func NewLoop(cfg Config, clock Clock, eff Effector, log *slog.Logger) *Loop {
 }
 
 // Config returns the election settings.
-func (l *Loop) Config() Config { return l.cfg }
+func (l *Loop) Config() Config {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg
+}
+
+// setConfig is the internal event SetConfig posts: the loop's goroutine
+// swaps the settings between two steps, so Step stays pure.
+type setConfig struct{ cfg Config }
+
+func (setConfig) event() {}
+
+// SetConfig replaces the election settings (a config reload). The change
+// is applied in the loop's goroutine, in order with the other events; it
+// reports false when the queue was full and the change was not queued.
+func (l *Loop) SetConfig(cfg Config) bool { return l.Post(setConfig{cfg}) }
 
 // Post queues an event. It never blocks the caller for long: when the
 // queue is full (the loop is stuck), the event is dropped and false is
@@ -119,6 +134,13 @@ func (l *Loop) drain(ctx context.Context) {
 }
 
 func (l *Loop) step(ctx context.Context, ev Event) {
+	if sc, ok := ev.(setConfig); ok {
+		l.mu.Lock()
+		l.cfg = sc.cfg
+		l.mu.Unlock()
+		l.log.Info("election settings changed", "priority", sc.cfg.Priority, "preempt", sc.cfg.Preempt)
+		return
+	}
 	now := l.clock.Now()
 	l.mu.Lock()
 	next, acts := l.cfg.Step(l.m, ev, now)

@@ -141,3 +141,35 @@ func TestLoopTakesOverAndStepsDownOnStop(t *testing.T) {
 		t.Errorf("stop actions = %v, want %v", got, want)
 	}
 }
+
+// TestLoopSetConfig raises the priority of a backup at run time: the
+// change is applied in the loop, Config shows it, and the next advert of
+// the now lower-priority master is preempted.
+func TestLoopSetConfig(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	rec := &recorder{}
+	l := NewLoop(cfg("lb2", 100, true), clk, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = l.Run(ctx) }()
+
+	waitFor(t, "backup", func() bool { return l.Snapshot().State == Backup })
+	l.Post(Advert{Node: "lb1", Priority: 150, State: Master})
+	waitFor(t, "advert seen", func() bool { return l.Snapshot().Peer.Priority == 150 })
+	if rec.has("claim") {
+		t.Fatal("a priority-100 backup preempted a priority-150 master")
+	}
+	if !l.SetConfig(cfg("lb2", 200, true)) {
+		t.Fatal("SetConfig not queued")
+	}
+	waitFor(t, "new priority", func() bool { return l.Config().Priority == 200 })
+	l.Post(Advert{Node: "lb1", Priority: 150, State: Master})
+	for range 20 {
+		if rec.has("claim") {
+			break
+		}
+		clk.Advance(10 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	waitFor(t, "preempt after the priority change", func() bool { return rec.has("claim") })
+}

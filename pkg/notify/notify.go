@@ -22,7 +22,7 @@ const DefaultTimeout = 30 * time.Second
 
 // Runner runs the hook.
 type Runner struct {
-	path    string
+	path    atomic.Pointer[string]
 	node    string
 	timeout time.Duration
 	log     *slog.Logger
@@ -35,9 +35,15 @@ type Runner struct {
 
 // New returns a runner for the executable at path ("" disables it).
 func New(path, node string, log *slog.Logger) *Runner {
-	return &Runner{path: path, node: node, timeout: DefaultTimeout, log: log,
+	r := &Runner{node: node, timeout: DefaultTimeout, log: log,
 		queue: make(chan string, queueLen), done: make(chan struct{})}
+	r.SetPath(path)
+	return r
 }
+
+// SetPath replaces the hook's executable ("" disables it), for a config
+// reload; calls already queued run the new one.
+func (r *Runner) SetPath(path string) { r.path.Store(&path) }
 
 // Run executes queued calls until ctx ends, then returns after the
 // running call (if any) has finished; calls still queued are run first
@@ -69,7 +75,7 @@ func (r *Runner) Done() <-chan struct{} { return r.done }
 
 // Notify queues a call for a new state; it never blocks.
 func (r *Runner) Notify(state string) {
-	if r.path == "" {
+	if *r.path.Load() == "" {
 		return
 	}
 	select {
@@ -83,7 +89,11 @@ func (r *Runner) Notify(state string) {
 func (r *Runner) exec(ctx context.Context, state string) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.path, "NOTIFY", state, r.node)
+	path := *r.path.Load()
+	if path == "" {
+		return
+	}
+	cmd := exec.CommandContext(ctx, path, "NOTIFY", state, r.node)
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	r.runs.Add(1)

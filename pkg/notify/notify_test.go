@@ -76,3 +76,34 @@ func TestFailingHookIsCounted(t *testing.T) {
 	cancel()
 	<-r.Done()
 }
+
+// TestSetPath enables a hook that was off at start (a config reload).
+func TestSetPath(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "calls")
+	hook := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho \"$1 $2\" >> "+out+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := New("", "lb1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); <-r.Done() }()
+	go r.Run(ctx)
+	r.Notify("BACKUP") // no hook yet: nothing runs
+	r.SetPath(hook)
+	r.Notify("MASTER")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(out)
+		if len(b) > 0 {
+			if string(b) != "NOTIFY MASTER\n" {
+				t.Fatalf("calls = %q, want only the one after SetPath", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hook set by SetPath never ran")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

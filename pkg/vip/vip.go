@@ -125,17 +125,9 @@ func newManager(iface string, vips []netip.Prefix, g GARP, log *slog.Logger, ops
 	if iface == "" {
 		return nil, errors.New("vip: no interface given")
 	}
-	seen := make(map[netip.Prefix]bool, len(vips))
-	var uniq []netip.Prefix
-	for _, p := range vips {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("vip: invalid prefix %v", p)
-		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
-		if !seen[p] {
-			seen[p] = true
-			uniq = append(uniq, p)
-		}
+	uniq, err := uniqPrefixes(vips)
+	if err != nil {
+		return nil, err
 	}
 	if g.Count < 1 {
 		g.Count = 1
@@ -151,6 +143,23 @@ func newManager(iface string, vips []netip.Prefix, g GARP, log *slog.Logger, ops
 		ops:   ops,
 		ann:   ann,
 	}, nil
+}
+
+// uniqPrefixes checks and unmaps the prefixes and drops duplicates.
+func uniqPrefixes(vips []netip.Prefix) ([]netip.Prefix, error) {
+	seen := make(map[netip.Prefix]bool, len(vips))
+	var uniq []netip.Prefix
+	for _, p := range vips {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("vip: invalid prefix %v", p)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
+		if !seen[p] {
+			seen[p] = true
+			uniq = append(uniq, p)
+		}
+	}
+	return uniq, nil
 }
 
 // Claim adds every VIP to the interface (one already present is fine),
@@ -202,47 +211,122 @@ func (m *Manager) Announce(ctx context.Context) error {
 // burst sends one round now and starts the goroutine for the rest of the
 // burst and the refreshes. m.mu must be held and no goroutine running.
 func (m *Manager) burst(ctx context.Context) error {
-	err := m.round(ctx, m.vips)
+	return m.burstOf(ctx, m.vips)
+}
+
+// burstOf is burst for some of the VIPs: the Count rounds go to vips, the
+// refreshes to every VIP. m.mu must be held and no goroutine running.
+func (m *Manager) burstOf(ctx context.Context, vips []netip.Prefix) error {
+	err := m.round(ctx, vips)
 	if m.garp.Count <= 1 && m.garp.Refresh <= 0 {
 		return err
 	}
 	bctx, cancel := context.WithCancel(ctx)
 	m.stop = cancel
+	all, g := m.vips, m.garp
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.background(bctx)
+		m.background(bctx, g, vips, all)
 	}()
 	return err
 }
 
-// background sends rounds 2..Count, then refreshes until ctx ends. It
-// never takes m.mu, so Release can wait for it while holding the lock.
-func (m *Manager) background(ctx context.Context) {
-	t := time.NewTimer(m.garp.Interval)
+// background sends rounds 2..Count for vips, then refreshes all until
+// ctx ends. It never takes m.mu, so Release can wait for it while holding
+// the lock; it gets the settings as arguments, since SetVIPs may change
+// them (after stopping it).
+func (m *Manager) background(ctx context.Context, g GARP, vips, all []netip.Prefix) {
+	t := time.NewTimer(g.Interval)
 	defer t.Stop()
-	for i := 1; i < m.garp.Count; i++ {
+	for i := 1; i < g.Count; i++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		m.round(ctx, m.vips)
-		t.Reset(m.garp.Interval)
+		m.round(ctx, vips)
+		t.Reset(g.Interval)
 	}
-	if m.garp.Refresh <= 0 {
+	if g.Refresh <= 0 {
 		return
 	}
-	tick := time.NewTicker(m.garp.Refresh)
+	tick := time.NewTicker(g.Refresh)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			m.round(ctx, m.vips)
+			m.round(ctx, all)
 		}
 	}
+}
+
+// SetVIPs replaces the VIPs and the announcement settings (a config
+// reload). While claimed, the new VIPs are added and announced (a full
+// burst), the removed ones are deleted, and the others stay on the
+// interface throughout, so the VIPs that remain never have a gap;
+// refreshes then cover the new set. While released, only the lists
+// change, for the next Claim.
+func (m *Manager) SetVIPs(ctx context.Context, vips []netip.Prefix, g GARP) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	uniq, err := uniqPrefixes(vips)
+	if err != nil {
+		return err
+	}
+	if g.Count < 1 {
+		g.Count = 1
+	}
+	keep := make(map[netip.Prefix]bool, len(uniq))
+	for _, p := range uniq {
+		keep[p] = true
+	}
+	old := make(map[netip.Prefix]bool, len(m.vips))
+	for _, p := range m.vips {
+		old[p] = true
+	}
+	var added, removed []netip.Prefix
+	for _, p := range uniq {
+		if !old[p] {
+			added = append(added, p)
+		}
+	}
+	for _, p := range m.vips {
+		if !keep[p] {
+			removed = append(removed, p)
+		}
+	}
+	m.stopAnnouncing()
+	m.vips, m.garp = uniq, g
+	if !m.claimed {
+		return nil
+	}
+	var errs []error
+	for _, p := range added {
+		if err := m.ops.Add(p); err != nil {
+			m.errs.Add(1)
+			m.log.Error("adding VIP failed", "vip", p, "err", err)
+			errs = append(errs, fmt.Errorf("vip: add %v to %s: %w", p, m.iface, err))
+			continue
+		}
+		m.log.Info("VIP added by a reload", "vip", p)
+	}
+	for _, p := range removed {
+		if err := m.ops.Del(p); err != nil {
+			m.errs.Add(1)
+			m.log.Error("removing VIP failed", "vip", p, "err", err)
+			errs = append(errs, fmt.Errorf("vip: remove %v from %s: %w", p, m.iface, err))
+			continue
+		}
+		m.log.Info("VIP removed by a reload", "vip", p)
+	}
+	errs = append(errs, m.burstOf(ctx, added))
+	return errors.Join(errs...)
 }
 
 // round announces each of vips once. Failures are logged and counted; the

@@ -18,6 +18,7 @@ type fakeOps struct {
 	mu     sync.Mutex
 	addrs  map[netip.Prefix]bool
 	addErr map[netip.Prefix]error
+	dels   map[netip.Prefix]int
 }
 
 func newFakeOps(present ...netip.Prefix) *fakeOps {
@@ -52,7 +53,17 @@ func (f *fakeOps) Del(p netip.Prefix) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.addrs, p)
+	if f.dels == nil {
+		f.dels = map[netip.Prefix]int{}
+	}
+	f.dels[p]++
 	return nil
+}
+
+func (f *fakeOps) delCount(p netip.Prefix) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dels[p]
 }
 
 func (f *fakeOps) has(p netip.Prefix) bool {
@@ -371,5 +382,45 @@ func TestNewValidates(t *testing.T) {
 	m, err := newManager("eth0", []netip.Prefix{v4, v4}, GARP{}, nil, newFakeOps(), newFakeAnnouncer())
 	if err != nil || len(m.vips) != 1 || m.garp.Count != 1 {
 		t.Errorf("duplicates not folded or Count not defaulted: %v %v", m, err)
+	}
+}
+
+// TestSetVIPsWhileClaimed swaps one VIP for another while claimed: the
+// new one is added and announced, the removed one deleted, and the one
+// that stays is never deleted (no gap).
+func TestSetVIPsWhileClaimed(t *testing.T) {
+	ops := newFakeOps()
+	m, ann := newTest(t, GARP{Count: 2, Interval: 5 * time.Millisecond}, ops)
+	if err := m.Claim(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "claim burst", func() bool { return ann.count(v4.Addr()) == 2 })
+	v4b := netip.MustParsePrefix("198.18.0.101/24")
+	dels := ops.delCount(v4)
+	if err := m.SetVIPs(context.Background(), []netip.Prefix{v4, v4b}, GARP{Count: 3, Interval: 5 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if !ops.has(v4) || !ops.has(v4b) || ops.has(v6) {
+		t.Fatalf("after SetVIPs: v4 %v, v4b %v, v6 %v; want true, true, false", ops.has(v4), ops.has(v4b), ops.has(v6))
+	}
+	if ops.delCount(v4) != dels {
+		t.Error("a VIP that stays was deleted")
+	}
+	waitFor(t, "new VIP burst", func() bool { return ann.count(v4b.Addr()) == 3 })
+	if n := ann.count(v4.Addr()); n != 2 {
+		t.Errorf("the VIP that stays was announced %d times, want 2 (untouched)", n)
+	}
+	if held := m.Held(); len(held) != 2 {
+		t.Errorf("Held = %v, want 2 VIPs", held)
+	}
+	// Released: lists change only.
+	if err := m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetVIPs(context.Background(), []netip.Prefix{v6}, GARP{}); err != nil {
+		t.Fatal(err)
+	}
+	if ops.has(v6) {
+		t.Error("SetVIPs while released added a VIP")
 	}
 }
