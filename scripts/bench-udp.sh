@@ -26,7 +26,8 @@
 # (taskset): Tandem's GOMAXPROCS is 1. Tandem renices itself to -15 when
 # rt_priority is 0; the script sets every proxy thread to PROXY_NICE.
 #
-# Workloads, per round in the order direct, nginx, dnsdist, tandem:
+# Workloads, per round in the order direct, nginx, dnsdist, tandem (each
+# round starting one target further on):
 #   qps      dnsperf -c CLIENTS -q OUTSTANDING -l DURATION, one fixed
 #            query: answers/s, average latency, lost queries
 #   latency  a Go prober at a fixed LAT_RATE over 20 sockets: p50, p99,
@@ -34,7 +35,8 @@
 #            (dnsperf 2.10 prints no percentiles)
 #   flows    Tandem restarted (empty pools), FLOWS sockets each send one
 #            query and stay open (flow idle timeout 30 s): Tandem's VmRSS
-#            after minus before, per live flow, KiB. 100,000 flows cannot
+#            after minus before, per live flow, KiB, and its Go heap in use
+#            (go_memstats_heap_inuse_bytes) per flow. 100,000 flows cannot
 #            be held here: each flow holds an upstream socket, the
 #            open-file hard limit is 20,000 and Tandem's flow budget 15,000
 # Prints a table per metric with ratios of the medians against direct and
@@ -97,7 +99,7 @@ for w in "${WORKLOADS[@]}"; do
 done
 
 "$ROOT/scripts/deps.sh" dnsperf dnsmasq-base libnginx-mod-stream dnsdist nginx >&2 || die "scripts/deps.sh failed"
-for c in ip taskset dnsperf dnsmasq nginx dnsdist go ss; do
+for c in ip taskset dnsperf dnsmasq nginx dnsdist go ss curl python3; do
     command -v "$c" >/dev/null || die "$c missing"
 done
 STREAM_SO=""
@@ -462,6 +464,7 @@ node:
   api_socket: $TMP/tconf/tandem.sock
   log_level: info
   rt_priority: 0
+  metrics_listen: 127.0.0.1:9110
 cluster:
   bind: 127.0.0.1:7946
   peers: [127.0.0.1:7948]
@@ -496,6 +499,12 @@ tandem_ready() {
 tandem_flows() {
     tandem_status | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(c.get("active_conns",0) for c in s.get("clusters",[])))' 2>/dev/null ||
         echo "?"
+}
+
+# tandem_heap: the Go heap in use, bytes (its metrics endpoint)
+tandem_heap() {
+    nsx curl -s --max-time 2 http://127.0.0.1:9110/metrics 2>/dev/null |
+        awk '$1 == "go_memstats_heap_inuse_bytes" { printf "%.0f\n", $2 }'
 }
 
 # start_proxy TARGET: starts nginx, dnsdist or tandem (stopping the running
@@ -596,11 +605,12 @@ print("%.1f %.1f %.1f %d" % (d["p50_us"], d["p99_us"], d["p999_us"], d["lost"]))
 # run_flows: on a freshly started Tandem, so what earlier runs left in its
 # pools does not hide the cost of the flows
 run_flows() {
-    local r=$1 pid out=$TMP/flows.$r.txt before after hold ok bad per live
+    local r=$1 pid out=$TMP/flows.$r.txt before after hold ok bad per live heap0 heap1 hper=-
     start_proxy tandem || { fail "flows round $r: tandem did not restart"; return; }
     pid=${PROXY_PID[tandem]}
     sleep 1
     before=$(rss_kib "$pid")
+    heap0=$(tandem_heap)
     ip netns exec "$NS" taskset -c 0 "$UDPTOOL" flows -target 127.0.0.3:53 -n "$FLOWS" -max 120s \
         >"$out" 2>"$out.err" &
     hold=$!
@@ -612,6 +622,7 @@ run_flows() {
     read -r _ ok bad <"$out"
     sleep 1
     after=$(rss_kib "$pid")
+    heap1=$(tandem_heap)
     live=$(tandem_flows)
     stop_pid "$hold"; forget_pid "$hold"
     if [[ $bad -ne 0 || -z $before || -z $after ]]; then
@@ -622,17 +633,25 @@ run_flows() {
     record flow_rss_before_kib "tandem" "$before"
     record flow_rss_after_kib "tandem" "$after"
     record flow_live "tandem" "$live"
-    log "round $r flows    tandem: RSS $before -> $after KiB for $ok flows ($live live in status): $per KiB each"
+    if [[ -n $heap0 && -n $heap1 ]]; then
+        hper=$(awk -v a="$heap1" -v b="$heap0" -v n="$ok" 'BEGIN { printf "%.0f", (a - b) / n }')
+        record flow_heap_bytes "tandem" "$hper"
+    fi
+    log "round $r flows    tandem: RSS $before -> $after KiB for $ok flows ($live live in status): $per KiB each; Go heap in use $hper bytes each"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-    log "=== round $r/$ROUNDS"
+    # each round starts one target further on, so no target is always
+    # first (or always right after another's load)
+    k=$(( (r - 1) % ${#TARGETS[@]} ))
+    ORDER=("${TARGETS[@]:k}" "${TARGETS[@]:0:k}")
+    log "=== round $r/$ROUNDS: ${ORDER[*]}"
     for w in "${WORKLOADS[@]}"; do
         if [[ $w == flows ]]; then
             run_flows "$r"
             continue
         fi
-        for t in "${TARGETS[@]}"; do
+        for t in "${ORDER[@]}"; do
             "run_$w" "$t" "$r"
             sleep 1
         done
@@ -669,7 +688,7 @@ for w in "${WORKLOADS[@]}"; do
     case $w in
         qps) METRICS+=(qps avg_ms lost_pct) ;;
         latency) METRICS+=(p50_us p99_us p999_us) ;;
-        flows) METRICS+=(flow_kib) ;;
+        flows) METRICS+=(flow_kib flow_heap_bytes) ;;
     esac
 done
 title() {
@@ -681,6 +700,7 @@ title() {
         p99_us) echo "prober at $LAT_RATE q/s over 20 sockets: p99 round trip, µs; +direct = added by the proxy" ;;
         p999_us) echo "prober at $LAT_RATE q/s over 20 sockets: p99.9 round trip, µs" ;;
         flow_kib) echo "$FLOWS live flows through Tandem: RSS per flow, KiB (lower is better)" ;;
+        flow_heap_bytes) echo "$FLOWS live flows through Tandem: Go heap in use per flow, bytes (go_memstats_heap_inuse_bytes)" ;;
     esac
 }
 higher() { [[ $1 == qps ]]; }
@@ -693,7 +713,7 @@ higher() { [[ $1 == qps ]]; }
     for m in "${METRICS[@]}"; do
         echo
         echo "$(title "$m")"
-        if [[ $m == flow_kib ]]; then
+        if [[ $m == flow_* ]]; then
             read -r med min max n < <(stats "$RES/$m.tandem")
             printf '  %-9s %10s %10s %10s %4s   live flows in status: %s\n' target median min max n "$(paste -sd, "$RES/flow_live.tandem" 2>/dev/null)"
             printf '  %-9s %10s %10s %10s %4s\n' tandem "$med" "$min" "$max" "$n"
@@ -743,7 +763,7 @@ if [[ -n $OUT ]]; then
         printf '},"ratios":{'
         sep=""
         for m in "${METRICS[@]}"; do
-            [[ $m == flow_kib ]] && continue
+            [[ $m == flow_* ]] && continue
             dir=lower; higher "$m" && dir=higher
             rd=$(ratio "$(median "$m" tandem)" "$(median "$m" direct)")
             rb=$(ratio "$(median "$m" tandem)" "$(best_other "$m" "$dir")")
