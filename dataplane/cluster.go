@@ -71,8 +71,13 @@ type TCPCluster struct {
 	mu sync.Mutex
 	ln *net.TCPListener
 
+	// fast: Serve takes the fast accept path (fast_linux.go), on when
+	// the engine is an EpollEngine.
+	fast bool
+
 	// testHook, if set, runs at the start of each accepted connection's
-	// handling (tests inject panics with it).
+	// handling (tests inject panics with it); client is nil on the fast
+	// path.
 	testHook func(client *net.TCPConn)
 }
 
@@ -113,6 +118,7 @@ func NewTCPCluster(vc config.VirtualCluster, pool *Pool, eng Engine, opts Option
 		maxConns: int64(max(vc.MaxConns, 0)),
 		// Servers get no keep-alive: the idle timeout ends dead ones.
 		dialer: net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: -1},
+		fast:   fastCapable(eng),
 	}
 	c.addrs = make(map[*Server]string, len(pool.Servers()))
 	for _, s := range pool.Servers() {
@@ -168,6 +174,11 @@ func (c *TCPCluster) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	defer ln.Close()
+	if c.fast {
+		if ok, err := c.serveFast(ctx, ln); ok {
+			return err
+		}
+	}
 	var pause time.Duration
 	var errLog logLimiter
 	for {

@@ -1,5 +1,7 @@
 package dataplane
 
+import "net/netip"
+
 // EpollStats is a snapshot of an EpollEngine's counters.
 type EpollStats struct {
 	// Conns is the number of proxied connections open now (including those
@@ -18,4 +20,18 @@ type EpollStats struct {
 	Stalls uint64
 	// Timeouts counts connections closed for being idle.
 	Timeouts uint64
+}
+
+// ConnectHandler is the caller's side of EpollEngine.ConnectProxy. Its
+// methods run on the event loop, one at a time, and must not block.
+type ConnectHandler interface {
+	// Connected reports that the connect succeeded (and the header, if
+	// any, was written); proxying starts when it returns.
+	Connected()
+	// ConnectFailed reports a failed connect (refused, reset, timed out,
+	// or the header could not be written). It returns another address to
+	// try, with the header to send there, or ok false to reset the client.
+	ConnectFailed(err error) (retry netip.AddrPort, header []byte, ok bool)
+	// Done is called once when the connection is over, as Engine's done.
+	Done(Traffic)
 }

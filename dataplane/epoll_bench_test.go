@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +58,23 @@ func startBenchProxy(tb testing.TB, engine string, backend *net.TCPAddr) *net.TC
 	done := func(Traffic) {}
 	var rawAccept func(e *EpollEngine) *net.TCPAddr
 	switch {
+	case engine == "cluster" || engine == "cluster-slow":
+		// A TCPCluster over an EpollEngine: the fast accept path
+		// (accept4, ConnectProxy), or Go's (Accept, Dial, Proxy).
+		e, err := NewEpollEngine(0, nil)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		go func() { e.Run(ctx); close(ran) }()
+		tb.Cleanup(func() { cancel(); <-ran })
+		clusterSlowPath = engine == "cluster-slow"
+		ap := backend.AddrPort()
+		vc := testClusterConfig([]netip.AddrPort{netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())})
+		c := startClusterWith(tb, vc, testPool(tb, vc), e, Options{}, nil)
+		a := c.ListenAddr()
+		return net.TCPAddrFromAddrPort(a)
 	case strings.HasPrefix(engine, "epoll"):
 		e, err := NewEpollEngine(0, nil)
 		if err != nil {
@@ -324,7 +342,9 @@ func benchServe(b *testing.B, handle func(*net.TCPConn)) net.Addr {
 }
 
 // benchEngines are the engines compared; EPOLL_BENCH_ENGINES (comma
-// separated) picks others, e.g. "haproxy,epoll,epoll-block,epoll-splice".
+// separated) picks others, e.g. "haproxy,epoll,epoll-block,epoll-splice",
+// or "cluster" and "cluster-slow": a TCPCluster over an EpollEngine, on
+// the fast accept path and on Go's.
 var benchEngines = func() []string {
 	if s := os.Getenv("EPOLL_BENCH_ENGINES"); s != "" {
 		return strings.Split(s, ",")

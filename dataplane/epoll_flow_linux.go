@@ -2,7 +2,11 @@
 
 package dataplane
 
-import "golang.org/x/sys/unix"
+import (
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
 
 // econn is one proxied connection: sk[0] is the client socket, sk[1] the
 // server's; d[0] moves client → server bytes, d[1] server → client.
@@ -15,6 +19,29 @@ type econn struct {
 	idle   uint32 // timeout in ticks; 0: none
 	queued bool   // in eloop.ready
 	closed bool
+
+	// A ConnectProxy connection: h replaces done; while connecting,
+	// sk[1] is the socket being connected to dst (fd -1 between tries),
+	// hdr what to write first, and ctimeout the connect timeout in ticks.
+	connecting bool
+	ctimeout   uint32
+	cgen       int32 // tag of the connecting socket's epoll registration
+	h          ConnectHandler
+	dst        netip.AddrPort
+	hdr        []byte
+}
+
+// callDone is done or h.Done, whichever the connection has.
+func (c *econn) callDone(t Traffic) {
+	if h := c.h; h != nil {
+		c.h = nil
+		h.Done(t)
+		return
+	}
+	if done := c.done; done != nil {
+		c.done = nil
+		done(t)
+	}
 }
 
 // esock is the readiness of one socket as edge-triggered epoll told it.
@@ -284,15 +311,16 @@ func (l *eloop) finish(c *econn, reset bool) {
 	}
 	c.closed = true
 	for i := range c.sk {
-		fd := c.sk[i].fd
-		if fd < len(l.table) && l.table[fd] == c {
-			l.table[fd] = nil
-		}
-		if reset {
-			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		}
-		rawClose(fd)
 		d := &c.d[i]
+		if fd := c.sk[i].fd; fd >= 0 {
+			if fd < len(l.table) && l.table[fd] == c {
+				l.table[fd] = nil
+			}
+			if reset {
+				unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			}
+			rawClose(fd)
+		}
 		if d.buf != nil {
 			l.putBuf(d.buf)
 			d.buf = nil
@@ -310,19 +338,18 @@ func (l *eloop) finish(c *econn, reset bool) {
 		l.conns = l.conns[:last]
 	}
 	l.nconns.Add(-1)
-	done := c.done
-	c.done = nil
-	l.callDone(done, Traffic{In: c.d[0].n, Out: c.d[1].n})
+	c.hdr = nil
+	l.callDone(c, Traffic{In: c.d[0].n, Out: c.d[1].n})
 }
 
-// callDone calls done; a panic in it is logged and goes no further.
-func (l *eloop) callDone(done func(Traffic), t Traffic) {
+// callDone calls c's done; a panic in it is logged and goes no further.
+func (l *eloop) callDone(c *econn, t Traffic) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.e.log.Error("epoll: panic in done", "loop", l.id, "panic", r)
 		}
 	}()
-	done(t)
+	c.callDone(t)
 }
 
 func (l *eloop) getBuf() []byte {

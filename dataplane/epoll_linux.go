@@ -213,6 +213,7 @@ type eloop struct {
 	cur        *econn   // the connection being worked on, for recover
 	evi        int      // next event to dispatch
 	wakeup     bool     // the eventfd fired in this batch
+	cgen       int32    // last connecting-socket tag (ConnectProxy)
 
 	mu     sync.Mutex // guards queue, closed and writes to evfd
 	queue  []*econn
@@ -260,10 +261,13 @@ func (l *eloop) submit(c *econn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		unix.Close(c.sk[0].fd)
-		unix.Close(c.sk[1].fd)
+		for _, s := range c.sk {
+			if s.fd >= 0 {
+				unix.Close(s.fd)
+			}
+		}
 		l.nconns.Add(-1)
-		c.done(Traffic{})
+		c.callDone(Traffic{})
 		return
 	}
 	l.queue = append(l.queue, c)
@@ -395,6 +399,9 @@ func (l *eloop) dispatch(n int) {
 			s = &c.sk[1]
 		}
 		m := ev.Events
+		if c.connecting && s == &c.sk[1] && ev.Pad != c.cgen {
+			continue // an event of a closed socket
+		}
 		if m&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			s.readable = true
 			if m&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
@@ -406,6 +413,15 @@ func (l *eloop) dispatch(n int) {
 		}
 		if m&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			s.writable = true
+		}
+		if c.connecting {
+			// The client's readiness is kept for when connected.
+			if s == &c.sk[1] {
+				l.cur = c
+				l.connectEvent(c, m)
+				l.cur = nil
+			}
+			continue
 		}
 		l.cur = c
 		l.pump(c)
@@ -447,6 +463,11 @@ func (l *eloop) add(c *econn) {
 	c.last = l.tick
 	c.idx = len(l.conns)
 	l.conns = append(l.conns, c)
+	if c.connecting {
+		l.addConnecting(c)
+		l.cur = nil
+		return
+	}
 	for i := range c.sk {
 		fd := c.sk[i].fd
 		if fd >= len(l.table) {
@@ -476,6 +497,18 @@ func (l *eloop) sweep() {
 	defer l.recoverConn()
 	for i := 0; i < len(l.conns); {
 		c := l.conns[i]
+		if c.connecting {
+			if l.tick-c.last > c.ctimeout {
+				l.cur = c
+				l.connectFailed(c, fmt.Errorf("dial tcp %s: %w", c.dst, unix.ETIMEDOUT))
+				l.cur = nil
+				if c.closed {
+					continue // finish moved the last connection to i
+				}
+			}
+			i++
+			continue
+		}
 		if c.idle > 0 && l.tick-c.last > c.idle {
 			l.timeouts.Add(1)
 			l.finish(c, false) // moves the last connection to i

@@ -7,8 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listenControl sets IP_FREEBIND or IPV6_FREEBIND, SO_REUSEADDR and
-// SO_REUSEPORT on a listening socket before it is bound.
+// listenControl sets IP_FREEBIND or IPV6_FREEBIND, SO_REUSEADDR,
+// SO_REUSEPORT and TCP_NODELAY on a
+// listening socket before it is bound.
 func listenControl(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
@@ -28,6 +29,12 @@ func listenControl(network, address string, c syscall.RawConn) error {
 		// beside the old one, so the vip:port never stops accepting.
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			serr = fmt.Errorf("set SO_REUSEPORT: %w", err)
+			return
+		}
+		// Inherited by accepted sockets: the fast accept path needs no
+		// setsockopt per connection.
+		if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			serr = fmt.Errorf("set TCP_NODELAY: %w", err)
 		}
 	})
 	if err != nil {

@@ -175,18 +175,22 @@ func (c *TCPCluster) dialAddr(s *Server) string {
 
 // refuse resets the client at once and counts (and maybe logs) why.
 func (cn *tcpConn) refuse(r reason, err error) {
-	c := cn.c
 	cn.client.SetLinger(0)
 	cn.client.Close()
+	cn.c.countRefusal(r, cn.from, err)
+	cn.finish(Traffic{})
+}
+
+// countRefusal counts (and maybe logs) a refused connection.
+func (c *TCPCluster) countRefusal(r reason, from netip.AddrPort, err error) {
 	c.refused[r].Add(1)
 	if ok, n := c.refuseLog[r].allow(time.Now()); ok {
-		args := []any{"reason", r.String(), "client", cn.from, "suppressed", n}
+		args := []any{"reason", r.String(), "client", from, "suppressed", n}
 		if err != nil {
 			args = append(args, "err", err)
 		}
 		c.log.Warn("connection refused", args...)
 	}
-	cn.finish(Traffic{})
 }
 
 // finish is the engine's done callback (and the end of a refusal or a

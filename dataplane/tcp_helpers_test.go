@@ -109,11 +109,14 @@ func startClusterWith(t testing.TB, vc config.VirtualCluster, pool *Pool, eng En
 		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
 	if eng == nil {
-		eng = NewGoEngine(log)
+		eng = testEngine(t)
 	}
 	c, err := NewTCPCluster(vc, pool, eng, opts, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if clusterSlowPath {
+		c.fast = false
 	}
 	c.testHook = hook
 	if err := c.Listen(); err != nil {
@@ -136,6 +139,23 @@ func startClusterWith(t testing.TB, vc config.VirtualCluster, pool *Pool, eng En
 		}
 	})
 	return c
+}
+
+// clusterEngine, when set, builds the engine of the clusters that tests
+// start without one (nil: a GoEngine); clusterSlowPath keeps them off the
+// fast accept path. TestClusterTestsOverEpoll sets them, for its subtests.
+var (
+	clusterEngine   func(t testing.TB) Engine
+	clusterSlowPath bool
+)
+
+// testEngine is the engine for a test's cluster: clusterEngine's or a
+// GoEngine.
+func testEngine(t testing.TB) Engine {
+	if clusterEngine != nil {
+		return clusterEngine(t)
+	}
+	return NewGoEngine(nil)
 }
 
 type testWriter struct{ t testing.TB }

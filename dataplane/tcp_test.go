@@ -352,7 +352,7 @@ func TestClusterSticky(t *testing.T) {
 func TestClusterServeAndDrain(t *testing.T) {
 	a := startBackend(t, "a", echoNamed("a"))
 	vc := testClusterConfig([]netip.AddrPort{a.addr})
-	c, err := NewTCPCluster(vc, testPool(t, vc), NewGoEngine(nil), Options{}, nil)
+	c, err := NewTCPCluster(vc, testPool(t, vc), testEngine(t), Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
