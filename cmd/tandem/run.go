@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandem-lb/tandem/cmd/tandem/node"
+	"github.com/tandem-lb/tandem/pkg/api"
 	"github.com/tandem-lb/tandem/pkg/config"
 )
 
@@ -47,7 +48,8 @@ func newRunCmd() *cobra.Command {
 		Short: "Run this box of the pair in the foreground",
 		Long: `Runs the node: membership, election, VIPs and the control API.
 SIGTERM or SIGINT: a master releases its VIPs (the peer takes over at once)
-and the node exits 0.`,
+and the node exits 0. SIGHUP: reload the config file without dropping
+established connections (see tandem reload).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cfgPath, cmd.ErrOrStderr())
@@ -71,7 +73,7 @@ and the node exits 0.`,
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					log.Warn("SIGHUP: reloading the config is not supported yet; restart the node to apply changes")
+					reload(n, log)
 				}
 			}()
 			log.Info("starting", "version", versionString(), "config", cfgPath, "config_hash", cfg.Hash())
@@ -85,6 +87,26 @@ and the node exits 0.`,
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file (YAML)")
 	return cmd
+}
+
+// reload applies the config file again on SIGHUP and logs the outcome:
+// what changed, or every problem of a refused file, one per line.
+func reload(n *node.Node, log *slog.Logger) {
+	changes, err := n.Reload()
+	if err != nil {
+		var re *api.ReloadError
+		if errors.As(err, &re) {
+			for _, p := range re.Problems {
+				log.Error("reload: " + p)
+			}
+		}
+		log.Error("SIGHUP: reload refused; the running config is kept", "err", err)
+		return
+	}
+	log.Info("SIGHUP: config reloaded", "changes", len(changes))
+	for _, c := range changes {
+		log.Info("reload: " + c)
+	}
 }
 
 func newLogger(level string) *slog.Logger {

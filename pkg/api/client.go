@@ -85,6 +85,36 @@ func (c *Client) Switchover(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/switchover", nil)
 }
 
+// Reload asks the node to re-read its config file and returns what
+// changed; a refused reload is a *ReloadError (with the problems of an
+// invalid config).
+func (c *Client) Reload(ctx context.Context) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://tandem/v1/reload", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &UnreachableError{Socket: c.socket, Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, &UnreachableError{Socket: c.socket, Err: err}
+	}
+	var res ReloadResult
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("POST /v1/reload: %s", resp.Status)
+	}
+	if resp.StatusCode/100 != 2 {
+		if res.Error == "" {
+			res.Error = "POST /v1/reload: " + resp.Status
+		}
+		return nil, &ReloadError{Msg: res.Error, Problems: res.Problems}
+	}
+	return res.Changes, nil
+}
+
 // Events fetches the node's recent events, oldest first.
 func (c *Client) Events(ctx context.Context) ([]Event, error) {
 	var out []Event

@@ -38,6 +38,13 @@ type Switcher interface {
 	Switchover() error
 }
 
+// Reloader re-reads the node's config file and applies it (tandem
+// reload, SIGHUP); it returns what changed, or why nothing was (a
+// *ReloadError carries the problems of an invalid config).
+type Reloader interface {
+	Reload() ([]string, error)
+}
+
 // EventSource gives a node's recent events, oldest first.
 type EventSource interface {
 	Events() []Event
@@ -61,6 +68,24 @@ func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Ha
 				return
 			}
 			writeJSON(w, http.StatusAccepted, map[string]string{"switchover": "started"})
+		})
+	}
+	if rl, ok := src.(Reloader); ok {
+		mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
+			changes, err := rl.Reload()
+			if err != nil {
+				res := ReloadResult{Changes: []string{}, Error: err.Error()}
+				var re *ReloadError
+				if errors.As(err, &re) {
+					res.Problems = re.Problems
+				}
+				writeJSON(w, http.StatusConflict, res)
+				return
+			}
+			if changes == nil {
+				changes = []string{}
+			}
+			writeJSON(w, http.StatusOK, ReloadResult{Changes: changes})
 		})
 	}
 	mux.HandleFunc("GET /v1/persistence", func(w http.ResponseWriter, r *http.Request) {

@@ -165,3 +165,22 @@ type Event struct {
 	Kind    string    `json:"kind"`
 	Message string    `json:"message"`
 }
+
+// ReloadResult is the answer to POST /v1/reload: what changed, one line
+// each, or why nothing was reloaded.
+type ReloadResult struct {
+	Changes []string `json:"changes"`
+	// Error and Problems are set when the reload was refused; Problems
+	// lists an invalid config's problems as FILE:LINE: key: message.
+	Error    string   `json:"error,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// ReloadError is a refused reload: an invalid config (with its
+// problems) or a change that needs a restart.
+type ReloadError struct {
+	Msg      string
+	Problems []string
+}
+
+func (e *ReloadError) Error() string { return e.Msg }

@@ -44,6 +44,13 @@ type vcluster struct {
 	mon  *healthcheck.Monitor // nil without health_check
 	// sticky is the persistence table; nil without persistence.
 	sticky *sticky
+	// stop ends the cluster's accept loop (closing its listener) and its
+	// health checks, for a reload that removes or replaces it; served is
+	// closed once the accept loop has returned.
+	stop   context.CancelFunc
+	served chan struct{}
+	// bound is set once a reload's Listen succeeded.
+	bound bool
 }
 
 // engine is what the node needs of a proxy engine beyond Engine: a loop
@@ -71,78 +78,101 @@ func newEngine(log *slog.Logger) (engine, string) {
 	return goEngine{dataplane.NewGoEngine(log)}, "go"
 }
 
-// buildClusters builds every cluster of the config; nothing is bound yet.
-func (n *Node) buildClusters() error {
-	if len(n.cfg.Clusters) == 0 {
-		return nil
+// buildClusters builds every cluster of cfg; nothing is bound yet. The
+// proxy engine is made with the first cluster.
+func (n *Node) buildClusters(cfg *config.Config, _ []*vcluster) ([]*vcluster, error) {
+	var out []*vcluster
+	for ci := range cfg.Clusters {
+		rt, err := n.buildCluster(cfg, ci)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// ensureEngine makes the proxy engine if there is none yet; it reports
+// whether it made one (whose Run the caller must start).
+func (n *Node) ensureEngine() bool {
+	if n.engine != nil {
+		return false
 	}
 	var name string
 	n.engine, name = newEngine(n.log.With("component", "engine"))
 	n.log.Info("proxy engine", "engine", name)
+	return true
+}
+
+// buildCluster builds cluster ci of cfg: its pool, its listener (not
+// bound yet), its sticky map and its health monitor.
+func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
+	vc := cfg.Clusters[ci]
+	n.ensureEngine()
 	udpClusters := 0
-	for _, vc := range n.cfg.Clusters {
-		if vc.Protocol == "udp" {
+	for _, c := range cfg.Clusters {
+		if c.Protocol == "udp" {
 			udpClusters++
 		}
 	}
-	for ci, vc := range n.cfg.Clusters {
-		pool, err := dataplane.PoolFor(vc)
-		if err != nil {
-			return err
-		}
-		var targets []healthcheck.Target
-		for _, s := range pool.Servers() {
-			targets = append(targets, healthcheck.Target{Cluster: vc.Name, Server: s.Name, Addr: s.Addr})
-		}
-		rt := &vcluster{cfg: vc, pool: pool}
-		var opts dataplane.Options
-		if vc.Persistence != nil {
-			rt.sticky = newSticky(ci, vc, rt.pool)
-			opts.Sticky = rt.sticky
-		}
-		dlog := n.log.With("component", "dataplane")
-		switch vc.Protocol {
-		case "udp":
-			rt.udp, err = dataplane.NewUDPCluster(vc, rt.pool, dataplane.UDPOptions{Sticky: opts.Sticky,
-				MaxFlows: udpFlowBudget / udpClusters}, dlog)
-			rt.ln = rt.udp
-		default:
-			rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, opts, dlog)
-			rt.ln = rt.tcp
-		}
-		if err != nil {
-			return err
-		}
-		if vc.HealthCheck != nil {
-			chk, err := healthcheck.New(*vc.HealthCheck)
-			if err != nil {
-				return fmt.Errorf("cluster %s health check: %w", vc.Name, err)
-			}
-			pool := rt.pool
-			rt.mon = healthcheck.NewMonitor(chk, *vc.HealthCheck, targets, func(c healthcheck.Change) {
-				if s := pool.Server(c.Target.Server); s != nil {
-					s.SetHealthy(c.Healthy)
-					pool.Refresh()
-				}
-				verdict := "DOWN"
-				if c.Healthy {
-					verdict = "up"
-				}
-				if !c.Initial || !c.Healthy {
-					n.events.add("health", "%s/%s %s: %s", c.Target.Cluster, c.Target.Server, verdict, c.Result.Detail)
-				}
-			}, n.log.With("component", "health"))
-		}
-		n.clusters = append(n.clusters, rt)
+	pool, err := dataplane.PoolFor(vc)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	var targets []healthcheck.Target
+	for _, s := range pool.Servers() {
+		targets = append(targets, healthcheck.Target{Cluster: vc.Name, Server: s.Name, Addr: s.Addr})
+	}
+	rt := &vcluster{cfg: vc, pool: pool}
+	var opts dataplane.Options
+	if vc.Persistence != nil {
+		rt.sticky = newSticky(ci, vc, rt.pool)
+		if n.repl != nil {
+			rt.sticky.publish = n.repl.Publish
+		}
+		opts.Sticky = rt.sticky
+	}
+	dlog := n.log.With("component", "dataplane")
+	switch vc.Protocol {
+	case "udp":
+		rt.udp, err = dataplane.NewUDPCluster(vc, rt.pool, dataplane.UDPOptions{Sticky: opts.Sticky,
+			MaxFlows: udpFlowBudget / udpClusters}, dlog)
+		rt.ln = rt.udp
+	default:
+		rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, opts, dlog)
+		rt.ln = rt.tcp
+	}
+	if err != nil {
+		return nil, err
+	}
+	if vc.HealthCheck != nil {
+		chk, err := healthcheck.New(*vc.HealthCheck)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s health check: %w", vc.Name, err)
+		}
+		pool := rt.pool
+		rt.mon = healthcheck.NewMonitor(chk, *vc.HealthCheck, targets, func(c healthcheck.Change) {
+			if s := pool.Server(c.Target.Server); s != nil {
+				s.SetHealthy(c.Healthy)
+				pool.Refresh()
+			}
+			verdict := "DOWN"
+			if c.Healthy {
+				verdict = "up"
+			}
+			if !c.Initial || !c.Healthy {
+				n.events.add("health", "%s/%s %s: %s", c.Target.Cluster, c.Target.Server, verdict, c.Result.Detail)
+			}
+		}, n.log.With("component", "health"))
+	}
+	return rt, nil
 }
 
 // listenClusters binds every cluster's VIP and port (before the VIP
 // exists, thanks to IP_FREEBIND), so a failover never waits for a
 // listener. A failure here stops the node at start.
 func (n *Node) listenClusters() error {
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if err := c.ln.Listen(); err != nil {
 			return fmt.Errorf("cluster %s: %w", c.cfg.Name, err)
 		}
@@ -153,21 +183,34 @@ func (n *Node) listenClusters() error {
 // runClusters starts the engine, the accept loops and the health checks
 // (on both boxes: the standby is warm when it takes over).
 func (n *Node) runClusters(ctx context.Context, g *errgroup.Group) {
-	if len(n.clusters) == 0 {
+	if len(n.gen().clusters) == 0 {
 		return
 	}
+	n.engineRunning = true
 	g.Go(func() error { n.engine.Run(ctx); return nil })
-	for _, c := range n.clusters {
-		g.Go(func() error { return c.ln.Serve(ctx) })
+	for _, c := range n.gen().clusters {
+		cctx := c.start(ctx)
+		g.Go(func() error { defer close(c.served); return c.ln.Serve(cctx) })
 		if c.mon != nil {
-			g.Go(func() error { c.mon.Run(ctx); return nil })
+			g.Go(func() error { c.mon.Run(cctx); return nil })
 		}
 	}
 }
 
+// start gives the cluster its own context under ctx, so a reload can
+// stop it alone.
+func (c *vcluster) start(ctx context.Context) context.Context {
+	cctx, cancel := context.WithCancel(ctx)
+	c.stop, c.served = cancel, make(chan struct{})
+	return cctx
+}
+
 // setServing opens (MASTER) or closes the clusters to new connections.
 func (n *Node) setServing(on bool) {
-	for _, c := range n.clusters {
+	n.servingMu.Lock()
+	defer n.servingMu.Unlock()
+	n.serving = on
+	for _, c := range n.gen().clusters {
 		c.ln.SetActive(on)
 	}
 }
@@ -176,14 +219,14 @@ func (n *Node) setServing(on bool) {
 func (n *Node) drainClusters(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		c.ln.Drain(ctx)
 	}
 }
 
 // SetServerAdmin drains, disables or enables a server (api.ServerAdmin).
 func (n *Node) SetServerAdmin(cluster, server, state string) error {
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.cfg.Name != cluster {
 			continue
 		}
@@ -205,7 +248,7 @@ func (n *Node) SetServerAdmin(cluster, server, state string) error {
 // clusterStatus reports every cluster and server.
 func (n *Node) clusterStatus() []api.Cluster {
 	out := []api.Cluster{}
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		ac := api.Cluster{Name: c.cfg.Name, VIP: c.cfg.VIP, Port: c.cfg.Port, Protocol: c.cfg.Protocol,
 			Algorithm: c.cfg.Algorithm}
 		var servers []dataplane.ServerStats

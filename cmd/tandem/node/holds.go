@@ -54,7 +54,7 @@ func (n *Node) peerNow(now time.Time) peerNow {
 // partial table or an odd config is better than no master.
 func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 	h := map[string]bool{}
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.mon == nil {
 			continue
 		}
@@ -70,7 +70,7 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 	p := n.peerNow(now)
 	liveMaster := p.alive && p.state == failover.Master.String() && p.priority != 0
 	if liveMaster {
-		if diff := configDiff(n.advertHash, p.configHash); diff != nil {
+		if diff := configDiff(n.gen().advertHash, p.configHash); diff != nil {
 			h[fmt.Sprintf("config differs from master %s's (%s): will not preempt", p.node, strings.Join(diff, ", "))] = true
 		}
 	}
@@ -123,7 +123,7 @@ func (n *Node) manageHolds(ctx context.Context) {
 // since and is healthy, or after (rise+2) check intervals at most, so a
 // server that is really down delays the preempt only that long.
 func (n *Node) healthSettling(now, since time.Time) bool {
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.mon == nil {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -32,12 +33,11 @@ const reconcileEvery = 500 * time.Millisecond
 
 // Node is one running box of the pair.
 type Node struct {
-	cfg     *config.Config
+	// cur is the running config and its clusters; a reload swaps it
+	// whole (see generation), so readers take one consistent snapshot.
+	cur     atomic.Pointer[generation]
 	log     *slog.Logger
 	version string
-	hash    string
-	// advertHash is hash plus per-section hashes, as adverts carry it.
-	advertHash string
 
 	peer   *peer.Transport
 	vips   *vip.Manager
@@ -46,10 +46,19 @@ type Node struct {
 
 	events eventLog
 
-	engine   engine
-	clusters []*vcluster
-	repl     *replicate.Replicator // nil without persistence
-	started  time.Time
+	engine engine
+	// engineRunning is set once engine.Run was started (at Run, or by
+	// the reload that added the first cluster).
+	engineRunning bool
+	repl          *replicate.Replicator // nil without persistence
+	started       time.Time
+
+	// reload serialises reloads and owns the goroutines they start.
+	reload reloadState
+	// servingMu orders setServing with a reload's swap of the clusters, so
+	// a cluster added by a reload never misses a "serve" or "stop".
+	servingMu sync.Mutex
+	serving   bool
 
 	mu               sync.Mutex
 	transitions      []api.Transition
@@ -90,17 +99,29 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("vip manager: %w", err)
 	}
 	n := &Node{
-		cfg:        cfg,
-		log:        log,
-		version:    version,
-		events:     eventLog{node: cfg.Node.Name},
-		hash:       cfg.Hash(),
-		advertHash: advertHash(cfg),
-		peer:       tr,
-		vips:       vm,
-		notify:     notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
+		log:     log,
+		version: version,
+		events:  eventLog{node: cfg.Node.Name},
+		peer:    tr,
+		vips:    vm,
+		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
 	}
-	n.loop = failover.NewLoop(failover.Config{
+	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
+	clusters, err := n.buildClusters(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	n.cur.Store(newGeneration(cfg, clusters))
+	if err := n.buildReplication(key); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// electionConfig is the election's part of a config.
+func electionConfig(cfg *config.Config) failover.Config {
+	f := cfg.Failover
+	return failover.Config{
 		Node:           cfg.Node.Name,
 		Priority:       uint8(f.Priority),
 		Preempt:        f.Preempt,
@@ -108,14 +129,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		AdvertInterval: f.AdvertInterval,
 		Track:          f.TrackInterfaces,
 		HoldAfterFault: hasHealthChecks(cfg),
-	}, failover.RealClock{}, n, log.With("component", "election"))
-	if err := n.buildClusters(); err != nil {
-		return nil, err
 	}
-	if err := n.buildReplication(key); err != nil {
-		return nil, err
-	}
-	return n, nil
 }
 
 // hasHealthChecks reports whether some cluster checks its servers.
@@ -141,7 +155,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.listenClusters(); err != nil {
 		return err
 	}
-	ln, err := api.Listen(n.cfg.Node.APISocket)
+	ln, err := api.Listen(n.gen().cfg.Node.APISocket)
 	if err != nil {
 		return err
 	}
@@ -159,7 +173,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(others)
 	links := make(chan vip.LinkEvent, 16)
-	g.Go(func() error { return vip.WatchCarrier(gctx, n.cfg.Failover.TrackInterfaces, links, n.log) })
+	g.Go(func() error { return vip.WatchCarrier(gctx, n.gen().cfg.Failover.TrackInterfaces, links, n.log) })
 	g.Go(func() error { n.forwardLinks(gctx, links); return nil })
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	g.Go(func() error { n.notify.Run(gctx); return nil })
@@ -169,10 +183,11 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.repl.Run(gctx) })
 		g.Go(func() error { every(gctx, expireEvery, n.expireSticky); return nil })
 	}
-	if addr := n.cfg.Node.MetricsListen; addr != "" {
+	if addr := n.gen().cfg.Node.MetricsListen; addr != "" {
 		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
 	}
 	n.runClusters(gctx, g)
+	n.startReloads(gctx)
 
 	// Warm before master: holds are posted before the election starts.
 	n.started = time.Now()
@@ -194,6 +209,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopElection()
 	<-electionDone
+	// No reload from here on: the clusters are what drains.
+	n.stopReloads()
 	// Not master any more: new connections are refused; let the
 	// established ones finish.
 	n.setServing(false)
@@ -205,6 +222,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := g.Wait(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 		runErr = err
 	}
+	n.reload.wg.Wait()
 	if err := n.peer.Shutdown(); err != nil {
 		n.log.Warn("peer shutdown", "err", err)
 	}
@@ -261,7 +279,7 @@ func (n *Node) forwardAdverts(ctx context.Context) {
 // noteLateAdvert warns when adverts arrive late or with gaps: the usual
 // cause of a flapping pair (a saturated box, a congested link).
 func (n *Node) noteLateAdvert(prev, r peer.Received) {
-	interval := n.cfg.Failover.AdvertInterval
+	interval := n.gen().cfg.Failover.AdvertInterval
 	if !r.Advert.Sent.IsZero() {
 		if lat := r.At.Sub(r.Advert.Sent); lat > 2*interval {
 			n.log.Warn("late advert", "peer", r.Advert.Node, "seq", r.Advert.Seq, "latency_ms", lat.Milliseconds())
@@ -302,7 +320,7 @@ func (n *Node) reconcile(ctx context.Context) {
 	}
 	for _, p := range readded {
 		n.log.Warn("VIP was missing and was re-added", "vip", p.String())
-		n.events.add("vip", "%s was missing from %s and was re-added", p, n.cfg.Failover.Interface)
+		n.events.add("vip", "%s was missing from %s and was re-added", p, n.gen().cfg.Failover.Interface)
 	}
 }
 
@@ -317,14 +335,14 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 			n.events.add("vip", "claim failed: %v", err)
 		} else {
 			n.events.add("vip", "claimed %v on %s; %d gratuitous ARP/NA rounds %s apart",
-				n.cfg.Failover.VIPs, n.cfg.Failover.Interface, max(n.cfg.Failover.GARP.Count, 1), n.cfg.Failover.GARP.Interval)
+				n.gen().cfg.Failover.VIPs, n.gen().cfg.Failover.Interface, max(n.gen().cfg.Failover.GARP.Count, 1), n.gen().cfg.Failover.GARP.Interval)
 		}
 	case failover.ReleaseVIPs:
 		if err := n.vips.Release(); err != nil {
 			n.log.Error("release VIPs", "err", err)
 			n.events.add("vip", "release failed: %v", err)
 		} else {
-			n.events.add("vip", "released %v", n.cfg.Failover.VIPs)
+			n.events.add("vip", "released %v", n.gen().cfg.Failover.VIPs)
 		}
 		n.setServing(false)
 	case failover.Announce:
@@ -339,8 +357,8 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		n.mu.Unlock()
 		now := time.Now()
 		err := n.peer.SendAdvert(peer.Advert{
-			Node: n.cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
-			ConfigHash: n.advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
+			Node: n.gen().cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
+			ConfigHash: n.gen().advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
 		})
 		if err != nil {
 			n.log.Debug("send advert", "err", err)

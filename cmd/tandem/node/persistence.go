@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/tandem-lb/tandem/dataplane"
@@ -20,7 +21,9 @@ const expireEvery = 5 * time.Second
 // by server name, the map stores pool indexes) and to replication: every
 // new or changed entry is published to the peer.
 type sticky struct {
-	cluster uint16
+	// cluster is the index in the clusters, which the peer shares; a
+	// reload that moves the cluster updates it.
+	cluster atomic.Uint32
 	m       *dataplane.StickyMap
 	pool    *dataplane.Pool
 	publish func(replicate.Entry)
@@ -49,7 +52,7 @@ func (s *sticky) Store(client netip.Addr, server string) {
 	}
 	e, changed := s.m.Touch(client, uint16(srv.Index), time.Now().UnixNano())
 	if changed && s.publish != nil {
-		s.publish(replicate.Entry{Cluster: s.cluster, Client: e.Client, Server: e.Server, Expires: e.Expires})
+		s.publish(replicate.Entry{Cluster: uint16(s.cluster.Load()), Client: e.Client, Server: e.Server, Expires: e.Expires})
 	}
 }
 
@@ -62,7 +65,9 @@ func newSticky(index int, vc config.VirtualCluster, pool *dataplane.Pool) *stick
 	} else {
 		mask6 = p.Mask
 	}
-	return &sticky{cluster: uint16(index), m: dataplane.NewStickyMap(mask4, mask6, p.Timeout), pool: pool}
+	s := &sticky{m: dataplane.NewStickyMap(mask4, mask6, p.Timeout), pool: pool}
+	s.cluster.Store(uint32(index))
+	return s
 }
 
 // stickyStore is the replication's view of every cluster's sticky map
@@ -71,10 +76,11 @@ type stickyStore struct{ n *Node }
 
 // Apply stores an entry from the peer in its cluster's map.
 func (s stickyStore) Apply(e replicate.Entry) {
-	if int(e.Cluster) >= len(s.n.clusters) {
+	clusters := s.n.gen().clusters
+	if int(e.Cluster) >= len(clusters) {
 		return
 	}
-	st := s.n.clusters[e.Cluster].sticky
+	st := clusters[e.Cluster].sticky
 	if st == nil || int(e.Server) >= len(st.pool.Servers()) {
 		return
 	}
@@ -84,12 +90,12 @@ func (s stickyStore) Apply(e replicate.Entry) {
 // Snapshot visits every live entry of every cluster.
 func (s stickyStore) Snapshot(fn func(replicate.Entry) bool) {
 	now := time.Now().UnixNano()
-	for _, c := range s.n.clusters {
+	for _, c := range s.n.gen().clusters {
 		if c.sticky == nil {
 			continue
 		}
 		stop := false
-		idx := c.sticky.cluster
+		idx := uint16(c.sticky.cluster.Load())
 		c.sticky.m.Range(func(e dataplane.StickyEntry) bool {
 			if e.Expires <= now {
 				return true
@@ -123,29 +129,29 @@ func syncAddr(hostport string) (string, error) {
 // buildReplication sets up the replicator when a cluster has persistence.
 func (n *Node) buildReplication(key []byte) error {
 	any := false
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		any = any || c.sticky != nil
 	}
 	if !any {
 		return nil
 	}
-	listen, err := syncAddr(n.cfg.Cluster.Bind)
+	listen, err := syncAddr(n.gen().cfg.Cluster.Bind)
 	if err != nil {
 		return fmt.Errorf("replication address: %w", err)
 	}
-	peer, err := syncAddr(n.cfg.Cluster.Peers[0])
+	peer, err := syncAddr(n.gen().cfg.Cluster.Peers[0])
 	if err != nil {
 		return fmt.Errorf("replication peer address: %w", err)
 	}
 	r, err := replicate.New(replicate.Config{
-		Node: n.cfg.Node.Name, Listen: listen, Peer: peer, Key: key, Insecure: n.cfg.Cluster.Insecure,
-		ConfigHash: n.hash, Logger: n.log.With("component", "replicate"),
+		Node: n.gen().cfg.Node.Name, Listen: listen, Peer: peer, Key: key, Insecure: n.gen().cfg.Cluster.Insecure,
+		ConfigHash: n.gen().hash, Logger: n.log.With("component", "replicate"),
 	}, stickyStore{n})
 	if err != nil {
 		return fmt.Errorf("replication: %w", err)
 	}
 	n.repl = r
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.sticky != nil {
 			c.sticky.publish = r.Publish
 		}
@@ -156,7 +162,7 @@ func (n *Node) buildReplication(key []byte) error {
 // expireSticky removes expired entries (run every expireEvery).
 func (n *Node) expireSticky() {
 	now := time.Now().UnixNano()
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.sticky != nil {
 			c.sticky.m.Expire(now)
 		}
@@ -166,7 +172,7 @@ func (n *Node) expireSticky() {
 // persistenceStatus sums the sticky tables and the replication health.
 func (n *Node) persistenceStatus() api.Persistence {
 	var p api.Persistence
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.sticky != nil {
 			p.Entries += uint64(c.sticky.m.Len())
 			p.Enabled = true
@@ -192,7 +198,7 @@ func (n *Node) StickyEntries(cluster string, top int) ([]api.StickyEntry, error)
 	now := time.Now()
 	var out []api.StickyEntry
 	found := false
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if cluster != "" && c.cfg.Name != cluster {
 			continue
 		}
@@ -218,7 +224,7 @@ func (n *Node) StickyEntries(cluster string, top int) ([]api.StickyEntry, error)
 
 // FlushSticky empties a cluster's sticky table (api.PersistenceAdmin).
 func (n *Node) FlushSticky(cluster string) (int, error) {
-	for _, c := range n.clusters {
+	for _, c := range n.gen().clusters {
 		if c.cfg.Name != cluster {
 			continue
 		}

@@ -25,10 +25,10 @@ func (n *Node) Status() api.Status {
 	n.mu.Unlock()
 
 	st := api.Status{
-		Node:             n.cfg.Node.Name,
+		Node:             n.gen().cfg.Node.Name,
 		State:            m.State.String(),
-		Priority:         n.cfg.Failover.Priority,
-		ConfigHash:       n.hash,
+		Priority:         n.gen().cfg.Failover.Priority,
+		ConfigHash:       n.gen().hash,
 		StateSince:       m.Since,
 		Holds:            m.Holds,
 		Down:             m.Down,
@@ -50,14 +50,14 @@ func (n *Node) Status() api.Status {
 	st.Adverts = api.Adverts{Sent: ps.AdvertsSent, Received: ps.AdvertsReceived, Dropped: ps.Dropped}
 
 	members := n.peer.Members()
-	for _, addr := range n.cfg.Cluster.Peers {
+	for _, addr := range n.gen().cfg.Cluster.Peers {
 		p := api.Peer{Address: addr, State: "UNKNOWN", LastHeardMs: -1}
-		if last.From == addr || (last.Advert.Node != "" && len(n.cfg.Cluster.Peers) == 1) {
+		if last.From == addr || (last.Advert.Node != "" && len(n.gen().cfg.Cluster.Peers) == 1) {
 			a := last.Advert
 			p.Name = a.Node
 			p.Priority = int(a.Priority)
 			p.ConfigHash, _ = splitAdvertHash(a.ConfigHash)
-			p.ConfigDiff = configDiff(n.advertHash, a.ConfigHash)
+			p.ConfigDiff = configDiff(n.gen().advertHash, a.ConfigHash)
 			p.ConfigMatch = p.ConfigDiff == nil
 			p.LastState = a.State
 			p.LastHeardMs = now.Sub(last.At).Milliseconds()
@@ -84,9 +84,9 @@ func (n *Node) Status() api.Status {
 	for _, h := range n.vips.Held() {
 		held[h.Prefix.String()] = h.Present
 	}
-	for _, pfx := range n.cfg.Failover.Prefixes() {
+	for _, pfx := range n.gen().cfg.Failover.Prefixes() {
 		st.VIPs = append(st.VIPs, api.VIP{Address: pfx.String(),
-			Interface: n.cfg.Failover.Interface, Held: held[pfx.String()]})
+			Interface: n.gen().cfg.Failover.Interface, Held: held[pfx.String()]})
 	}
 	return st
 }

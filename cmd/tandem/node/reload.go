@@ -1,0 +1,396 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tandem-lb/tandem/pkg/api"
+	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/vip"
+)
+
+// generation is one config and the clusters built from it. It is never
+// changed once stored: a reload builds the next one and swaps it in, so
+// status, holds, replication and metrics always see a config and the
+// clusters that go with it (the cluster index is the replication's).
+type generation struct {
+	cfg  *config.Config
+	hash string
+	// advertHash is hash plus per-section hashes, as adverts carry it.
+	advertHash string
+	clusters   []*vcluster
+}
+
+func newGeneration(cfg *config.Config, clusters []*vcluster) *generation {
+	return &generation{cfg: cfg, hash: cfg.Hash(), advertHash: advertHash(cfg), clusters: clusters}
+}
+
+// gen returns the running generation.
+func (n *Node) gen() *generation { return n.cur.Load() }
+
+// reloadState serialises reloads and owns what they start.
+type reloadState struct {
+	mu sync.Mutex
+	// base is Run's context, under which a reload starts clusters; nil
+	// before Run has started them and once it is stopping.
+	base context.Context
+	// wg counts the goroutines reloads started (accept loops, health
+	// checks, drains of replaced clusters); Run waits for them.
+	wg sync.WaitGroup
+}
+
+// tcpMigrateReq is the sysctl that makes the kernel move the connections
+// queued on a closing SO_REUSEPORT listener to another listener of the
+// same port instead of resetting them (Linux 5.14+).
+const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// startReloads lets reloads start clusters under ctx. It also asks the
+// kernel (best effort) to migrate the queue of a replaced listener.
+func (n *Node) startReloads(ctx context.Context) {
+	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
+		n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+	}
+	n.reload.mu.Lock()
+	n.reload.base = ctx
+	n.reload.mu.Unlock()
+}
+
+// stopReloads refuses reloads from now on (the node is stopping).
+func (n *Node) stopReloads() {
+	n.reload.mu.Lock()
+	n.reload.base = nil
+	n.reload.mu.Unlock()
+}
+
+// Reload reads the config file again and applies what changed without
+// dropping established connections (api.Reloader, SIGHUP). It returns
+// what changed, one line each. An invalid file is an *api.ReloadError
+// listing every problem; a change that needs a restart is refused; in
+// both cases the node runs on unchanged.
+func (n *Node) Reload() ([]string, error) {
+	n.reload.mu.Lock()
+	defer n.reload.mu.Unlock()
+	base := n.reload.base
+	if base == nil {
+		return nil, errors.New("the node is starting or stopping: nothing reloaded")
+	}
+	old := n.gen()
+	cfg, err := config.Load(old.cfg.File)
+	if err != nil {
+		re := &api.ReloadError{Msg: fmt.Sprintf("%s: %v; the running config is kept", old.cfg.File, err)}
+		var probs config.Errors
+		if errors.As(err, &probs) {
+			re.Msg = fmt.Sprintf("%s: %d problem(s); the running config is kept", old.cfg.File, len(probs))
+			for _, p := range probs {
+				re.Problems = append(re.Problems, p.String())
+			}
+		}
+		n.log.Warn("reload refused", "err", re.Msg)
+		n.events.add("reload", "refused: %s", re.Msg)
+		return nil, re
+	}
+	if err := n.needsRestart(old.cfg, cfg); err != nil {
+		n.log.Warn("reload refused", "err", err)
+		n.events.add("reload", "refused: %v", err)
+		return nil, err
+	}
+
+	changes, err := n.reloadClusters(base, old, cfg)
+	if err != nil {
+		n.log.Error("reload failed", "err", err)
+		n.events.add("reload", "failed: %v", err)
+		return nil, err
+	}
+	changes = append(changes, n.reloadFailover(base, old.cfg, cfg)...)
+	short := func(h string) string {
+		return strings.TrimPrefix(h, "sha256:")[:min(8, len(strings.TrimPrefix(h, "sha256:")))]
+	}
+	what := "no change"
+	if len(changes) > 0 {
+		what = strings.Join(changes, "; ")
+	}
+	n.log.Info("config reloaded", "from", short(old.hash), "to", short(n.gen().hash), "changes", what)
+	n.events.add("reload", "config %s -> %s: %s", short(old.hash), short(n.gen().hash), what)
+	if changes == nil {
+		changes = []string{}
+	}
+	return changes, nil
+}
+
+// needsRestart refuses the changes a running node cannot apply.
+func (n *Node) needsRestart(old, cfg *config.Config) error {
+	var keys []string
+	keys = append(keys, changedKeys("node", old.Node, cfg.Node)...)
+	keys = append(keys, changedKeys("cluster", old.Cluster, cfg.Cluster)...)
+	for _, k := range changedKeys("failover", old.Failover, cfg.Failover) {
+		// The interface, the carrier watch and the transport's heartbeat
+		// period are set up once at start.
+		if k == "failover.interface" || k == "failover.track_interfaces" || k == "failover.advert_interval" {
+			keys = append(keys, k)
+		}
+	}
+	if n.repl == nil {
+		for i, vc := range cfg.Clusters {
+			if vc.Persistence != nil {
+				keys = append(keys, fmt.Sprintf("clusters[%d].persistence (%s: the first cluster with persistence starts replication, at start-up only)", i, vc.Name))
+				break
+			}
+		}
+	}
+	if len(keys) > 0 {
+		return fmt.Errorf("restart needed: %s changed; nothing reloaded", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// changedKeys names the fields of two structs that differ, as
+// prefix.<mapstructure key>.
+func changedKeys(prefix string, a, b any) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var out []string
+	for i := range va.NumField() {
+		f := va.Type().Field(i)
+		if !f.IsExported() || reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			continue
+		}
+		key, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if key == "" || key == "-" {
+			key = strings.ToLower(f.Name)
+		}
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+// reloadClusters applies the clusters of cfg, by name: an unchanged
+// cluster keeps its runtime; an added one is built and started; a changed
+// one is built and started beside the old one (SO_REUSEPORT: the port
+// never stops accepting), then the old one stops accepting; a removed one
+// stops accepting. Established connections of replaced and removed
+// clusters finish in the background (drainTimeout at most). On an error
+// nothing changes, except a UDP cluster stopped to free its port.
+func (n *Node) reloadClusters(base context.Context, old *generation, cfg *config.Config) ([]string, error) {
+	oldBy := map[string]*vcluster{}
+	for _, c := range old.clusters {
+		oldBy[c.cfg.Name] = c
+	}
+	var (
+		changes  []string
+		next     = make([]*vcluster, len(cfg.Clusters))
+		fresh    []*vcluster // built by this reload
+		replaced []*vcluster // old runtimes to stop
+		stopped  = map[*vcluster]bool{}
+	)
+	kept := map[string]bool{}
+	for ci, vc := range cfg.Clusters {
+		if oc := oldBy[vc.Name]; oc != nil && reflect.DeepEqual(oc.cfg, vc) {
+			next[ci] = oc
+			kept[vc.Name] = true
+		}
+	}
+	for _, c := range old.clusters {
+		if !kept[c.cfg.Name] {
+			replaced = append(replaced, c)
+		}
+	}
+	fail := func(err error) ([]string, error) {
+		for _, c := range fresh {
+			c.close()
+		}
+		return nil, err
+	}
+	for ci, vc := range cfg.Clusters {
+		if next[ci] != nil {
+			continue
+		}
+		rt, err := n.buildCluster(cfg, ci)
+		if err != nil {
+			return fail(fmt.Errorf("cluster %s: %w", vc.Name, err))
+		}
+		oc := oldBy[vc.Name]
+		if oc != nil {
+			carryOver(oc, rt)
+			changes = append(changes, fmt.Sprintf("cluster %s changed (%s)", vc.Name,
+				strings.Join(changedKeys("", oc.cfg, vc), ",")))
+		} else {
+			changes = append(changes, fmt.Sprintf("cluster %s added (%s %s:%d)", vc.Name, vc.Protocol, vc.VIP, vc.Port))
+		}
+		if err := rt.ln.Listen(); err != nil {
+			// A UDP socket without SO_REUSEPORT holds its port alone:
+			// stop the old cluster on the same address first.
+			holder := sameListener(replaced, vc)
+			if holder == nil || stopped[holder] {
+				return fail(fmt.Errorf("cluster %s: %w", vc.Name, err))
+			}
+			holder.halt()
+			stopped[holder] = true
+			n.log.Warn("reload: stopped the old cluster first to free its port", "cluster", holder.cfg.Name)
+			if err := rt.ln.Listen(); err != nil {
+				return fail(fmt.Errorf("cluster %s (old cluster %s already stopped): %w", vc.Name, holder.cfg.Name, err))
+			}
+		}
+		rt.bound = true
+		fresh = append(fresh, rt)
+		next[ci] = rt
+	}
+	for _, c := range old.clusters {
+		if !slices.ContainsFunc(cfg.Clusters, func(vc config.VirtualCluster) bool { return vc.Name == c.cfg.Name }) {
+			changes = append(changes, fmt.Sprintf("cluster %s removed", c.cfg.Name))
+		}
+	}
+
+	// Start the new runtimes, then swap them in with the serving state.
+	if len(fresh) > 0 && !n.engineRunning {
+		// The node started without clusters: the engine runs from now on.
+		n.engineRunning = true
+		n.reload.wg.Go(func() { n.engine.Run(base) })
+	}
+	for _, rt := range fresh {
+		cctx := rt.start(base)
+		n.reload.wg.Go(func() {
+			defer close(rt.served)
+			if err := rt.ln.Serve(cctx); err != nil {
+				n.log.Error("cluster stopped", "cluster", rt.cfg.Name, "err", err)
+				n.events.add("reload", "cluster %s stopped: %v", rt.cfg.Name, err)
+			}
+		})
+		if rt.mon != nil {
+			n.reload.wg.Go(func() { rt.mon.Run(cctx) })
+		}
+	}
+	n.servingMu.Lock()
+	for _, rt := range fresh {
+		rt.ln.SetActive(n.serving)
+	}
+	for ci, c := range next {
+		if c.sticky != nil {
+			c.sticky.cluster.Store(uint32(ci))
+		}
+	}
+	n.cur.Store(newGeneration(cfg, next))
+	n.servingMu.Unlock()
+
+	// The old runtimes stop accepting (the kernel moves their queued
+	// connections to the new listener) and drain in the background.
+	for _, c := range replaced {
+		c.halt()
+		n.reload.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(base), drainTimeout)
+			defer cancel()
+			c.ln.Drain(ctx)
+			n.log.Debug("replaced cluster drained", "cluster", c.cfg.Name)
+		})
+	}
+	return changes, nil
+}
+
+// sameListener returns the cluster of list that listens where vc does.
+func sameListener(list []*vcluster, vc config.VirtualCluster) *vcluster {
+	for _, c := range list {
+		if c.cfg.VIP == vc.VIP && c.cfg.Port == vc.Port && c.cfg.Protocol == vc.Protocol {
+			return c
+		}
+	}
+	return nil
+}
+
+// halt ends the cluster's accept loop (which closes its listener) and
+// health checks, and waits (a little) for the accept loop to return.
+func (c *vcluster) halt() {
+	if c.stop == nil {
+		return
+	}
+	c.stop()
+	select {
+	case <-c.served:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// close frees the listener of a cluster built by a failed reload.
+func (c *vcluster) close() {
+	if !c.bound {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Serve closes the listener when its context ends.
+	_ = c.ln.Serve(ctx)
+}
+
+// carryOver gives a changed cluster's new runtime what the old one
+// learnt: the health verdict and admin state of every server whose name
+// and address are unchanged, and the sticky table when persistence and
+// the server list (names, in order: the table stores indexes) are the
+// same.
+func carryOver(oc, rt *vcluster) {
+	for _, s := range rt.pool.Servers() {
+		if o := oc.pool.Server(s.Name); o != nil && o.Addr == s.Addr {
+			s.SetHealthy(o.Healthy())
+			s.SetAdmin(o.Admin())
+		}
+	}
+	rt.pool.Refresh()
+	if oc.sticky == nil || rt.sticky == nil || !reflect.DeepEqual(oc.cfg.Persistence, rt.cfg.Persistence) {
+		return
+	}
+	names := func(c *vcluster) []string {
+		var out []string
+		for _, s := range c.pool.Servers() {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	if slices.Equal(names(oc), names(rt)) {
+		rt.sticky.m = oc.sticky.m
+	}
+}
+
+// reloadFailover applies the election settings, the VIPs, the
+// announcements and the notify hook.
+func (n *Node) reloadFailover(ctx context.Context, old, cfg *config.Config) []string {
+	var changes []string
+	of, nf := old.Failover, cfg.Failover
+	if ec := electionConfig(cfg); !reflect.DeepEqual(ec, electionConfig(old)) {
+		if !n.loop.SetConfig(ec) {
+			n.log.Error("reload: the election queue is full; election settings not changed")
+		}
+		for _, k := range changedKeys("failover", of, nf) {
+			if k == "failover.priority" || k == "failover.preempt" || k == "failover.preempt_delay" {
+				changes = append(changes, k)
+			}
+		}
+		if hasHealthChecks(cfg) != hasHealthChecks(old) {
+			changes = append(changes, "hold after fault (health checks)")
+		}
+	}
+	if !slices.Equal(of.VIPs, nf.VIPs) || of.GARP != nf.GARP {
+		err := n.vips.SetVIPs(ctx, nf.Prefixes(),
+			vip.GARP{Count: nf.GARP.Count, Interval: nf.GARP.Interval, Refresh: nf.GARP.Refresh})
+		if err != nil {
+			n.log.Error("reload: VIPs", "err", err)
+			n.events.add("vip", "reload: %v", err)
+		}
+		if !slices.Equal(of.VIPs, nf.VIPs) {
+			changes = append(changes, fmt.Sprintf("failover.vips %v -> %v", of.VIPs, nf.VIPs))
+		}
+		if of.GARP != nf.GARP {
+			changes = append(changes, "failover.garp")
+		}
+	}
+	if of.Notify != nf.Notify {
+		n.notify.SetPath(nf.Notify)
+		changes = append(changes, fmt.Sprintf("failover.notify %q -> %q", of.Notify, nf.Notify))
+	}
+	return changes
+}
