@@ -29,8 +29,10 @@ declare -A probe=(
     [wrk]=wrk
     [dnsmasq-base]=dnsmasq
     [bind9-dnsutils]=dig
+    [freeradius]=freeradius
+    [freeradius-utils]=radclient
 )
-pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils "$@")
+pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}
