@@ -31,7 +31,9 @@ type StickyTable interface {
 
 // Options tune a TCPCluster. Zero durations take the defaults.
 type Options struct {
-	// ConnectTimeout bounds a connect to a server [3s].
+	// ConnectTimeout bounds a connect to a server [3s]. On the fast path
+	// (an EpollEngine) the engine's idle sweep applies it, so a connect
+	// may take up to a sweep (a second) longer.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a connection that moved nothing for this long
 	// [5m]; negative disables it.
