@@ -51,6 +51,8 @@ var (
 	dPersEntries  = desc("persistence_entries", "Entries in the sticky table.")
 	dPersSent     = desc("persistence_sent_total", "Sticky entries sent to the peer.")
 	dPersReceived = desc("persistence_received_total", "Sticky entries received from the peer.")
+	dPersLag      = desc("persistence_lag_seconds", "Publish-to-acknowledgement time of the last replicated update.")
+	dPersSync     = desc("persistence_sync_state", "1 for the replication's state with the peer.", "state")
 )
 
 // Collector turns a status into metrics.
@@ -65,7 +67,7 @@ func NewCollector(src api.StatusSource) *Collector { return &Collector{src: src}
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dState, dPriority, dTransitions, dVIPHeld, dPeerAlive, dPeerHeard,
 		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClDatagrams, dClRefused, dClServing,
-		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived} {
+		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived, dPersLag, dPersSync} {
 		ch <- d
 	}
 }
@@ -139,6 +141,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(dPersEntries, float64(st.Persistence.Entries))
 	counter(dPersSent, float64(st.Persistence.Sent))
 	counter(dPersReceived, float64(st.Persistence.Received))
+	if st.Persistence.Enabled {
+		gauge(dPersLag, st.Persistence.LagMs/1000)
+		for _, state := range []string{"IN SYNC", "SYNCING", "NOT SYNCED"} {
+			gauge(dPersSync, b2f(st.Persistence.State == state), state)
+		}
+	}
 }
 
 // Handler serves /metrics for src, with Go runtime and process metrics.

@@ -16,6 +16,7 @@ func (f fixed) Status() api.Status { return api.Status(f) }
 func TestMetricsExposeTheStatus(t *testing.T) {
 	st := fixed{
 		Node: "lb1", State: "MASTER", Priority: 150, TransitionsTotal: 3,
+		Persistence: api.Persistence{Enabled: true, Entries: 500, State: "IN SYNC", LagMs: 12},
 		VIPs:    []api.VIP{{Address: "198.18.0.100/24", Interface: "eth0", Held: true}},
 		Peers:   []api.Peer{{Name: "lb2", Alive: true, LastHeardMs: 40, ConfigMatch: true}},
 		Adverts: api.Adverts{Sent: 10, Received: 9, Dropped: map[string]uint64{"decrypt": 2}},
@@ -42,6 +43,10 @@ func TestMetricsExposeTheStatus(t *testing.T) {
 		`tandem_server_admin{cluster="web",server="web1",state="draining"} 1`,
 		`tandem_server_connections_total{cluster="web",server="web1"} 50`,
 		`tandem_server_check_latency_seconds{cluster="web",server="web1"} 0.0015`,
+		`tandem_persistence_entries 500`,
+		`tandem_persistence_lag_seconds 0.012`,
+		`tandem_persistence_sync_state{state="IN SYNC"} 1`,
+		`tandem_persistence_sync_state{state="NOT SYNCED"} 0`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), want) {
