@@ -17,9 +17,9 @@ func TestMetricsExposeTheStatus(t *testing.T) {
 	st := fixed{
 		Node: "lb1", State: "MASTER", Priority: 150, TransitionsTotal: 3,
 		Persistence: api.Persistence{Enabled: true, Entries: 500, State: "IN SYNC", LagMs: 12},
-		VIPs:    []api.VIP{{Address: "198.18.0.100/24", Interface: "eth0", Held: true}},
-		Peers:   []api.Peer{{Name: "lb2", Alive: true, LastHeardMs: 40, ConfigMatch: true}},
-		Adverts: api.Adverts{Sent: 10, Received: 9, Dropped: map[string]uint64{"decrypt": 2}},
+		VIPs:        []api.VIP{{Address: "198.18.0.100/24", Interface: "eth0", Held: true}},
+		Peers:       []api.Peer{{Name: "lb2", Alive: true, LastHeardMs: 40, ConfigMatch: true}},
+		Adverts:     api.Adverts{Sent: 10, Received: 9, Dropped: map[string]uint64{"decrypt": 2}},
 		Clusters: []api.Cluster{{Name: "web", ActiveConns: 4, TotalConns: 100, BytesIn: 5, BytesOut: 7, Serving: true,
 			Refused: map[string]uint64{"allow": 1},
 			Servers: []api.Server{{Name: "web1", Healthy: true, Admin: "draining", ActiveConns: 2, TotalConns: 50, LastCheckLatency: 1.5}}}},
