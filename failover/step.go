@@ -142,6 +142,7 @@ func (s *stepper) advert(a Advert) {
 	if a.Node == s.c.Node {
 		return
 	}
+	prev := s.m.Peer.State
 	s.m.Peer.Node = a.Node
 	s.m.Peer.Priority = a.Priority
 	s.m.Peer.State = a.State
@@ -153,7 +154,7 @@ func (s *stepper) advert(a Advert) {
 	case Backup:
 		s.advertAsBackup(a)
 	case Master:
-		s.advertAsMaster(a)
+		s.advertAsMaster(a, prev)
 	}
 }
 
@@ -184,7 +185,7 @@ func (s *stepper) advertAsBackup(a Advert) {
 	}
 }
 
-func (s *stepper) advertAsMaster(a Advert) {
+func (s *stepper) advertAsMaster(a Advert, prev State) {
 	if !s.m.LeaveBy.IsZero() {
 		if a.State == Master && a.Priority != 0 && s.m.HandedTo == "" {
 			// The peer has the VIPs: release them one advert interval
@@ -200,6 +201,12 @@ func (s *stepper) advertAsMaster(a Advert) {
 		s.do(s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case a.State != Master:
+		if prev == Master {
+			// The old master has just stepped down, but a gratuitous
+			// ARP it sent an instant before may have reached the
+			// clients after ours: announce again so ours is the last.
+			s.do(Announce{})
+		}
 	case beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
 		s.enter(Backup, fmt.Sprintf("peer %s is master with higher precedence (priority %d vs %d)",
 			a.Node, a.Priority, s.c.Priority))
