@@ -208,8 +208,11 @@ type ClaimVIPs struct{}
 type ReleaseVIPs struct{}
 
 // Announce re-sends gratuitous ARPs for VIPs already held, after a
-// split brain was resolved in this node's favour.
-type Announce struct{}
+// split brain was resolved in this node's favour or the master it
+// preempted stepped down; Reason says which.
+type Announce struct {
+	Reason string
+}
 
 // SendAdvert sends a heartbeat with this node's state; Priority 0 tells
 // the peer to take over at once.

@@ -205,7 +205,7 @@ func (s *stepper) advertAsMaster(a Advert, prev State) {
 			// The old master has just stepped down, but a gratuitous
 			// ARP it sent an instant before may have reached the
 			// clients after ours: announce again so ours is the last.
-			s.do(Announce{})
+			s.do(Announce{Reason: fmt.Sprintf("%s stepped down", a.Node)})
 		}
 	case beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
 		s.enter(Backup, fmt.Sprintf("peer %s is master with higher precedence (priority %d vs %d)",
@@ -213,7 +213,7 @@ func (s *stepper) advertAsMaster(a Advert, prev State) {
 		s.m.Peer.LastMaster = s.now
 	default:
 		// Two masters: we win, so announce again at once.
-		s.do(s.advertNow(), Announce{})
+		s.do(s.advertNow(), Announce{Reason: fmt.Sprintf("%s was also master and lost the tie-break", a.Node)})
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	}
 }
@@ -309,6 +309,12 @@ func (s *stepper) hold(h Hold) {
 		s.m.Holds = append(slices.Clone(s.m.Holds), h.Reason)
 	case !h.On && i >= 0:
 		s.m.Holds = slices.Delete(slices.Clone(s.m.Holds), i, i+1)
+		// A master-down timer that ran out during the hold restarts at
+		// the skew, so that of two backups released together the higher
+		// priority takes over first and the other hears it.
+		if len(s.m.Holds) == 0 && s.m.State == Backup && !s.m.MasterDownAt.After(s.now) {
+			s.m.MasterDownAt = s.now.Add(s.c.Skew())
+		}
 		s.tick()
 	}
 }

@@ -252,9 +252,17 @@ func TestStep(t *testing.T) {
 		{name: "a hold keeps a backup from taking over", cfg: lb2,
 			setup: []timed{{0, Start{}}, {1, Hold{Reason: "syncing", On: true}}},
 			ev:    Tick{}, now: 400, want: Backup, acts: []string{"advert"}},
-		{name: "releasing the hold lets it take over", cfg: lb2,
+		{name: "releasing the hold restarts an expired timer at the skew", cfg: lb2,
 			setup: []timed{{0, Start{}}, {1, Hold{Reason: "syncing", On: true}}},
-			ev:    Hold{Reason: "syncing"}, now: 400, want: Master, reason: "no master heard"},
+			ev:    Hold{Reason: "syncing"}, now: 400, want: Backup,
+			checkFn: func(t *testing.T, m Machine) {
+				if want := at(400).Add(lb2.Skew()); !m.MasterDownAt.Equal(want) {
+					t.Errorf("master down at %v, want %v", m.MasterDownAt, want)
+				}
+			}},
+		{name: "after the hold and the skew it takes over", cfg: lb2,
+			setup: []timed{{0, Start{}}, {1, Hold{Reason: "syncing", On: true}}, {400, Hold{Reason: "syncing"}}},
+			ev:    Tick{}, now: 431, want: Master, reason: "no master heard"},
 		{name: "own adverts ignored", cfg: lb2, setup: started,
 			ev: masterAdvert("lb2", 200), now: 10, want: Backup, acts: none},
 	}
@@ -365,5 +373,28 @@ func TestStopHandsOverAtOnce(t *testing.T) {
 	p.run(p.cfg[0].AdvertInterval + time.Millisecond)
 	if p.m[0].State != Init {
 		t.Fatalf("stopping node is %v, want INIT once the peer took over", p.m[0].State)
+	}
+}
+
+// TestHeldPairReleasedTogether: two backups whose holds are released at
+// the same instant, long after their timers ran out, end with one master
+// without a moment of two.
+func TestHeldPairReleasedTogether(t *testing.T) {
+	p := newPair(cfg("lb1", 150, true), cfg("lb2", 100, true))
+	for i := range p.m {
+		p.apply(i, Hold{Reason: "health", On: true})
+	}
+	p.run(time.Second)
+	for i := range p.m {
+		p.apply(i, Hold{Reason: "health"})
+	}
+	for range 100 {
+		p.run(time.Millisecond)
+		if got := p.masters(); len(got) > 1 {
+			t.Fatalf("two masters after the holds were released: %v", got)
+		}
+	}
+	if got := p.masters(); len(got) != 1 || got[0] != "lb1" {
+		t.Fatalf("masters %v, want [lb1]", got)
 	}
 }

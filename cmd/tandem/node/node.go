@@ -346,10 +346,11 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		}
 		n.setServing(false)
 	case failover.Announce:
+		n.log.Info("announcing the VIPs again", "reason", a.Reason)
 		if err := n.vips.Announce(ctx); err != nil {
 			n.log.Warn("announce VIPs", "err", err)
 		}
-		n.events.add("garp", "announced the VIPs again: another master was heard and lost the tie-break")
+		n.events.add("garp", "announced the VIPs again: %s", a.Reason)
 	case failover.SendAdvert:
 		n.mu.Lock()
 		n.seq++
