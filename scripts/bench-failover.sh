@@ -82,40 +82,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# stop_pid PID: TERM, up to 3 s, then KILL; only PIDs we started.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+# stop_pid, forget_pid, wait_for, set_nice
+. "$ROOT/scripts/lib/proc.sh"
+WAIT_STEP=0.01
 
 now() { date -u +%Y-%m-%dT%H:%M:%S.%NZ; }
-
-# wait_for SECONDS CMD...: poll CMD every 10 ms until it succeeds.
-wait_for() {
-    local limit=$1; shift
-    local end=$((SECONDS + limit + 1)) start
-    start=$(date +%s%N)
-    while :; do
-        "$@" && return 0
-        (( $(date +%s%N) - start > limit * 1000000000 )) && return 1
-        [[ $SECONDS -gt $end ]] && return 1
-        sleep 0.01
-    done
-}
 
 holds_vip() { ip -n "$P-$1" -br addr show dev eth0 2>/dev/null | grep -qw "$VIP/24"; }
 

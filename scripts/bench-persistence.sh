@@ -104,25 +104,8 @@ TMP=$(mktemp -d /tmp/bench-persistence.XXXXXX)
 PIDS=()
 NS_MADE=0
 
-# stop_pid PID: TERM, up to 3 s, then KILL; only PIDs we started.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    wait "$pid" 2>/dev/null || true
-    return 0
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
+# stop_pid, forget_pid, wait_for, set_nice
+. "$ROOT/scripts/lib/proc.sh"
 
 cleanup() {
     local rc=$? p

@@ -137,36 +137,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# stop_pid PID: TERM, up to 3 s, then KILL; only PIDs we started.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# wait_for SECONDS CMD...: poll CMD every 50 ms until it succeeds.
-wait_for() {
-    local limit=$1; shift
-    local end=$(( $(date +%s%N) + limit * 1000000000 ))
-    while :; do
-        "$@" && return 0
-        (( $(date +%s%N) > end )) && return 1
-        sleep 0.05
-    done
-}
+# stop_pid, forget_pid, wait_for, set_nice
+. "$ROOT/scripts/lib/proc.sh"
 
 # nsx CMD...: run CMD in the namespace, in the foreground (a function: never
 # put it in the background, $! would be a subshell, not CMD)
@@ -180,14 +152,6 @@ listening() { # listening ADDR PORT
 }
 
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null; }
-
-# set_nice PID: every thread of PID to PROXY_NICE (Tandem sets -15 on its own)
-set_nice() {
-    local t
-    for t in /proc/"$1"/task/*; do
-        renice -n "$PROXY_NICE" -p "${t##*/}" >/dev/null 2>&1 || true
-    done
-}
 
 show_log() { [[ -f $1 ]] && { echo "--- tail of $1" >&2; tail -n 20 "$1" >&2; }; return 0; }
 
