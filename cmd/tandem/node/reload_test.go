@@ -43,7 +43,7 @@ func TestNeedsRestart(t *testing.T) {
 		{"notify", func(c *config.Config) { c.Failover.Notify = "/bin/true" }, ""},
 		{"node name", func(c *config.Config) { c.Node.Name = "lb9" }, "node.name"},
 		{"interface", func(c *config.Config) { c.Failover.Interface = "eth1" }, "failover.interface"},
-		{"bind", func(c *config.Config) { c.Cluster.Bind = "10.0.0.1:7946" }, "cluster.bind"},
+		{"bind", func(c *config.Config) { c.Cluster.Bind = "198.18.9.1:7946" }, "cluster.bind"},
 		{"persistence without replication", func(c *config.Config) {
 			c.Clusters = []config.VirtualCluster{{Name: "s", Persistence: &config.Persistence{}}}
 		}, "clusters[0].persistence"},
