@@ -12,10 +12,10 @@ import (
 // stickyBenchN is the number of pre-filled entries of the Figures.
 const stickyBenchN = 1 << 20
 
-// stickyBenchClient returns the i-th benchmark client: 10.0.0.0/8 and
+// stickyBenchClient returns the i-th benchmark client: 100.64.0.0/10 and
 // up, in an order the maps' hashes do not favour.
 func stickyBenchClient(i int) netip.Addr {
-	u := uint32(0x0a000000 + i)
+	u := uint32(0x64400000 + i)
 	return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
 }
 

@@ -179,7 +179,7 @@ func stickyFill(tab *StickyMap, n int, now int64) {
 }
 
 func stickyAddr4(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	return netip.AddrFrom4([4]byte{100, 64 | byte(i>>16), byte(i >> 8), byte(i)})
 }
 
 func stickyAddr6(i int) netip.Addr {
@@ -233,7 +233,7 @@ func TestStickyTopAndForget(t *testing.T) {
 		t.Fatalf("Top(6) returned %d", len(top))
 	}
 	// Clients 999, 998, 997; the IPv4 and IPv6 client of one i tie.
-	want := []string{"10.0.3.231/32", "2001:db8::3e7/128", "10.0.3.230/32", "2001:db8::3e6/128", "10.0.3.229/32", "2001:db8::3e5/128"}
+	want := []string{"100.64.3.231/32", "2001:db8::3e7/128", "100.64.3.230/32", "2001:db8::3e6/128", "100.64.3.229/32", "2001:db8::3e5/128"}
 	for i, e := range top {
 		if e.Client.String() != want[i] {
 			t.Errorf("Top[%d] = %s (expires %d), want %s", i, e.Client, e.Expires, want[i])

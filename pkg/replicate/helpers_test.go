@@ -85,11 +85,11 @@ func (s *memStore) diff(want *memStore) error {
 	return nil
 }
 
-// testEntry is entry i: clients cycle over n /32 prefixes of 10.0.0.0/8,
+// testEntry is entry i: clients cycle over n /32 prefixes of 100.64.0.0/10,
 // Expires = i so later updates of a client are recognisable.
 func testEntry(i, n int) Entry {
 	c := i % n
-	a := netip.AddrFrom4([4]byte{10, byte(c >> 16), byte(c >> 8), byte(c)})
+	a := netip.AddrFrom4([4]byte{100, 64 | byte(c>>16), byte(c >> 8), byte(c)})
 	return Entry{Cluster: uint16(c % 3), Client: netip.PrefixFrom(a, 32), Server: uint16(i % 7), Expires: int64(i)}
 }
 

@@ -19,7 +19,7 @@ func TestEntryRoundTrip(t *testing.T) {
 		{Client: p("2001:db8::1/128"), Expires: -1},
 		{Client: p("2001:db8:1:8::/61"), Server: 9},
 		{Client: p("::/0")},
-		{Client: p("::ffff:10.0.0.1/128")}, // 4-in-6 stays IPv6
+		{Client: p("::ffff:198.18.0.1/128")}, // 4-in-6 stays IPv6
 	}
 	var b []byte
 	var prev int64
