@@ -94,10 +94,13 @@ func (d *delegate) NotifyMsg(msg []byte) {
 		d.c.drop(DropSelf)
 		return
 	}
+	// Counted before the hand-off, so a reader of the channel never sees
+	// the counter lag behind what it received; undone if the queue is full.
+	d.c.received.Add(1)
 	select {
 	case d.adverts <- Received{Advert: a, From: from, At: d.now()}:
-		d.c.received.Add(1)
 	default:
+		d.c.received.Add(^uint64(0))
 		d.c.drop(DropQueueFull)
 	}
 }
