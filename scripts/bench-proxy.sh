@@ -102,75 +102,20 @@ done
 for c in ip taskset haproxy wrk iperf3 nginx go ss; do
     command -v "$c" >/dev/null || die "$c missing"
 done
-if ip netns list | awk '{print $1}' | grep -qx -- "$NS"; then
-    die "namespace $NS exists already (another run?); pick another with -n, or 'ip netns del $NS' if it is a leftover"
-fi
-
-# the open-file hard limit is 20,000 here: take it all, children inherit it
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-TMP=$(mktemp -d /tmp/bench-proxy.XXXXXX)
-PIDS=()
-NS_MADE=0
-
-cleanup() {
-    local rc=$? p
-    set +e
-    for p in "${PIDS[@]}"; do stop_pid "$p"; done
-    if [[ $NS_MADE -eq 1 ]]; then
-        # what is left in our namespace (nginx's worker, say) is ours too
-        p=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
-        if [[ -n $p ]]; then
-            log "stopping leftovers in $NS: $p"
-            kill -TERM $p 2>/dev/null; sleep 1; kill -KILL $p 2>/dev/null
-        fi
-        ip netns del "$NS" 2>/dev/null
-    fi
-    if [[ $KEEP -eq 1 || $rc -ne 0 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# stop_pid, forget_pid, wait_for, set_nice
-. "$ROOT/scripts/lib/proc.sh"
-
-# nsx CMD...: run CMD in the namespace, in the foreground (a function: never
-# put it in the background, $! would be a subshell, not CMD)
-nsx() { ip netns exec "$NS" "$@"; }
-
-# is_proc PID NAME: PID is a live process whose command is NAME
-is_proc() { [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]; }
+# TMP, PIDS, cleanup traps, nsx, is_proc, rss_kib, show_log, build_tandem
+. "$ROOT/scripts/lib/nsbench.sh"
+nsbench_init bench-proxy
 
 listening() { # listening ADDR PORT
     nsx ss -Hltn "sport = :$2" 2>/dev/null | awk '{print $4}' | grep -qx -- "$1:$2"
 }
-
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null; }
-
-show_log() { [[ -f $1 ]] && { echo "--- tail of $1" >&2; tail -n 20 "$1" >&2; }; return 0; }
 
 UPTIME_BEFORE=$(uptime)
 log "machine: $(nproc) CPUs, $(uname -r); uptime: $UPTIME_BEFORE"
 
 # ---- builds -------------------------------------------------------------------
 
-if [[ -n ${TANDEM_BIN:-} ]]; then
-    [[ -x $TANDEM_BIN ]] || die "TANDEM_BIN=$TANDEM_BIN is not executable"
-    TANDEM=$(cd "$(dirname "$TANDEM_BIN")" && pwd)/$(basename "$TANDEM_BIN")
-    TANDEM_SRC="TANDEM_BIN=$TANDEM_BIN"
-else
-    TANDEM=$TMP/tandem
-    log "building tandem"
-    go build -o "$TANDEM" ./cmd/tandem || die "cannot build ./cmd/tandem"
-    TANDEM_SRC="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    [[ -n $(git status --porcelain --untracked-files=no -- . 2>/dev/null) ]] && TANDEM_SRC+=" + uncommitted changes"
-fi
+build_tandem
 
 # idletool: "sink -listen ADDR" echoes and holds every connection; "hold
 # -target ADDR -n N" opens N connections, sends one byte on each and reads it
