@@ -31,8 +31,9 @@ declare -A probe=(
     [bind9-dnsutils]=dig
     [freeradius]=freeradius
     [freeradius-utils]=radclient
+    [python3]=python3
 )
-pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils "$@")
+pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}
