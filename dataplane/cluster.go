@@ -214,10 +214,14 @@ func (c *TCPCluster) SetActive(on bool) { c.serving.Store(on) }
 func (c *TCPCluster) Active() bool { return c.serving.Load() }
 
 // Drain waits until no connection is open or ctx ends.
-func (c *TCPCluster) Drain(ctx context.Context) {
+func (c *TCPCluster) Drain(ctx context.Context) { waitZero(ctx, &c.open) }
+
+// waitZero polls n every 10 ms until it is zero or ctx ends (Drain of
+// both cluster kinds).
+func waitZero(ctx context.Context, n *atomic.Int64) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for c.open.Load() > 0 {
+	for n.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return

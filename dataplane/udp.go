@@ -226,17 +226,7 @@ func (c *UDPCluster) Active() bool { return c.serving.Load() }
 // Drain waits until no flow is live or ctx ends. Flows have no end of
 // their own: they end when idle, within about two seconds once
 // SetActive(false).
-func (c *UDPCluster) Drain(ctx context.Context) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for c.flows.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+func (c *UDPCluster) Drain(ctx context.Context) { waitZero(ctx, &c.flows) }
 
 // UDPStats is a snapshot of a UDP cluster's counters.
 type UDPStats struct {

@@ -96,42 +96,9 @@ num HP_RESYNC_N 1000 2000000
 num HP_ROUNDS 1 20
 command -v python3 >/dev/null || die "python3 is needed"
 PY=$(command -v python3)
-if ip netns list | awk '{print $1}' | grep -qx -- "$NS"; then
-    die "namespace $NS exists already (another run?); pick another with -n, or 'ip netns del $NS' if it is a leftover"
-fi
-
-TMP=$(mktemp -d /tmp/bench-persistence.XXXXXX)
-PIDS=()
-NS_MADE=0
-
-# stop_pid, forget_pid, wait_for, set_nice
-. "$ROOT/scripts/lib/proc.sh"
-
-cleanup() {
-    local rc=$? p
-    set +e
-    for p in "${PIDS[@]}"; do stop_pid "$p"; done
-    if [[ $NS_MADE -eq 1 ]]; then
-        # whatever is left in our namespace was started by this script
-        p=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
-        if [[ -n $p ]]; then
-            log "stopping leftovers in $NS: $p"
-            kill -TERM $p 2>/dev/null; sleep 1; kill -KILL $p 2>/dev/null
-        fi
-        ip netns del "$NS" 2>/dev/null
-    fi
-    if [[ $KEEP -eq 1 || $rc -ne 0 ]]; then
-        log "logs kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-nsx() { ip netns exec "$NS" "$@"; }
+# TMP, PIDS, cleanup traps, nsx, stop_pid, wait_for
+. "$ROOT/scripts/lib/nsbench.sh"
+nsbench_init bench-persistence
 
 UPTIME_BEFORE=$(uptime)
 log "machine: $(nproc) CPUs, $(uname -r); uptime: $UPTIME_BEFORE"
@@ -500,7 +467,6 @@ hp_stop() { # hp_stop N
     local pid; pid=$(cat "$TMP/hp$1.pid")
     stop_pid "$pid"; forget_pid "$pid"
 }
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 
 run_haproxy() {
     scripts/deps.sh haproxy socat >&2 || die "deps.sh haproxy socat failed"
