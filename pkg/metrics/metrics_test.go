@@ -3,6 +3,8 @@ package metrics
 import (
 	"io"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,5 +54,40 @@ func TestMetricsExposeTheStatus(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// The soak (scripts/soak.sh) watches these for leaks: each must be present
+// and plausible, read at scrape time.
+func TestMetricsExposeRuntimeAndProcess(t *testing.T) {
+	rec := httptest.NewRecorder()
+	Handler(fixed{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	values := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			values[f[0]] = v
+		}
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes"} {
+		if v, ok := values[name]; !ok || v <= 0 {
+			t.Errorf("%s = %v (present %v), want > 0", name, v, ok)
+		}
+	}
+	if _, err := os.Stat("/proc/self/statm"); err != nil {
+		t.Skip("no /proc: process metrics are not collected here")
+	}
+	for _, name := range []string{"process_resident_memory_bytes", "process_open_fds"} {
+		if v, ok := values[name]; !ok || v <= 0 {
+			t.Errorf("%s = %v (present %v), want > 0", name, v, ok)
+		}
+	}
+	// the RSS is this test process's: at least a megabyte, below 16 GiB
+	if v := values["process_resident_memory_bytes"]; v < 1<<20 || v > 16<<30 {
+		t.Errorf("process_resident_memory_bytes = %v, not this process's RSS", v)
 	}
 }
