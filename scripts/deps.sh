@@ -32,8 +32,9 @@ declare -A probe=(
     [freeradius]=freeradius
     [freeradius-utils]=radclient
     [python3]=python3
+    [nftables]=nft
 )
-pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 "$@")
+pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 nftables "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}

@@ -10,13 +10,27 @@
 #   PREFIX-be1     eth0 198.18.0.21/24
 #   PREFIX-be2     eth0 198.18.0.22/24
 #
+# plus a dedicated cable between the two load balancers, outside the bridge
+# (a second heartbeat path, as the appliances had):
+#
+#   PREFIX-lb1 hb0 198.19.0.11/24 <-> PREFIX-lb2 hb0 198.19.0.12/24
+#
 # Usage: scripts/lab.sh [-p PREFIX] up|down|status
 #        scripts/lab.sh [-p PREFIX] pull BOX|plug BOX
+#        scripts/lab.sh [-p PREFIX] hbpull|hbplug
+#        scripts/lab.sh [-p PREFIX] partition [all|ip]|isolate BOX|heal
 #        scripts/lab.sh [-p PREFIX] exec BOX CMD [ARG...]
 #
 # PREFIX defaults to $TANDEM_LAB_PREFIX, else "tdm"; parallel tests use
 # distinct prefixes. pull BOX sets the bridge side of BOX's cable down (BOX's
 # eth0 loses carrier, a real cable pull); plug BOX sets it up again.
+# hbpull and hbplug do the same to the dedicated cable (both hb0 lose
+# carrier). partition cuts only the path between lb1 and lb2 on the switch
+# (nftables in the switch's namespace; both still reach every other box):
+# all drops every frame between them, ip only IPv4 (ARP still passes, as
+# when a firewall drops the heartbeats on a shared LAN). isolate BOX drops
+# every frame to or from BOX while its carrier stays up. heal removes every
+# such rule.
 # down kills the processes left inside the lab's namespaces (our own tests'
 # and demos') and deletes the namespaces.
 set -euo pipefail
@@ -126,6 +140,13 @@ lab_up() {
         ip -n "$ns" link set eth0 up
     done
 
+    # the dedicated cable: a veth pair straight between lb1 and lb2
+    ip -n "$P-lb1" link add hb0 type veth peer name hb0 netns "$P-lb2"
+    ip -n "$P-lb1" addr add 198.19.0.11/24 dev hb0
+    ip -n "$P-lb2" addr add 198.19.0.12/24 dev hb0
+    ip -n "$P-lb1" link set hb0 up
+    ip -n "$P-lb2" link set hb0 up
+
     for b in lb1 lb2; do
         ip netns exec "$P-$b" sysctl -qw net.ipv4.ip_nonlocal_bind=1
         ip netns exec "$P-$b" sysctl -qw net.ipv4.conf.eth0.arp_notify=1
@@ -145,6 +166,39 @@ lab_up() {
     [[ $ok -eq 1 ]] || die "links not up after 5 s"
     trap - ERR
     say "lab '$P' up: ${BOXES[*]} on 198.18.0.0/24 via $SW/br0"
+}
+
+# The switch's filter: one bridge table in the switch namespace, created on
+# first use; heal flushes it.
+FILTER=tandemlab
+filter_rule() {
+    command -v nft >/dev/null || die "nft missing: run scripts/deps.sh (package nftables)"
+    ip netns exec "$SW" nft add table bridge "$FILTER"
+    ip netns exec "$SW" nft add chain bridge "$FILTER" c \
+        '{ type filter hook forward priority 0; policy accept; }'
+    ip netns exec "$SW" nft add rule bridge "$FILTER" c "$@"
+}
+
+lab_partition() {
+    local what=${1:-all} match=()
+    case $what in
+        all) ;;
+        ip) match=(ether type ip) ;;
+        *) usage ;;
+    esac
+    filter_rule iifname p-lb1 oifname p-lb2 "${match[@]}" counter drop
+    filter_rule iifname p-lb2 oifname p-lb1 "${match[@]}" counter drop
+}
+
+lab_isolate() {
+    filter_rule iifname "p-$1" counter drop
+    filter_rule oifname "p-$1" counter drop
+}
+
+lab_heal() {
+    if ip netns exec "$SW" nft list table bridge "$FILTER" >/dev/null 2>&1; then
+        ip netns exec "$SW" nft delete table bridge "$FILTER"
+    fi
 }
 
 lab_status() {
@@ -179,6 +233,15 @@ case $cmd in
         state=down; [[ $cmd == plug ]] && state=up
         ip -n "$SW" link set "p-$1" "$state"
         ;;
+    hbpull|hbplug)
+        [[ $# -eq 0 ]] || usage
+        check_box lb1
+        state=down; [[ $cmd == hbplug ]] && state=up
+        ip -n "$P-lb1" link set hb0 "$state"
+        ;;
+    partition) [[ $# -le 1 ]] || usage; check_box lb1; lab_partition "${1:-all}" ;;
+    isolate)   [[ $# -eq 1 ]] || usage; check_box "$1"; lab_isolate "$1" ;;
+    heal)      [[ $# -eq 0 ]] || usage; ns_exists "$SW" || die "lab '$P' is not up"; lab_heal ;;
     exec)
         [[ $# -ge 2 ]] || usage
         check_box "$1"
