@@ -61,7 +61,48 @@ type Config struct {
 	// BACKUP (HoldAfterFault hold) until the node lifts the hold, for
 	// instance once its health checks have caught up.
 	HoldAfterFault bool
+	// LinkHoldDown damps a flapping link: after a tracked link's carrier
+	// returns, the node does not preempt a master until the link has been
+	// up this long, doubled for each further carrier loss in the last
+	// FlapWindow (at most MaxHoldDownFactor times). It never stops the
+	// node from taking over a silent or leaving master. 0 disables it.
+	LinkHoldDown time.Duration
 }
+
+// Split-brain and flap-damping constants.
+const (
+	// AloneAnnounceEvery is how often a master whose peer is silent
+	// announces its VIPs again, so a box cut off from the heartbeats but
+	// on the same LAN sees them held (see Rival).
+	AloneAnnounceEvery = time.Second
+	// RivalHold is how long a backup whose peer is silent holds back
+	// from taking over after another box announced one of the VIPs.
+	RivalHold = 3 * AloneAnnounceEvery
+	// FlapWindow is how far back carrier losses count towards the
+	// hold-down.
+	FlapWindow = 30 * time.Second
+	// MaxHoldDownFactor caps the hold-down at this many LinkHoldDowns.
+	MaxHoldDownFactor = 8
+)
+
+// HoldDown is the preempt hold-down after a link came back, given the
+// carrier losses counted in the flap window (at least one).
+func (c Config) HoldDown(losses int) time.Duration {
+	if c.LinkHoldDown <= 0 || losses <= 0 {
+		return 0
+	}
+	f := 1
+	for i := 1; i < losses && f < MaxHoldDownFactor; i++ {
+		f *= 2
+	}
+	return time.Duration(f) * c.LinkHoldDown
+}
+
+// silenceAfter is how long without an advert makes the peer silent for
+// the split-brain defence: one and a half advert intervals, well before a
+// backup's master-down time, so a master announces before a cut-off
+// backup would claim.
+func (c Config) silenceAfter() time.Duration { return c.AdvertInterval * 3 / 2 }
 
 // HoldAfterFault is the hold a node leaving FAULT starts with when
 // Config.HoldAfterFault is set.
@@ -125,6 +166,27 @@ type Machine struct {
 	Holds []string
 	// Peer is what the last advert told about the other node.
 	Peer PeerView
+
+	// NextAnnounceAt, while master, is when the VIPs are announced again
+	// if the peer stays silent (every AloneAnnounceEvery).
+	NextAnnounceAt time.Time
+	// AloneSince is when a master started announcing alone; zero while
+	// the peer is heard.
+	AloneSince time.Time
+	// RivalUntil, while backup with a silent peer, holds back the
+	// take-over: another box (Rival, a hardware address) announced one of
+	// the VIPs, so it is alive and serving and only the heartbeats are
+	// lost.
+	RivalUntil time.Time
+	Rival      string
+	// rivalAnnouncedAt rate-limits a master's answers to a rival.
+	rivalAnnouncedAt time.Time
+	// Losses are the recent carrier losses of tracked links (within
+	// FlapWindow), for the hold-down.
+	Losses []time.Time
+	// StableAt, when set, is the earliest instant this node may preempt:
+	// its link came back and must stay up until then.
+	StableAt time.Time
 }
 
 // PeerView is the last advert heard from the peer.
@@ -142,7 +204,18 @@ type PeerView struct {
 // when nothing is scheduled.
 func (m Machine) Deadline() time.Time {
 	var d time.Time
-	for _, t := range []time.Time{m.MasterDownAt, m.PreemptAt, m.NextAdvertAt, m.LeaveBy} {
+	ts := []time.Time{m.NextAdvertAt, m.LeaveBy, m.NextAnnounceAt}
+	if len(m.Holds) == 0 {
+		// A held node takes over only when a Hold event releases it, and
+		// a rival postpones the master-down: a deadline that cannot fire
+		// would spin the loop.
+		down := m.MasterDownAt
+		if m.RivalUntil.After(down) && !down.IsZero() {
+			down = m.RivalUntil
+		}
+		ts = append(ts, down, m.PreemptAt)
+	}
+	for _, t := range ts {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
 			d = t
 		}
@@ -185,6 +258,22 @@ type Hold struct {
 	On     bool
 }
 
+// Rival is another box announcing one of this node's VIPs: a gratuitous
+// ARP for it from a hardware address (MAC) that is not this node's own
+// (OwnMAC). While the peer's adverts are heard they decide and a Rival is
+// ignored; while the peer is silent a master applies the election's
+// tie-break (against the last advert heard, else the lower MAC wins) and
+// the loser steps down, and a backup holds back from taking over
+// (RivalHold), so a cut heartbeat path on a shared LAN does not leave two
+// masters.
+type Rival struct {
+	VIP    string
+	MAC    string
+	OwnMAC string
+}
+
+func (Rival) event() {}
+
 // Demote is a planned hand-over (tandem switchover): a master hands its
 // VIPs to the peer as on Stop, then stays BACKUP without preempting back.
 type Demote struct{}
@@ -212,6 +301,9 @@ type ReleaseVIPs struct{}
 // preempted stepped down; Reason says which.
 type Announce struct {
 	Reason string
+	// Refresh marks a repeat of an earlier announcement (a master alone):
+	// one round is enough and it is not worth a log line.
+	Refresh bool
 }
 
 // SendAdvert sends a heartbeat with this node's state; Priority 0 tells

@@ -27,6 +27,8 @@ func (c Config) Step(m Machine, ev Event, now time.Time) (Machine, []Action) {
 		s.hold(ev)
 	case Demote:
 		s.demote()
+	case Rival:
+		s.rival(ev)
 	}
 	return s.m, s.acts
 }
@@ -55,6 +57,8 @@ func (s *stepper) enter(to State, reason string) {
 	s.m.NextAdvertAt = time.Time{}
 	s.m.LeaveBy = time.Time{}
 	s.m.HandedTo = ""
+	s.m.NextAnnounceAt, s.m.AloneSince = time.Time{}, time.Time{}
+	s.m.RivalUntil, s.m.Rival, s.m.rivalAnnouncedAt = time.Time{}, "", time.Time{}
 	if s.m.Demoting && to == Backup {
 		s.m.NoPreempt = true
 	}
@@ -65,6 +69,10 @@ func (s *stepper) enter(to State, reason string) {
 		s.m.NoPreempt = false
 		s.do(ClaimVIPs{}, s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
+		s.m.NextAnnounceAt = s.now.Add(s.c.silenceAfter())
+		if s.peerSilent() {
+			s.m.NextAnnounceAt = s.now.Add(AloneAnnounceEvery)
+		}
 	case Backup:
 		if from == Master {
 			s.do(ReleaseVIPs{})
@@ -76,8 +84,11 @@ func (s *stepper) enter(to State, reason string) {
 		s.do(s.advertNow())
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case Fault:
-		// Released in every case: a node never leaves a VIP behind.
-		s.do(ReleaseVIPs{})
+		// Tell the peer first (over any heartbeat path still up) so it
+		// takes over at once, then release in every case: a node never
+		// leaves a VIP behind.
+		s.do(s.advertNow(), ReleaseVIPs{})
+		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	case Init:
 		if from == Master {
 			s.do(ReleaseVIPs{})
@@ -107,18 +118,25 @@ func (s *stepper) tick() {
 			s.do(s.advertNow())
 			s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 		}
+		s.announceAlone()
 	case Backup:
 		if len(s.m.Holds) == 0 {
 			switch {
 			case !s.m.PreemptAt.IsZero() && !s.m.PreemptAt.After(s.now):
-				s.enter(Master, fmt.Sprintf("preempting %s (priority %d < %d)",
-					s.m.Peer.Node, s.m.Peer.Priority, s.c.Priority))
+				s.enter(Master, s.preemptReason())
 				return
-			case !s.m.MasterDownAt.IsZero() && !s.m.MasterDownAt.After(s.now):
+			case !s.m.MasterDownAt.IsZero() && !s.m.MasterDownAt.After(s.now) && !s.m.RivalUntil.After(s.now):
 				s.enter(Master, s.silenceReason())
 				return
 			}
 		}
+		if !s.m.RivalUntil.IsZero() && !s.m.RivalUntil.After(s.now) {
+			s.m.RivalUntil = time.Time{}
+		}
+		fallthrough
+	case Fault:
+		// FAULT keeps advertising too, so a peer that still hears us
+		// (over a second path) knows not to wait for us.
 		if !s.m.NextAdvertAt.IsZero() && !s.m.NextAdvertAt.After(s.now) {
 			s.do(s.advertNow())
 			s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
@@ -126,9 +144,56 @@ func (s *stepper) tick() {
 	}
 }
 
+// announceAlone re-announces a master's VIPs while its peer is silent, so
+// that a peer cut off from the heartbeats but on the same LAN sees them
+// held (and holds back) instead of claiming them too.
+func (s *stepper) announceAlone() {
+	if s.m.NextAnnounceAt.IsZero() || s.m.NextAnnounceAt.After(s.now) {
+		return
+	}
+	s.m.NextAnnounceAt = s.now.Add(AloneAnnounceEvery)
+	if !s.m.AloneSince.IsZero() {
+		s.do(Announce{Reason: "peer still silent", Refresh: true})
+		return
+	}
+	s.m.AloneSince = s.now
+	reason := "no peer heard"
+	if p := s.m.Peer; !p.LastHeard.IsZero() {
+		reason = fmt.Sprintf("peer %s silent for %s", p.Node, ms(s.now.Sub(p.LastHeard)))
+	}
+	s.do(Announce{Reason: reason + ": announcing every " + ms(AloneAnnounceEvery) + " while alone"})
+}
+
+// peerSilent reports whether no advert has been heard for a while (see
+// Config.silenceAfter).
+func (s *stepper) peerSilent() bool {
+	return s.m.Peer.LastHeard.IsZero() || s.now.Sub(s.m.Peer.LastHeard) > s.c.silenceAfter()
+}
+
+// preemptReason says why a backup takes the VIPs from a lower-priority
+// master.
+func (s *stepper) preemptReason() string {
+	r := fmt.Sprintf("preempting %s (priority %d < %d)", s.m.Peer.Node, s.m.Peer.Priority, s.c.Priority)
+	if !s.m.StableAt.IsZero() {
+		r += fmt.Sprintf(" after the link was stable for %s", ms(s.c.HoldDown(len(s.m.Losses))))
+	}
+	return r
+}
+
 // silenceReason says why a backup declared the master down.
 func (s *stepper) silenceReason() string {
+	r := s.silence()
+	if s.m.Rival != "" {
+		r += "; " + s.m.Rival + " stopped announcing the VIPs"
+	}
+	return r
+}
+
+func (s *stepper) silence() string {
 	p := s.m.Peer
+	if p.State == Fault && !p.LastHeard.IsZero() {
+		return fmt.Sprintf("peer %s is in FAULT", p.Node)
+	}
 	if p.LastMaster.IsZero() {
 		return fmt.Sprintf("no master heard for %s", ms(s.now.Sub(s.m.Since)))
 	}
@@ -150,11 +215,17 @@ func (s *stepper) advert(a Advert) {
 	if a.State == Master || a.Priority == 0 {
 		s.m.Peer.LastMaster = s.now
 	}
+	// The peer is heard: its adverts decide, not announcements.
+	s.m.RivalUntil, s.m.Rival = time.Time{}, ""
 	switch s.m.State {
 	case Backup:
 		s.advertAsBackup(a)
 	case Master:
 		s.advertAsMaster(a, prev)
+	}
+	if s.m.State == Master && s.m.LeaveBy.IsZero() {
+		s.m.NextAnnounceAt = s.now.Add(s.c.silenceAfter())
+		s.m.AloneSince = time.Time{}
 	}
 }
 
@@ -168,6 +239,14 @@ func (s *stepper) advertAsBackup(a Advert) {
 			s.m.MasterDownAt = at
 			s.m.PreemptAt = time.Time{}
 		}
+	case a.State == Fault:
+		// The peer lost a link and released the VIPs: nobody serves, so
+		// take over now rather than wait for the master-down timer.
+		if s.m.MasterDownAt.IsZero() || s.m.MasterDownAt.After(s.now) {
+			s.m.MasterDownAt = s.now
+		}
+		s.m.PreemptAt = time.Time{}
+		s.tick()
 	case a.State != Master:
 		// Backups' adverts keep status fresh; they do not hold us off.
 	case !s.c.Preempt || s.m.NoPreempt || beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
@@ -178,8 +257,13 @@ func (s *stepper) advertAsBackup(a Advert) {
 		s.m.MasterDownAt = s.now.Add(s.c.MasterDown())
 		if s.m.PreemptAt.IsZero() {
 			s.m.PreemptAt = s.now.Add(s.c.PreemptDelay)
+			// A link that came back must stay up for the hold-down
+			// first, so a flapping cable does not bounce the VIPs.
+			if s.m.StableAt.After(s.m.PreemptAt) {
+				s.m.PreemptAt = s.m.StableAt
+			}
 		}
-		if s.c.PreemptDelay == 0 {
+		if !s.m.PreemptAt.After(s.now) {
 			s.tick()
 		}
 	}
@@ -227,8 +311,17 @@ func (s *stepper) link(l Link) {
 	case !l.Up && i < 0:
 		s.m.Down = append(slices.Clone(s.m.Down), l.Iface)
 		slices.Sort(s.m.Down)
+		s.m.Losses = append(s.recentLosses(), s.now)
+		// A loss restarts the hold-down from the next carrier return.
+		s.m.StableAt, s.m.PreemptAt = time.Time{}, time.Time{}
 	case l.Up && i >= 0:
 		s.m.Down = slices.Delete(slices.Clone(s.m.Down), i, i+1)
+		if len(s.m.Down) == 0 {
+			s.m.Losses = s.recentLosses()
+			if hd := s.c.HoldDown(len(s.m.Losses)); hd > 0 {
+				s.m.StableAt = s.now.Add(hd)
+			}
+		}
 	default:
 		return
 	}
@@ -238,6 +331,58 @@ func (s *stepper) link(l Link) {
 	case l.Up && s.m.State == Fault && len(s.m.Down) == 0:
 		s.enter(Backup, fmt.Sprintf("interface %s carrier restored", l.Iface))
 	}
+}
+
+// recentLosses is Losses without the ones older than FlapWindow.
+func (s *stepper) recentLosses() []time.Time {
+	var out []time.Time
+	for _, t := range s.m.Losses {
+		if s.now.Sub(t) < FlapWindow {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// rival handles another box announcing one of the VIPs (see Rival).
+func (s *stepper) rival(r Rival) {
+	if !s.peerSilent() || r.MAC == "" || r.MAC == r.OwnMAC {
+		return
+	}
+	switch s.m.State {
+	case Master:
+		if !s.m.LeaveBy.IsZero() {
+			return
+		}
+		wins, why := s.rivalWins(r)
+		if wins {
+			s.enter(Backup, fmt.Sprintf("%s announced %s while the peer is silent and %s", r.MAC, r.VIP, why))
+			s.m.RivalUntil, s.m.Rival = s.now.Add(RivalHold), r.MAC
+			return
+		}
+		if s.m.rivalAnnouncedAt.IsZero() || s.now.Sub(s.m.rivalAnnouncedAt) >= s.c.AdvertInterval {
+			s.m.rivalAnnouncedAt = s.now
+			s.do(Announce{Reason: fmt.Sprintf("%s also announced %s while the peer is silent; this node keeps it: %s", r.MAC, r.VIP, why)})
+		}
+	case Backup:
+		s.m.RivalUntil, s.m.Rival = s.now.Add(RivalHold), r.MAC
+	}
+}
+
+// rivalWins applies the election's tie-break to a rival: against the last
+// advert heard from the peer when there is one, else the lower hardware
+// address wins (both boxes see both addresses, so they agree).
+func (s *stepper) rivalWins(r Rival) (bool, string) {
+	if p := s.m.Peer; p.Node != "" && p.Priority != 0 {
+		if beats(p.Priority, p.Node, s.c.Priority, s.c.Node) {
+			return true, fmt.Sprintf("peer %s has precedence (priority %d vs %d)", p.Node, p.Priority, s.c.Priority)
+		}
+		return false, fmt.Sprintf("it has precedence over peer %s (priority %d vs %d)", p.Node, s.c.Priority, p.Priority)
+	}
+	if strings.ToLower(r.MAC) < strings.ToLower(r.OwnMAC) {
+		return true, fmt.Sprintf("no peer advert known and its address is lower than ours (%s)", r.OwnMAC)
+	}
+	return false, fmt.Sprintf("no peer advert known and our address %s is lower", r.OwnMAC)
 }
 
 // demote starts a planned hand-over: like a stop, but the node ends in

@@ -104,7 +104,7 @@ func TestStep(t *testing.T) {
 			}},
 		{name: "start with tracked link down is fault", cfg: lb2,
 			setup: []timed{{0, Link{Iface: "eth0", Up: false}}}, ev: Start{}, now: 0, want: Fault,
-			acts: []string{"INIT>FAULT", "release"}, reason: "eth0"},
+			acts: []string{"INIT>FAULT", "advert", "release"}, reason: "eth0"},
 		{name: "backup before master-down stays", cfg: lb2, setup: started,
 			ev: Tick{}, now: 180, want: Backup, acts: []string{"advert"}},
 		{name: "backup takes over after 3 adverts plus skew", cfg: lb2, setup: started,
@@ -170,12 +170,12 @@ func TestStep(t *testing.T) {
 			ev: Advert{Node: "lb1", Priority: 0, State: Backup}, now: 260, want: Master, acts: []string{"advert"}},
 		{name: "carrier loss: master to fault releases", cfg: lb2, setup: masterLb2,
 			ev: Link{Iface: "eth0", Up: false}, now: 300, want: Fault,
-			acts: []string{"MASTER>FAULT", "release"}, reason: "interface eth0 lost carrier"},
+			acts: []string{"MASTER>FAULT", "advert", "release"}, reason: "interface eth0 lost carrier"},
 		{name: "carrier loss on untracked link ignored", cfg: lb2, setup: masterLb2,
 			ev: Link{Iface: "eth1", Up: false}, now: 300, want: Master, acts: none},
-		{name: "fault sends no adverts", cfg: lb2,
+		{name: "fault keeps advertising", cfg: lb2,
 			setup: []timed{{0, Start{}}, {10, Link{Iface: "eth0"}}},
-			ev:    Tick{}, now: 1000, want: Fault, acts: none},
+			ev:    Tick{}, now: 1000, want: Fault, acts: []string{"advert"}},
 		{name: "fault ignores adverts", cfg: lb1,
 			setup: []timed{{0, Start{}}, {10, Link{Iface: "eth0"}}},
 			ev:    masterAdvert("lb2", 100), now: 20, want: Fault, acts: none},
@@ -266,6 +266,11 @@ func TestStep(t *testing.T) {
 		{name: "own adverts ignored", cfg: lb2, setup: started,
 			ev: masterAdvert("lb2", 200), now: 10, want: Backup, acts: none},
 	}
+	runCases(t, cases)
+}
+
+func runCases(t *testing.T, cases []stepCase) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var m Machine

@@ -1,0 +1,176 @@
+package failover
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+const (
+	macLo = "02:00:00:00:00:01"
+	macHi = "02:00:00:00:00:02"
+)
+
+// TestSplitBrainDefence covers the second heartbeat path (a FAULT advert
+// makes the backup take over at once), the announcements of a master
+// alone, and the ARP-based defence against a cut heartbeat path.
+func TestSplitBrainDefence(t *testing.T) {
+	lb1 := cfg("lb1", 150, true)
+	lb2 := cfg("lb2", 100, true)
+	// lb2 heard lb1 once, then lb1 went silent and lb2 took over at 190ms.
+	lb2Took := []timed{{0, Start{}}, {10, masterAdvert("lb1", 150)}, {200, Tick{}}}
+	// lb1 master alone since 200ms, then hears lb2's backup advert at 250.
+	lb1Heard := []timed{{0, Start{}}, {200, Tick{}}, {250, Advert{Node: "lb2", Priority: 100, State: Backup}}}
+	cases := []stepCase{
+		{name: "a master in FAULT makes the backup take over at once", cfg: lb2,
+			setup: []timed{{0, Start{}}, {100, masterAdvert("lb1", 150)}},
+			ev:    Advert{Node: "lb1", Priority: 150, State: Fault}, now: 120, want: Master,
+			acts: []string{"BACKUP>MASTER", "claim", "advert"}, reason: "peer lb1 is in FAULT"},
+		{name: "a FAULT advert respects holds", cfg: lb2,
+			setup: []timed{{0, Start{}}, {1, Hold{Reason: "syncing", On: true}}, {100, masterAdvert("lb1", 150)}},
+			ev:    Advert{Node: "lb1", Priority: 150, State: Fault}, now: 120, want: Backup},
+		{name: "a master alone announces at once when the timer is due", cfg: lb2,
+			setup: []timed{{0, Start{}}, {200, Tick{}}},
+			ev:    Tick{}, now: 1200, want: Master, acts: []string{"advert", "announce"},
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.NextAnnounceAt.Equal(at(2200)) || !m.AloneSince.Equal(at(1200)) {
+					t.Errorf("next announce %v, alone since %v", m.NextAnnounceAt, m.AloneSince)
+				}
+			}},
+		{name: "a master hearing its peer does not announce", cfg: lb1, setup: lb1Heard,
+			ev: Tick{}, now: 300, want: Master, acts: []string{"advert"}},
+		{name: "a master announces 1.5 intervals after the peer went silent", cfg: lb1, setup: lb1Heard,
+			ev: Tick{}, now: 326, want: Master, acts: []string{"advert", "announce"}},
+		{name: "a rival with precedence makes a master with a silent peer step down", cfg: lb2, setup: lb2Took,
+			ev: Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}, now: 300, want: Backup,
+			acts: []string{"MASTER>BACKUP", "release", "advert"}, reason: "peer lb1 has precedence",
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.RivalUntil.Equal(at(300).Add(RivalHold)) || m.Rival != macHi {
+					t.Errorf("rival %q until %v", m.Rival, m.RivalUntil)
+				}
+			}},
+		{name: "a backup holds back while the rival announces", cfg: lb2,
+			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}),
+			ev:    Tick{}, now: 600, want: Backup,
+			checkFn: func(t *testing.T, m Machine) {
+				if d := m.Deadline(); d.Before(at(600)) {
+					t.Errorf("deadline %v is in the past: the loop would spin", d)
+				}
+			}},
+		{name: "the backup takes over once the rival stops announcing", cfg: lb2,
+			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}, timed{600, Tick{}}),
+			ev:    Tick{}, now: 300 + 3000, want: Master, reason: "stopped announcing"},
+		{name: "an advert ends the rival hold", cfg: lb2,
+			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}),
+			ev:    masterAdvert("lb1", 150), now: 400, want: Backup, acts: none,
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.RivalUntil.IsZero() {
+					t.Errorf("rival hold kept: %v", m.RivalUntil)
+				}
+			}},
+		{name: "a master that wins the tie-break announces again", cfg: lb1,
+			setup: []timed{{0, Start{}}, {10, Advert{Node: "lb2", Priority: 100, State: Backup}}, {200, Tick{}}},
+			ev:    Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 300, want: Master,
+			acts: []string{"announce"}},
+		{name: "answers to a rival are rate-limited", cfg: lb1,
+			setup: []timed{{0, Start{}}, {10, Advert{Node: "lb2", Priority: 100, State: Backup}}, {200, Tick{}},
+				{300, Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}}},
+			ev: Rival{VIP: "198.18.0.101", MAC: macLo, OwnMAC: macHi}, now: 320, want: Master, acts: none},
+		{name: "a rival is ignored while the peer is heard", cfg: lb1, setup: lb1Heard,
+			ev: Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 260, want: Master, acts: none},
+		{name: "with no peer known the lower MAC wins (rival lower)", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}},
+			ev:    Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 300, want: Backup, reason: "lower"},
+		{name: "with no peer known the lower MAC wins (ours lower)", cfg: lb1,
+			setup: []timed{{0, Start{}}, {200, Tick{}}},
+			ev:    Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}, now: 300, want: Master, acts: []string{"announce"}},
+		{name: "a backup with a silent peer does not claim while a rival announces", cfg: lb2,
+			setup: []timed{{0, Start{}}, {10, masterAdvert("lb1", 150)}, {100, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}},
+			ev:    Tick{}, now: 200, want: Backup},
+		{name: "our own announcements are not a rival", cfg: lb2, setup: lb2Took,
+			ev: Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macLo}, now: 300, want: Master, acts: none},
+	}
+	runCases(t, cases)
+}
+
+func TestAloneAnnouncementsAreRefreshes(t *testing.T) {
+	c := cfg("lb2", 100, true)
+	var m Machine
+	var acts []Action
+	for _, e := range []timed{{0, Start{}}, {200, Tick{}}, {1200, Tick{}}, {2200, Tick{}}} {
+		m, acts = c.Step(m, e.ev, at(e.ms))
+		var ann []Announce
+		for _, a := range acts {
+			if a, ok := a.(Announce); ok {
+				ann = append(ann, a)
+			}
+		}
+		switch e.ms {
+		case 1200:
+			if len(ann) != 1 || ann[0].Refresh {
+				t.Errorf("at 1200ms: %+v, want one first announcement", ann)
+			}
+		case 2200:
+			if len(ann) != 1 || !ann[0].Refresh {
+				t.Errorf("at 2200ms: %+v, want one refresh", ann)
+			}
+		}
+	}
+}
+
+func TestHoldDown(t *testing.T) {
+	c := cfg("lb1", 150, true)
+	c.LinkHoldDown = time.Second
+	for losses, want := range []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
+		if got := c.HoldDown(losses); got != want {
+			t.Errorf("HoldDown(%d) = %v, want %v", losses, got, want)
+		}
+	}
+	c.LinkHoldDown = 0
+	if got := c.HoldDown(3); got != 0 {
+		t.Errorf("disabled hold-down = %v", got)
+	}
+}
+
+// TestFlapDamping: a link that comes back must stay up for the hold-down
+// before the node preempts, and each further loss doubles it; it never
+// delays taking over a silent master.
+func TestFlapDamping(t *testing.T) {
+	lb1 := cfg("lb1", 150, true)
+	lb1.LinkHoldDown = time.Second
+	down := func(ms int) timed { return timed{ms, Link{Iface: "eth0"}} }
+	up := func(ms int) timed { return timed{ms, Link{Iface: "eth0", Up: true}} }
+	once := []timed{{0, Start{}}, {200, Tick{}}, down(300), up(400)}
+	cases := []stepCase{
+		{name: "no preempt during the hold-down", cfg: lb1, setup: once,
+			ev: masterAdvert("lb2", 100), now: 420, want: Backup, acts: none,
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.PreemptAt.Equal(at(1400)) {
+					t.Errorf("preempt at %v, want %v", m.PreemptAt, at(1400))
+				}
+			}},
+		{name: "preempts once the link was stable", cfg: lb1,
+			setup: append(slices.Clone(once), timed{420, masterAdvert("lb2", 100)}, timed{1380, masterAdvert("lb2", 100)}),
+			ev:    Tick{}, now: 1400, want: Master, reason: "after the link was stable for 1000ms"},
+		{name: "a second loss doubles the hold-down", cfg: lb1,
+			setup: append(slices.Clone(once), down(500), up(600)),
+			ev:    masterAdvert("lb2", 100), now: 620, want: Backup,
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.PreemptAt.Equal(at(2600)) {
+					t.Errorf("preempt at %v, want %v", m.PreemptAt, at(2600))
+				}
+			}},
+		{name: "losses older than the window do not count", cfg: lb1,
+			setup: append(slices.Clone(once), down(40000), up(40100)),
+			ev:    masterAdvert("lb2", 100), now: 40120, want: Backup,
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.PreemptAt.Equal(at(41100)) {
+					t.Errorf("preempt at %v, want %v", m.PreemptAt, at(41100))
+				}
+			}},
+		{name: "the hold-down never delays taking over a silent master", cfg: lb1,
+			setup: append(slices.Clone(once), timed{420, masterAdvert("lb2", 100)}),
+			ev:    Tick{}, now: 420 + 200, want: Master, reason: "silent"},
+	}
+	runCases(t, cases)
+}
