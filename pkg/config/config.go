@@ -58,6 +58,19 @@ type Cluster struct {
 	// Label is stamped on every memberlist packet; packets of another
 	// label are dropped, so two pairs on one LAN never mix. [tandem]
 	Label string `mapstructure:"label" json:"label"`
+	// HeartbeatPaths are more paths for the adverts, such as a dedicated
+	// cable between the boxes: the pair stays together when one path
+	// breaks, and a box that loses its service link tells its peer at
+	// once over the other. Each bind uses cluster.bind's port.
+	HeartbeatPaths []HeartbeatPath `mapstructure:"heartbeat_paths" json:"heartbeat_paths"`
+}
+
+// HeartbeatPath is one more way to reach the peer.
+type HeartbeatPath struct {
+	// Bind is this node's IP:port on the path (the port of cluster.bind).
+	Bind string `mapstructure:"bind" json:"bind"`
+	// Peer is the other box's IP:port on the path.
+	Peer string `mapstructure:"peer" json:"peer"`
 }
 
 // Failover is the election and the virtual IPs it moves.
@@ -82,6 +95,15 @@ type Failover struct {
 	TrackInterfaces []string `mapstructure:"track_interfaces" json:"track_interfaces"`
 	// Notify is an executable run on every transition as NOTIFY STATE NODE.
 	Notify string `mapstructure:"notify" json:"notify"`
+	// Witness, when set, is an IP address (such as the gateway) that must
+	// answer ICMP echo before this node may become master, so a box cut
+	// off from the network does not claim the VIPs. [""]
+	Witness string `mapstructure:"witness" json:"witness"`
+	// LinkHoldDown damps a flapping link: after a tracked link's carrier
+	// returns, the node does not preempt until the link has been up this
+	// long, doubled for each further loss in the last 30 s (up to 8x).
+	// 0 disables. [1s]
+	LinkHoldDown time.Duration `mapstructure:"link_holddown" json:"link_holddown"`
 }
 
 // GARP tunes the announcements that move the VIPs' neighbours' caches.
@@ -193,6 +215,7 @@ func Default() Config {
 			Priority:       100,
 			Preempt:        true,
 			AdvertInterval: 50 * time.Millisecond,
+			LinkHoldDown:   time.Second,
 			GARP: GARP{
 				Count:    3,
 				Interval: 100 * time.Millisecond,

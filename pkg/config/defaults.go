@@ -23,6 +23,7 @@ const (
 	minAdvertInterval         = 10 * time.Millisecond
 	maxAdvertInterval         = 10 * time.Second
 	maxGARPCount              = 100
+	maxLinkHoldDown           = time.Minute
 	minPriority, maxPriority  = 1, 254
 	minWeight, maxWeight      = 1, 256
 	minPort, maxPort          = 1, 65535

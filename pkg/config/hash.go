@@ -11,8 +11,8 @@ import (
 // Secrets never enter the hash (their json tag is "-"), so a hash shown in
 // status cannot help guess them.
 var nodeSpecific = map[string][]string{
-	"cluster":  {"bind", "peers", "secret", "secret_file"},
-	"failover": {"priority", "interface", "track_interfaces", "notify"},
+	"cluster":  {"bind", "peers", "secret", "secret_file", "heartbeat_paths"},
+	"failover": {"priority", "interface", "track_interfaces", "notify", "witness"},
 }
 
 // Hash returns "sha256:<hex>" of a canonical JSON form of the config

@@ -96,7 +96,46 @@ func (v *validator) cluster() {
 	if cl.Label == "" {
 		v.add("cluster.label", "must not be empty")
 	}
+	v.heartbeatPaths(bind, bindErr == nil)
 	v.clusterKey()
+}
+
+// heartbeatPaths checks the extra heartbeat paths: distinct addresses on
+// cluster.bind's port (memberlist listens on one port).
+func (v *validator) heartbeatPaths(bind netip.AddrPort, bindOK bool) {
+	seen := map[netip.Addr]string{}
+	if bindOK {
+		seen[bind.Addr()] = "cluster.bind"
+	}
+	for i, hp := range v.c.Cluster.HeartbeatPaths {
+		k := "cluster.heartbeat_paths[" + strconv.Itoa(i) + "]"
+		b, err := parseAddrPort(hp.Bind)
+		switch {
+		case hp.Bind == "":
+			v.add(k+".bind", "required: this node's IP:port on the path")
+		case err != nil:
+			v.add(k+".bind", "%v", err)
+		case bindOK && b.Port() != bind.Port():
+			v.add(k+".bind", "must use cluster.bind's port %d (got %d)", bind.Port(), b.Port())
+		case bind.Addr().IsUnspecified() || b.Addr().IsUnspecified():
+			v.add(k+".bind", "must be a specific address, and so must cluster.bind (got %s)", b.Addr())
+		case seen[b.Addr()] != "":
+			v.add(k+".bind", "%s is already used by %s", b.Addr(), seen[b.Addr()])
+		default:
+			seen[b.Addr()] = k + ".bind"
+		}
+		pa, err := parseAddrPort(hp.Peer)
+		switch {
+		case hp.Peer == "":
+			v.add(k+".peer", "required: the other box's IP:port on the path")
+		case err != nil:
+			v.add(k+".peer", "%v", err)
+		case slices.Contains(v.c.Cluster.Peers, hp.Peer):
+			v.add(k+".peer", "%s is already in cluster.peers: a second path needs the peer's address on that path", hp.Peer)
+		case seen[pa.Addr()] != "":
+			v.add(k+".peer", "%s is this node's own address (%s)", pa.Addr(), seen[pa.Addr()])
+		}
+	}
 }
 
 func (v *validator) clusterKey() {
@@ -170,6 +209,14 @@ func (v *validator) failover() {
 		if err := checkExecutable(f.Notify); err != nil {
 			v.add("failover.notify", "%v", err)
 		}
+	}
+	if f.Witness != "" {
+		if a, err := netip.ParseAddr(f.Witness); err != nil || a.IsUnspecified() || a.Zone() != "" {
+			v.add("failover.witness", "must be an IP address to ping, like the gateway's 198.18.0.1 (got %q)", f.Witness)
+		}
+	}
+	if f.LinkHoldDown < 0 || f.LinkHoldDown > maxLinkHoldDown {
+		v.add("failover.link_holddown", "must be 0 (off) to %s (got %s)", maxLinkHoldDown, f.LinkHoldDown)
 	}
 }
 
