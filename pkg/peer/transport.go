@@ -48,6 +48,9 @@ type Config struct {
 	// Label is put on every packet and stream; traffic with another label
 	// is dropped. It keeps two pairs on one network apart.
 	Label string
+	// Paths are more ways to reach the peer (a dedicated cable): adverts
+	// are sent on each as well, and received on each.
+	Paths []Path
 	// AdvertInterval is the caller's heartbeat period [50ms]; the transport
 	// does not send on its own and keeps it for the caller to read back.
 	AdvertInterval time.Duration
@@ -61,10 +64,12 @@ type Config struct {
 type Transport struct {
 	cfg   Config
 	peers []string // normalised ip:port
-	log   *slog.Logger
-	c     counters
-	del   *delegate
-	logw  *logWriter
+	// advertTo is peers plus the path peers: where adverts go.
+	advertTo []string
+	log      *slog.Logger
+	c        counters
+	del      *delegate
+	logw     *logWriter
 
 	mu       sync.Mutex
 	ml       *memberlist.Memberlist
@@ -100,6 +105,32 @@ func New(cfg Config) (*Transport, error) {
 			peers = append(peers, ap.String())
 		}
 	}
+	advertTo := slices.Clone(peers)
+	var paths []Path
+	for i, p := range cfg.Paths {
+		b, err := parseAddrPort(p.Bind)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("paths[%d].bind: %w", i, err))
+			continue
+		case b.Port() != bind.Port():
+			errs = append(errs, fmt.Errorf("paths[%d].bind: port %d is not bind's %d", i, b.Port(), bind.Port()))
+			continue
+		case b.Addr().IsUnspecified() || bind.Addr().IsUnspecified():
+			errs = append(errs, fmt.Errorf("paths[%d].bind: needs specific addresses (bind %s, path %s)", i, bind, b))
+			continue
+		}
+		ap, err := parseAddrPort(p.Peer)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("paths[%d].peer: %w", i, err))
+		case slices.Contains(advertTo, ap.String()):
+			errs = append(errs, fmt.Errorf("paths[%d].peer: duplicate %s", i, ap))
+		default:
+			advertTo = append(advertTo, ap.String())
+			paths = append(paths, Path{Bind: b.String(), Peer: ap.String()})
+		}
+	}
 	if len(cfg.Keys) == 0 && !cfg.Insecure {
 		errs = append(errs, errors.New("no cluster key: set a 16, 24 or 32 byte key, or insecure to run unencrypted"))
 	}
@@ -122,6 +153,7 @@ func New(cfg Config) (*Transport, error) {
 
 	cfg.Bind = bind.String()
 	cfg.Peers = peers
+	cfg.Paths = paths
 	cfg.Keys = keys
 	if cfg.AdvertInterval == 0 {
 		cfg.AdvertInterval = DefaultAdvertInterval
@@ -129,7 +161,7 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	t := &Transport{cfg: cfg, peers: peers, log: cfg.Logger}
+	t := &Transport{cfg: cfg, peers: peers, advertTo: advertTo, log: cfg.Logger}
 	t.del = &delegate{
 		self:    cfg.NodeName,
 		c:       &t.c,
@@ -196,6 +228,13 @@ func (t *Transport) memberlistConfig() (*memberlist.Config, error) {
 	mc.Delegate = t.del
 	mc.Events = t.del
 	mc.Logger = log.New(t.logw, "", 0)
+	if len(t.cfg.Paths) > 0 {
+		pt, err := newPathTransport(bind, t.cfg.Paths, mc.Logger)
+		if err != nil {
+			return nil, err
+		}
+		mc.Transport = pt
+	}
 	return mc, nil
 }
 
@@ -215,6 +254,9 @@ func (t *Transport) Start(ctx context.Context) error {
 	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if mc.Transport != nil {
+			_ = mc.Transport.Shutdown()
+		}
 		return fmt.Errorf("peer: listen on %s: %w", t.cfg.Bind, err)
 	}
 	t.ml = ml
@@ -266,8 +308,9 @@ func (t *Transport) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 // never closed.
 func (t *Transport) Adverts() <-chan Received { return t.del.adverts }
 
-// SendAdvert sends a to every configured peer address as a memberlist
-// best-effort packet (UDP; encrypted and labelled by memberlist), whether
+// SendAdvert sends a to every configured peer address, and on every path,
+// as a memberlist best-effort packet (UDP; encrypted and labelled by
+// memberlist), whether
 // or not memberlist considers the peer alive, so adverts keep flowing
 // across a membership split. Empty Node, zero Seq and zero Sent are
 // filled in with NodeName, the next sequence number of this Transport and
@@ -294,7 +337,7 @@ func (t *Transport) SendAdvert(a Advert) error {
 	}
 	msg := encodeEnvelope(msgAdvert, t.cfg.Bind, body)
 	var errs []error
-	for _, p := range t.peers {
+	for _, p := range t.advertTo {
 		ap := netip.MustParseAddrPort(p)
 		// SendBestEffort works for any node: given a non-nil node,
 		// rawSendMsgPacket skips the node map and writes to its address.
