@@ -208,6 +208,20 @@ func (m *Manager) Announce(ctx context.Context) error {
 	return m.burst(ctx)
 }
 
+// AnnounceOnce sends one round for every VIP, leaving any running burst
+// or refresh alone: the repeats of a master alone.
+func (m *Manager) AnnounceOnce(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if !m.claimed {
+		return ErrNotClaimed
+	}
+	return m.round(ctx, m.vips)
+}
+
 // burst sends one round now and starts the goroutine for the rest of the
 // burst and the refreshes. m.mu must be held and no goroutine running.
 func (m *Manager) burst(ctx context.Context) error {
