@@ -48,7 +48,9 @@ func (n *Node) peerNow(now time.Time) peerNow {
 //   - while a live master's sticky table has not fully arrived, so sticky
 //     clients keep their server across the hand-over;
 //   - for a short start-up grace when persistence is on and the peer has
-//     never been heard.
+//     never been heard;
+//   - while failover.witness does not answer, so a box cut off from the
+//     network does not claim the VIPs.
 //
 // A silent (dead) master lifts the drift and sync holds at once: a
 // partial table or an odd config is better than no master.
@@ -66,6 +68,9 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 	}
 	if slices.Contains(m.Holds, failover.HoldAfterFault) && n.healthSettling(now, m.Since) {
 		h[failover.HoldAfterFault] = true
+	}
+	if w := n.gen().cfg.Failover.Witness; n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval) {
+		h[fmt.Sprintf("witness %s does not answer: this box may be cut off", w)] = true
 	}
 	p := n.peerNow(now)
 	liveMaster := p.alive && p.state == failover.Master.String() && p.priority != 0

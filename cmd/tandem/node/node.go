@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,11 @@ type Node struct {
 	vips   *vip.Manager
 	loop   *failover.Loop
 	notify *notify.Runner
+	// rivals watches the VIP interface for other boxes announcing our
+	// VIPs; witness pings failover.witness.
+	rivals  *vip.RivalWatcher
+	ownMAC  atomic.Pointer[string]
+	witness *witness
 
 	events eventLog
 
@@ -79,10 +85,15 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		keys = [][]byte{key}
 	}
 	f := cfg.Failover
+	var paths []peer.Path
+	for _, hp := range cfg.Cluster.HeartbeatPaths {
+		paths = append(paths, peer.Path{Bind: hp.Bind, Peer: hp.Peer})
+	}
 	tr, err := peer.New(peer.Config{
 		NodeName:       cfg.Node.Name,
 		Bind:           cfg.Cluster.Bind,
 		Peers:          cfg.Cluster.Peers,
+		Paths:          paths,
 		Keys:           keys,
 		Insecure:       cfg.Cluster.Insecure,
 		Label:          cfg.Cluster.Label,
@@ -105,6 +116,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		peer:    tr,
 		vips:    vm,
 		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
+		rivals:  vip.NewRivalWatcher(f.Interface, f.Prefixes()),
+		witness: newWitness(),
 	}
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
 	clusters, err := n.buildClusters(cfg, nil)
@@ -129,6 +142,7 @@ func electionConfig(cfg *config.Config) failover.Config {
 		AdvertInterval: f.AdvertInterval,
 		Track:          f.TrackInterfaces,
 		HoldAfterFault: hasHealthChecks(cfg),
+		LinkHoldDown:   f.LinkHoldDown,
 	}
 }
 
@@ -176,6 +190,19 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return vip.WatchCarrier(gctx, n.gen().cfg.Failover.TrackInterfaces, links, n.log) })
 	g.Go(func() error { n.forwardLinks(gctx, links); return nil })
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
+	sightings := make(chan vip.Sighting, 64)
+	g.Go(func() error {
+		return n.rivals.Run(gctx, sightings, func(mac net.HardwareAddr) {
+			s := mac.String()
+			n.ownMAC.Store(&s)
+		}, n.log.With("component", "vip"))
+	})
+	g.Go(func() error { n.forwardRivals(gctx, sightings); return nil })
+	g.Go(func() error {
+		return n.runWitness(gctx, n.witness,
+			func() string { return n.gen().cfg.Failover.Witness },
+			func() time.Duration { return n.gen().cfg.Failover.AdvertInterval / 2 })
+	})
 	g.Go(func() error { n.notify.Run(gctx); return nil })
 	g.Go(func() error { every(gctx, reconcileEvery, func() { n.reconcile(gctx) }); return nil })
 	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n, n), n.log) })
@@ -276,6 +303,33 @@ func (n *Node) forwardAdverts(ctx context.Context) {
 	}
 }
 
+// forwardRivals hands other boxes' announcements of our VIPs to the
+// election, and reports the first of each streak.
+func (n *Node) forwardRivals(ctx context.Context, in <-chan vip.Sighting) {
+	var lastMAC string
+	var lastAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-in:
+			own := ""
+			if p := n.ownMAC.Load(); p != nil {
+				own = *p
+			}
+			mac := s.MAC.String()
+			if mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold {
+				m := n.loop.Snapshot()
+				n.log.Warn("another box announces a VIP", "vip", s.VIP.String(), "mac", mac,
+					"state", m.State.String(), "peer_last_heard", m.Peer.LastHeard)
+				n.events.add("rival", "%s announced %s (this node %s)", mac, s.VIP, m.State)
+			}
+			lastMAC, lastAt = mac, s.At
+			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own})
+		}
+	}
+}
+
 // noteLateAdvert warns when adverts arrive late or with gaps: the usual
 // cause of a flapping pair (a saturated box, a congested link).
 func (n *Node) noteLateAdvert(prev, r peer.Received) {
@@ -346,6 +400,12 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		}
 		n.setServing(false)
 	case failover.Announce:
+		if a.Refresh {
+			if err := n.vips.AnnounceOnce(ctx); err != nil {
+				n.log.Debug("announce VIPs", "err", err)
+			}
+			return
+		}
 		n.log.Info("announcing the VIPs again", "reason", a.Reason)
 		if err := n.vips.Announce(ctx); err != nil {
 			n.log.Warn("announce VIPs", "err", err)

@@ -381,6 +381,7 @@ func (n *Node) reloadFailover(ctx context.Context, old, cfg *config.Config) []st
 			n.log.Error("reload: VIPs", "err", err)
 			n.events.add("vip", "reload: %v", err)
 		}
+		n.rivals.SetVIPs(nf.Prefixes())
 		if !slices.Equal(of.VIPs, nf.VIPs) {
 			changes = append(changes, fmt.Sprintf("failover.vips %v -> %v", of.VIPs, nf.VIPs))
 		}

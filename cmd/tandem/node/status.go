@@ -1,9 +1,11 @@
 package node
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/tandem-lb/tandem/failover"
 	"github.com/tandem-lb/tandem/pkg/api"
 )
 
@@ -30,7 +32,7 @@ func (n *Node) Status() api.Status {
 		Priority:         n.gen().cfg.Failover.Priority,
 		ConfigHash:       n.gen().hash,
 		StateSince:       m.Since,
-		Holds:            m.Holds,
+		Holds:            statusHolds(m, now),
 		Down:             m.Down,
 		Transitions:      transitions,
 		Version:          n.version,
@@ -89,4 +91,19 @@ func (n *Node) Status() api.Status {
 			Interface: n.gen().cfg.Failover.Interface, Held: held[pfx.String()]})
 	}
 	return st
+}
+
+// statusHolds lists what keeps the node from becoming master or from
+// preempting: the election's holds, a rival announcing the VIPs while
+// the peer is silent, and a link hold-down.
+func statusHolds(m failover.Machine, now time.Time) []string {
+	h := slices.Clone(m.Holds)
+	if m.RivalUntil.After(now) {
+		h = append(h, fmt.Sprintf("%s announces the VIPs while the peer is silent: not claiming them", m.Rival))
+	}
+	if m.StableAt.After(now) {
+		h = append(h, fmt.Sprintf("link hold-down after %d carrier losses: no preempting for %s",
+			len(m.Losses), m.StableAt.Sub(now).Round(time.Millisecond)))
+	}
+	return h
 }
