@@ -24,6 +24,9 @@ func usage() {
                  [-out events.jsonl] [-expect-stop FILE]
   labtools outage -in events.jsonl [-after RFC3339] [-before RFC3339] [-print FIELD]
   labtools clients -target URL [-from 198.18.2.1] [-count 500] [-concurrency 50]
+  labtools backend -name NAME [-http 0.0.0.0:80] [-udp ADDR]
+  labtools vipwatch [-iface eth0] [-box NAME] [-out F.jsonl] [-duration 1h]
+  labtools chaos -out DIR [-seed N] [-pulls 20] [-features all|auto|none|LIST] ...  (scripts/chaos.sh)
 `)
 	os.Exit(2)
 }
@@ -42,6 +45,12 @@ func main() {
 		err = cmdOutage(os.Args[2:])
 	case "clients":
 		err = cmdClients(os.Args[2:])
+	case "backend":
+		err = cmdBackend(os.Args[2:])
+	case "vipwatch":
+		err = cmdVipwatch(os.Args[2:])
+	case "chaos":
+		err = cmdChaos(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
