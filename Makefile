@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
 LABTOOLS  := bin/labtools
 
-.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean
+.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean chaos
 
 all: build
 
@@ -51,6 +51,11 @@ demo: deps build
 bench: deps build
 	scripts/bench-failover.sh
 	scripts/bench-pair.sh
+
+# The chaos suite (scripts/chaos.sh): faults under sticky client load, a
+# table of outages and invariants; CHAOS_SEED reproduces a run.
+chaos: deps
+	scripts/chaos.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

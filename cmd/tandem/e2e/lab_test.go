@@ -141,12 +141,20 @@ func (l *lab) ns(box string) string { return l.prefix + "-" + box }
 type nodeOpts struct {
 	preempt bool
 	extra   string // more YAML appended to the failover section
+	// paths adds the dedicated cable (hb0) as a second heartbeat path.
+	paths bool
 }
 
 func (l *lab) config(box string, o nodeOpts) string {
 	prio, self, peer := 150, "198.18.0.11", "198.18.0.12"
+	hbSelf, hbPeer := "198.19.0.11", "198.19.0.12"
 	if box == "lb2" {
 		prio, self, peer = 100, "198.18.0.12", "198.18.0.11"
+		hbSelf, hbPeer = hbPeer, hbSelf
+	}
+	paths := ""
+	if o.paths {
+		paths = fmt.Sprintf("  heartbeat_paths: [{bind: \"%s:7946\", peer: \"%s:7946\"}]\n", hbSelf, hbPeer)
 	}
 	y := fmt.Sprintf(`node:
   name: %s
@@ -156,13 +164,13 @@ cluster:
   bind: %s:7946
   peers: [%s:7946]
   secret_file: %s
-failover:
+%sfailover:
   interface: eth0
   priority: %d
   preempt: %t
   advert_interval: 50ms
   vips: [%s/24]
-%s`, box, l.dir, box, self, peer, l.key, prio, o.preempt, vip, o.extra)
+%s`, box, l.dir, box, self, peer, l.key, paths, prio, o.preempt, vip, o.extra)
 	path := filepath.Join(l.dir, box+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		l.t.Fatal(err)
