@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
 LABTOOLS  := bin/labtools
 
-.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean chaos soak
+.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean chaos
 
 all: build
 
@@ -56,13 +56,6 @@ bench: deps build
 # table of outages and invariants; CHAOS_SEED reproduces a run.
 chaos: deps
 	scripts/chaos.sh
-
-# An hour of steady, moderate load on a pair in lab 'soak' (not part of
-# `make test`): RSS, heap, goroutines, fds and transitions of both nodes in
-# a CSV, a summary, and exit 0 only when nothing failed over or failed.
-# SOAK_DURATION [1h], SOAK_SAMPLE [30s], SOAK_OUT=DIR [a temp dir].
-soak: deps build
-	TANDEM_BIN=$(BIN) LABTOOLS_BIN=$(LABTOOLS) scripts/soak.sh $(if $(SOAK_OUT),-o $(SOAK_OUT))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
