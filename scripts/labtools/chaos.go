@@ -267,7 +267,7 @@ cluster:
     protocol: tcp
     algorithm: round_robin
     persistence: {mode: source_ip, mask: 32, timeout: 10m}
-    health_check: {type: http, path: /, expect_status: 200, interval: 100ms, timeout: 100ms, rise: 1, fall: 1}
+    health_check: {type: http, path: /, expect_status: 200, interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
     servers:
       - {name: be1, address: "198.18.0.21:80"}
       - {name: be2, address: "198.18.0.22:80"}
@@ -277,7 +277,7 @@ cluster:
     protocol: udp
     algorithm: round_robin
     persistence: {mode: source_ip, mask: 32, timeout: 10m}
-    health_check: {type: udp, send: "health", expect_body: "^be", interval: 100ms, timeout: 100ms, rise: 1, fall: 1}
+    health_check: {type: udp, send: "health", expect_body: "^be", interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
     servers:
       - {name: be1, address: "198.18.0.21:%s"}
       - {name: be2, address: "198.18.0.22:%s"}
@@ -696,7 +696,7 @@ func (d *driver) run(ctx context.Context) error {
 
 	lcancel()
 	lwg.Wait()
-	return d.report(goals)
+	return d.report(goals, pullGoal)
 }
 
 // waitHomes waits until every client has been answered over TCP and UDP.
@@ -828,23 +828,38 @@ func (d *driver) runStep(ctx context.Context, st chaosStep, row *Row) {
 	}
 	row.Expected = ExpectedMoves(st.Event, row.Role)
 	if len(errs) > 0 {
-		row.Missed = append(row.Missed, "harness: "+strings.Join(errs, "; "))
+		row.Harness = append(row.Harness, "harness: "+strings.Join(errs, "; "))
 		d.say("step %d: %s", row.N, strings.Join(errs, "; "))
 	}
 }
 
-// finishRow measures the row's window and judges it.
+// finishRow measures the row's window, judges it and prints it. The
+// report measures every row again once the load has stopped, when every
+// probe and request has completed (an outage running past a step's end is
+// then measured whole).
 func (d *driver) finishRow(row *Row, g Goals, pullGoal bool) {
-	harness := row.Missed
+	row.Moves, row.Trans = d.transitions(row.Start, row.End)
+	d.rows = append(d.rows, *row)
+	r := d.measure(len(d.rows)-1, g, pullGoal)
+	d.say("row: %s", strings.TrimSpace(strings.SplitN(FormatTable([]Row{r}, false), "\n", 2)[1]))
+}
+
+// measure computes row i's figures from the probes, requests, VIP events
+// and hearing samples recorded so far, and judges it.
+func (d *driver) measure(i int, g Goals, pullGoal bool) Row {
+	row := d.rows[i]
 	from, to := row.Start, row.End
-	tcpOuts, tcpFail := ProbeOutages(d.ld.tcpProbe.completed(), from, to)
-	udpOuts, udpFail := ProbeOutages(d.ld.udpProbe.completed(), from, to)
+	tcpRs, udpRs := d.ld.tcpProbe.completed(), d.ld.udpProbe.completed()
+	tcpOuts, tcpFail := ProbeOutages(tcpRs, from, to)
+	udpOuts, udpFail := ProbeOutages(udpRs, from, to)
+	row.StallMS = msf(max(MaxLaunchGap(tcpRs, from, to), MaxLaunchGap(udpRs, from, to)))
 	tm, to1 := MaxOutage(tcpOuts)
 	um, to2 := MaxOutage(udpOuts)
 	row.TCPOutMS, row.UDPOutMS, row.OpenOut = msf(tm), msf(um), to1 || to2
 	row.ProbeFail = tcpFail + udpFail
 
 	recs := d.ld.records()
+	row.Requests, row.ReqFail = 0, 0
 	for _, r := range recs {
 		if !r.At.Before(from) && r.At.Before(to) {
 			row.Requests++
@@ -861,6 +876,7 @@ func (d *driver) finishRow(row *Row, g Goals, pullGoal bool) {
 	changes := StickyChanges(recs, dead.Dead)
 	row.Lost, row.Rehomed = LostClients(changes, from, to)
 
+	row.DualMS, row.DualHeard = 0, 0
 	for _, ivs := range DualHolds(evs, "lb1", "lb2", vipCIDRs, to) {
 		c := Clip(ivs, from, to)
 		if v := msf(Total(c)); v > row.DualMS {
@@ -870,12 +886,11 @@ func (d *driver) finishRow(row *Row, g Goals, pullGoal bool) {
 			row.DualHeard = v
 		}
 	}
-
-	row.Moves, row.Trans = d.transitions(from, to)
+	harness := row.Harness
 	row.Judge(g, pullGoal)
 	row.Missed = append(harness, row.Missed...)
-	d.rows = append(d.rows, *row)
-	d.say("row: %s", strings.TrimSpace(strings.SplitN(FormatTable([]Row{*row}, false), "\n", 2)[1]))
+	d.rows[i] = row
+	return row
 }
 
 // transitions lists both nodes' transitions in [from, to) and counts
@@ -917,7 +932,10 @@ func (d *driver) transitions(from, to time.Time) (int, []string) {
 
 // report prints the table and the totals, writes them out, and returns an
 // error when a goal was missed.
-func (d *driver) report(g Goals) error {
+func (d *driver) report(g Goals, pullGoal bool) error {
+	for i := range d.rows {
+		d.measure(i, g, pullGoal)
+	}
 	rows := d.rows
 	var sum struct {
 		Seed        uint64   `json:"seed"`

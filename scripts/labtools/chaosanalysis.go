@@ -312,6 +312,29 @@ type Row struct {
 	Expected  int       `json:"expected_moves"`
 	Trans     []string  `json:"transitions"`
 	Missed    []string  `json:"missed_goals"`
+	Harness   []string  `json:"harness_errors,omitempty"` // a lab command failed
+	// StallMS is the longest gap between two probe launches in the
+	// window: well above the interval, the prober itself was starved of
+	// CPU and its probes' timeouts may have fired late (the machine, not
+	// necessarily the pair).
+	StallMS float64 `json:"prober_stall_ms"`
+}
+
+// MaxLaunchGap is the longest time between consecutive launches in
+// [from, to).
+func MaxLaunchGap(rs []Result, from, to time.Time) time.Duration {
+	var m time.Duration
+	var prev time.Time
+	for _, r := range rs {
+		if r.At.Before(from) || !r.At.Before(to) {
+			continue
+		}
+		if !prev.IsZero() && r.At.Sub(prev) > m {
+			m = r.At.Sub(prev)
+		}
+		prev = r.At
+	}
+	return m
 }
 
 // Spurious is how many master changes the step had beyond those expected.
@@ -393,7 +416,7 @@ func ExpectedMoves(event, role string) int {
 // FormatTable renders rows as a fixed-width text table (also valid
 // markdown when md is true).
 func FormatTable(rows []Row, md bool) string {
-	head := []string{"#", "event", "target", "role", "detail", "tcp out ms", "udp out ms", "req failed", "probes failed", "sticky lost", "dual ms", "dual heard ms", "to-MASTER obs/exp", "spurious", "settle ms", "verdict"}
+	head := []string{"#", "event", "target", "role", "detail", "tcp out ms", "udp out ms", "req failed", "probes failed", "sticky lost", "dual ms", "dual heard ms", "to-MASTER obs/exp", "spurious", "settle ms", "stall ms", "verdict"}
 	var cells [][]string
 	for _, r := range rows {
 		verdict := "ok"
@@ -415,7 +438,7 @@ func FormatTable(rows []Row, md bool) string {
 			fmt.Sprint(r.N), r.Event, r.Target, r.Role, r.Detail, tcp, udp,
 			fmt.Sprintf("%d/%d", r.ReqFail, r.Requests), fmt.Sprint(r.ProbeFail),
 			fmt.Sprint(r.Lost), fmt.Sprintf("%.1f", r.DualMS), fmt.Sprintf("%.1f", r.DualHeard),
-			fmt.Sprintf("%d/%d", r.Moves, r.Expected), fmt.Sprint(r.Spurious()), settle, verdict,
+			fmt.Sprintf("%d/%d", r.Moves, r.Expected), fmt.Sprint(r.Spurious()), settle, fmt.Sprintf("%.0f", r.StallMS), verdict,
 		})
 	}
 	w := make([]int, len(head))

@@ -140,6 +140,10 @@ func TestProbeOutagesInWindow(t *testing.T) {
 	if m, open := MaxOutage(outs); m != 100*time.Millisecond || open {
 		t.Fatalf("max %v open %v, want 100ms closed", m, open)
 	}
+	rs[60].At = atMS(640) // launched 40 ms late: 50 ms after the one before
+	if g := MaxLaunchGap(rs, atMS(500), atMS(1000)); g != 50*time.Millisecond {
+		t.Fatalf("max launch gap %v, want 50ms", g)
+	}
 }
 
 func TestJudge(t *testing.T) {
