@@ -267,7 +267,7 @@ cluster:
     protocol: tcp
     algorithm: round_robin
     persistence: {mode: source_ip, mask: 32, timeout: 10m}
-    health_check: {type: http, path: /, expect_status: 200, interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
+    health_check: {type: http, path: /, expect_status: 200, interval: 120ms, timeout: 120ms, rise: 1, fall: 2}
     servers:
       - {name: be1, address: "198.18.0.21:80"}
       - {name: be2, address: "198.18.0.22:80"}
@@ -277,7 +277,7 @@ cluster:
     protocol: udp
     algorithm: round_robin
     persistence: {mode: source_ip, mask: 32, timeout: 10m}
-    health_check: {type: udp, send: "health", expect_body: "^be", interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
+    health_check: {type: udp, send: "health", expect_body: "^be", interval: 120ms, timeout: 120ms, rise: 1, fall: 2}
     servers:
       - {name: be1, address: "198.18.0.21:%s"}
       - {name: be2, address: "198.18.0.22:%s"}
