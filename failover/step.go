@@ -208,6 +208,7 @@ func (s *stepper) advert(a Advert) {
 		return
 	}
 	prev := s.m.Peer.State
+	prevHeard := s.m.Peer.LastHeard
 	s.m.Peer.Node = a.Node
 	s.m.Peer.Priority = a.Priority
 	s.m.Peer.State = a.State
@@ -224,10 +225,18 @@ func (s *stepper) advert(a Advert) {
 		s.advertAsMaster(a, prev)
 	}
 	if s.m.State == Master && s.m.LeaveBy.IsZero() {
+		// Heard again after a silence: the peer may have claimed the
+		// VIPs meanwhile and moved the clients to itself, so announce
+		// again (unless the tie-break above just did).
+		if !s.m.AloneSince.IsZero() && !slices.ContainsFunc(s.acts, isAnnounce) {
+			s.do(Announce{Reason: fmt.Sprintf("peer %s heard again after %s of silence", a.Node, ms(s.now.Sub(prevHeard)))})
+		}
 		s.m.NextAnnounceAt = s.now.Add(s.c.silenceAfter())
 		s.m.AloneSince = time.Time{}
 	}
 }
+
+func isAnnounce(a Action) bool { _, ok := a.(Announce); return ok }
 
 func (s *stepper) advertAsBackup(a Advert) {
 	switch {

@@ -19,7 +19,10 @@ func upPair(t *testing.T, o nodeOpts) *lab {
 	l := newLab(t)
 	l.respond("lb1")
 	l.respond("lb2")
+	// lb1 first, so that with preempt: false it is the master whatever
+	// the machine's load does to the two start-ups.
 	l.start("lb1", o)
+	l.waitFor("lb1 MASTER", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" })
 	l.start("lb2", o)
 	l.waitFor("lb1 MASTER and lb2 BACKUP", 10*time.Second, func() bool {
 		return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
