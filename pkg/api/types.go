@@ -25,10 +25,33 @@ type Status struct {
 	Transitions []Transition `json:"transitions"`
 	// TransitionsTotal counts every transition since start (Transitions
 	// keeps only the recent ones).
-	TransitionsTotal uint64    `json:"transitions_total"`
-	Adverts          Adverts   `json:"adverts"`
-	Version          string    `json:"version"`
-	Now              time.Time `json:"now"`
+	TransitionsTotal uint64  `json:"transitions_total"`
+	Adverts          Adverts `json:"adverts"`
+	// SplitBrain is what the split-brain defence saw.
+	SplitBrain SplitBrain `json:"split_brain"`
+	Version    string     `json:"version"`
+	Now        time.Time  `json:"now"`
+}
+
+// SplitBrain reports the split-brain defence: ARP frames read on the VIP
+// interface, other boxes' announcements of our VIPs (rivals), and the
+// witness.
+type SplitBrain struct {
+	ARPRead      uint64 `json:"arp_read"`
+	ARPMalformed uint64 `json:"arp_malformed"`
+	Rivals       uint64 `json:"rival_announcements"`
+	// Witness is empty when failover.witness is not set.
+	Witness *Witness `json:"witness,omitempty"`
+}
+
+// Witness is failover.witness and how it answers.
+type Witness struct {
+	Address  string `json:"address"`
+	Sent     uint64 `json:"sent"`
+	Answered uint64 `json:"answered"`
+	// LastAnswerMs is -1 before the first answer.
+	LastAnswerMs int64 `json:"last_answer_ms"`
+	Reachable    bool  `json:"reachable"`
 }
 
 // Peer is the other box as this node sees it. State is UNKNOWN when the

@@ -48,6 +48,16 @@ func (n *Node) Status() api.Status {
 	if st.Transitions == nil {
 		st.Transitions = []api.Transition{}
 	}
+	rs := n.rivals.Stats()
+	st.SplitBrain = api.SplitBrain{ARPRead: rs.Read, ARPMalformed: rs.Malformed, Rivals: rs.Sightings}
+	if w := n.gen().cfg.Failover.Witness; w != "" {
+		ws := &api.Witness{Address: w, Sent: n.witness.sent.Load(), Answered: n.witness.answered.Load(), LastAnswerMs: -1,
+			Reachable: !n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval)}
+		if last := n.witness.lastReply.Load(); last != 0 {
+			ws.LastAnswerMs = now.Sub(time.Unix(0, last)).Milliseconds()
+		}
+		st.SplitBrain.Witness = ws
+	}
 	ps := n.peer.Stats()
 	st.Adverts = api.Adverts{Sent: ps.AdvertsSent, Received: ps.AdvertsReceived, Dropped: ps.Dropped}
 
