@@ -155,6 +155,13 @@ type Machine struct {
 	// Demoting marks a leave that ends in BACKUP (a switchover) rather
 	// than INIT (a stop).
 	Demoting bool
+	// HandOver, when set, is why a held master is handing its VIPs to a
+	// peer that is not held (see Advert.Held); unlike a switchover it
+	// preempts back once free.
+	HandOver string
+	// handOverRetryAt keeps an abandoned hand-over from being retried at
+	// once.
+	handOverRetryAt time.Time
 	// Down lists the tracked interfaces that have no carrier.
 	Down []string
 	// NoPreempt is set by a switchover: the node does not take the VIPs
@@ -194,6 +201,8 @@ type PeerView struct {
 	Node     string
 	Priority uint8
 	State    State
+	// Held is the peer's Advert.Held.
+	Held bool
 	// LastHeard is when any advert arrived; LastMaster when one from a
 	// master (or a leaving node) did.
 	LastHeard  time.Time
@@ -238,6 +247,10 @@ type Advert struct {
 	Node     string
 	Priority uint8
 	State    State
+	// Held says the peer must not become master now (it has holds,
+	// such as a witness that does not answer). A master that is held
+	// itself hands its VIPs over to a peer that is not.
+	Held bool
 }
 
 // Link is a carrier change on an interface.

@@ -30,6 +30,7 @@ func (c Config) Step(m Machine, ev Event, now time.Time) (Machine, []Action) {
 	case Rival:
 		s.rival(ev)
 	}
+	s.handOverIfHeld()
 	return s.m, s.acts
 }
 
@@ -59,10 +60,10 @@ func (s *stepper) enter(to State, reason string) {
 	s.m.HandedTo = ""
 	s.m.NextAnnounceAt, s.m.AloneSince = time.Time{}, time.Time{}
 	s.m.RivalUntil, s.m.Rival, s.m.rivalAnnouncedAt = time.Time{}, "", time.Time{}
-	if s.m.Demoting && to == Backup {
+	if s.m.Demoting && to == Backup && s.m.HandOver == "" {
 		s.m.NoPreempt = true
 	}
-	s.m.Demoting = false
+	s.m.Demoting, s.m.HandOver = false, ""
 	s.do(Transition{At: s.now, From: from, To: to, Reason: reason})
 	switch to {
 	case Master:
@@ -212,6 +213,7 @@ func (s *stepper) advert(a Advert) {
 	s.m.Peer.Node = a.Node
 	s.m.Peer.Priority = a.Priority
 	s.m.Peer.State = a.State
+	s.m.Peer.Held = a.Held
 	s.m.Peer.LastHeard = s.now
 	if a.State == Master || a.Priority == 0 {
 		s.m.Peer.LastMaster = s.now
@@ -431,13 +433,19 @@ func (s *stepper) tickLeaving() {
 		to, verb := Init, "stopped"
 		if s.m.Demoting {
 			to, verb = Backup, "switched over"
+			if s.m.HandOver != "" {
+				verb = s.m.HandOver
+			}
 		}
 		switch {
 		case s.m.HandedTo != "":
 			s.enter(to, fmt.Sprintf("%s: handed over to %s", verb, s.m.HandedTo))
 		case s.m.Demoting:
 			// Nobody took over: keep serving rather than drop the VIPs.
-			s.m.LeaveBy, s.m.Demoting = time.Time{}, false
+			if s.m.HandOver != "" {
+				s.m.handOverRetryAt = s.now.Add(10 * s.c.MasterDown())
+			}
+			s.m.LeaveBy, s.m.Demoting, s.m.HandOver = time.Time{}, false, ""
 			s.m.NextAdvertAt = s.now
 			s.do(s.advertNow())
 			s.do(Transition{At: s.now, From: Master, To: Master,
@@ -454,6 +462,24 @@ func (s *stepper) tickLeaving() {
 		s.do(SendAdvert{Priority: 0, State: Master})
 		s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 	}
+}
+
+// handOverIfHeld starts a hand-over, as a switchover does, when this
+// master is held (say its witness stopped answering while its link stayed
+// up) and its peer is alive, BACKUP and not held: the peer serves
+// better. Without such a peer the master keeps the VIPs.
+func (s *stepper) handOverIfHeld() {
+	p := s.m.Peer
+	if s.m.State != Master || !s.m.LeaveBy.IsZero() || len(s.m.Holds) == 0 ||
+		p.Node == "" || p.Held || p.Priority == 0 || p.State != Backup || s.peerSilent() ||
+		s.m.handOverRetryAt.After(s.now) {
+		return
+	}
+	s.m.Demoting = true
+	s.m.HandOver = "held (" + strings.Join(s.m.Holds, "; ") + ")"
+	s.m.LeaveBy = s.now.Add(s.c.MasterDown() + s.c.AdvertInterval)
+	s.do(SendAdvert{Priority: 0, State: Master})
+	s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 }
 
 func (s *stepper) hold(h Hold) {

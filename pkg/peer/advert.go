@@ -20,11 +20,18 @@ import (
 //	node len (1) | node | state len (1) | state | hash len (1) | hash
 //	seq (8) | state age ns (8, >= 0) | sent unix ns (8, 0 = zero time)
 //
+// Version 2 is version 1 with a flags byte after the priority; bit 0 is
+// Held. An advert with no flag set is always sent as version 1, so
+// version 2 with flags 0 (or an unknown flag) is rejected as malformed.
+//
 // Strings are UTF-8 and bounded; the decoder rejects anything else, so a
 // decoded advert always re-encodes to the same bytes.
 const (
 	advertMagic   = "TDMA"
 	advertVersion = 1
+	// advertVersionFlags carries the flags byte.
+	advertVersionFlags = 2
+	flagHeld           = 1
 
 	// MaxNodeLen bounds Advert.Node in bytes.
 	MaxNodeLen = 128
@@ -35,7 +42,7 @@ const (
 
 	advertFixedLen = len(advertMagic) + 1 + 1 + 3 + 3*8
 	// MaxAdvertLen is the largest encoded advert.
-	MaxAdvertLen = advertFixedLen + MaxNodeLen + MaxStateLen + MaxConfigHashLen
+	MaxAdvertLen = advertFixedLen + 1 + MaxNodeLen + MaxStateLen + MaxConfigHashLen
 )
 
 // Errors returned by UnmarshalBinary; wrapped with detail.
@@ -57,6 +64,10 @@ type Advert struct {
 	Seq        uint64        // increases by one per advert sent by a node run
 	StateAge   time.Duration // how long the sender has been in State
 	Sent       time.Time     // sender clock, for display only
+	// Held says the sender must not be master now (its witness does not
+	// answer, for instance): a held master hands over to a peer that is
+	// not held.
+	Held bool
 }
 
 // MarshalBinary encodes a in the compact versioned wire format. It fails
@@ -82,7 +93,11 @@ func (a Advert) MarshalBinary() ([]byte, error) {
 
 	b := make([]byte, 0, advertFixedLen+len(a.Node)+len(a.State)+len(a.ConfigHash))
 	b = append(b, advertMagic...)
-	b = append(b, advertVersion, a.Priority)
+	if a.Held {
+		b = append(b, advertVersionFlags, a.Priority, flagHeld)
+	} else {
+		b = append(b, advertVersion, a.Priority)
+	}
 	b = appendString(b, a.Node)
 	b = appendString(b, a.State)
 	b = appendString(b, a.ConfigHash)
@@ -108,12 +123,22 @@ func (a *Advert) UnmarshalBinary(b []byte) error {
 	if !ok {
 		return ErrTruncated
 	}
-	if version != advertVersion {
+	if version != advertVersion && version != advertVersionFlags {
 		return fmt.Errorf("%w: %d", ErrBadVersion, version)
 	}
 	var out Advert
 	if out.Priority, ok = r.byte(); !ok {
 		return ErrTruncated
+	}
+	if version == advertVersionFlags {
+		flags, ok := r.byte()
+		if !ok {
+			return ErrTruncated
+		}
+		if flags != flagHeld {
+			return fmt.Errorf("%w: flags %#x", ErrBadField, flags)
+		}
+		out.Held = true
 	}
 	var err error
 	if out.Node, err = r.string("node", MaxNodeLen); err != nil {

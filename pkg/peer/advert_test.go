@@ -10,7 +10,7 @@ import (
 
 func sameAdvert(a, b Advert) bool {
 	return a.Node == b.Node && a.Priority == b.Priority && a.State == b.State &&
-		a.ConfigHash == b.ConfigHash && a.Seq == b.Seq && a.StateAge == b.StateAge &&
+		a.ConfigHash == b.ConfigHash && a.Seq == b.Seq && a.StateAge == b.StateAge && a.Held == b.Held &&
 		a.Sent.Equal(b.Sent)
 }
 
@@ -28,6 +28,7 @@ func TestAdvertRoundTrip(t *testing.T) {
 			State: strings.Repeat("S", MaxStateLen), ConfigHash: strings.Repeat("h", MaxConfigHashLen),
 			Seq: ^uint64(0), StateAge: time.Duration(1<<63 - 1), Sent: time.Unix(0, -1)}},
 		{"utf8", Advert{Node: "nœud-π", State: "FAULT", Sent: time.Now()}},
+		{"held", Advert{Node: "lb1", Priority: 150, State: "MASTER", Held: true, Seq: 9}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,7 +36,11 @@ func TestAdvertRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("marshal: %v", err)
 			}
-			if !bytes.HasPrefix(b, []byte("TDMA\x01")) {
+			want := []byte("TDMA\x01")
+			if tt.a.Held {
+				want = []byte("TDMA\x02")
+			}
+			if !bytes.HasPrefix(b, want) {
 				t.Fatalf("encoding %x lacks magic and version", b[:5])
 			}
 			if len(b) > MaxAdvertLen {
@@ -94,7 +99,15 @@ func TestAdvertUnmarshalRejects(t *testing.T) {
 		{"empty", nil, ErrTruncated},
 		{"short magic", []byte("TDM"), ErrTruncated},
 		{"bad magic", mut(func(b []byte) []byte { b[0] = 'X'; return b }), ErrBadMagic},
-		{"bad version", mut(func(b []byte) []byte { b[4] = 2; return b }), ErrBadVersion},
+		{"bad version", mut(func(b []byte) []byte { b[4] = 3; return b }), ErrBadVersion},
+		// Version 2 without the held flag must be sent as version 1.
+		{"flags 0", mut(func(b []byte) []byte {
+			return append(append([]byte{}, b[:4]...), append([]byte{2, b[5], 0}, b[6:]...)...)
+		}), ErrBadField},
+		{"unknown flag", mut(func(b []byte) []byte {
+			return append(append([]byte{}, b[:4]...), append([]byte{2, b[5], 3}, b[6:]...)...)
+		}), ErrBadField},
+		{"no flags", mut(func(b []byte) []byte { b[4] = 2; return b[:6] }), ErrTruncated},
 		{"no priority", good[:5], ErrTruncated},
 		{"trailing", append(bytes.Clone(good), 0), ErrTrailing},
 		{"huge node len", mut(func(b []byte) []byte { b[nodeLenAt] = 255; return b }), ErrBadField},
@@ -132,6 +145,7 @@ func FuzzAdvert(f *testing.F) {
 		{Node: "lb1", Priority: 150, State: "MASTER", ConfigHash: "sha256:abc", Seq: 42,
 			StateAge: time.Minute, Sent: time.Unix(1767225600, 5)},
 		{Node: "lb2", State: "BACKUP", Seq: 1},
+		{Node: "lb1", Priority: 150, State: "MASTER", Seq: 3, Held: true},
 	}
 	for _, a := range seeds {
 		b, err := a.MarshalBinary()

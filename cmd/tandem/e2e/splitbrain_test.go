@@ -229,3 +229,36 @@ func TestFlappingLinkDoesNotBounceTheVIPs(t *testing.T) {
 		return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
 	})
 }
+
+// TestWitnessMakesAnIsolatedMasterHandOver: the master's switch port
+// drops everything while its carrier stays up, but the dedicated cable
+// still carries adverts. Its witness stops answering, so it hands the
+// VIPs to lb2, whose witness answers; once healed it takes them back.
+func TestWitnessMakesAnIsolatedMasterHandOver(t *testing.T) {
+	l := upPair(t, nodeOpts{preempt: true, paths: true, extra: "  witness: 198.18.0.2\n"})
+	p := l.probe()
+	if err := l.script("isolate", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb2 MASTER, lb1 BACKUP", 5*time.Second, func() bool {
+		return l.state("lb2") == "MASTER" && l.holdsVIP("lb2") && l.state("lb1") == "BACKUP" && !l.holdsVIP("lb1")
+	})
+	l.onlyServedBy("lb2")
+	st, err := l.status("lb1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := st.Transitions[len(st.Transitions)-1]; !strings.Contains(last.Reason, "witness 198.18.0.2 does not answer") {
+		t.Errorf("lb1 stepped down because %q", last.Reason)
+	}
+	if err := l.script("heal"); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("lb1 to take the VIPs back", 10*time.Second, func() bool {
+		return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
+	})
+	s := p.stop(t)
+	for _, o := range s.Outages {
+		t.Logf("isolated master: client outage %.1f ms (%d failed probes)", o.MS, o.Failed)
+	}
+}

@@ -298,7 +298,7 @@ func (n *Node) forwardAdverts(ctx context.Context) {
 			n.noteLateAdvert(prev, r)
 			// Holds that depend on this advert (drift, sync) first.
 			n.refreshHolds()
-			n.loop.Post(failover.Advert{Node: r.Advert.Node, Priority: r.Advert.Priority, State: st})
+			n.loop.Post(failover.Advert{Node: r.Advert.Node, Priority: r.Advert.Priority, State: st, Held: r.Advert.Held})
 		}
 	}
 }
@@ -420,6 +420,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		err := n.peer.SendAdvert(peer.Advert{
 			Node: n.gen().cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
 			ConfigHash: n.gen().advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
+			Held: len(m.Holds) > 0,
 		})
 		if err != nil {
 			n.log.Debug("send advert", "err", err)
