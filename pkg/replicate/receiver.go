@@ -50,7 +50,7 @@ func (r *Replicator) serveInbound(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	s, hash, err := serverHandshake(c, r.keys, r.cfg.Node, r.timeout)
+	s, hash, err := serverHandshake(c, r.keys.Load(), r.cfg.Node, r.timeout)
 	<-r.hsSem
 	if err != nil {
 		r.noteProblem("in", err)
@@ -66,7 +66,7 @@ func (r *Replicator) serveInbound(ctx context.Context, c net.Conn) {
 
 	r.mu.Lock()
 	old := r.inConn
-	r.inConn = c
+	r.inConn, r.inKey = c, s.key
 	r.mu.Unlock()
 	if old != nil {
 		old.Close()

@@ -42,8 +42,11 @@ type Config struct {
 	// Key is the cluster key (16, 24 or 32 bytes). nil needs Insecure,
 	// which seals frames with a well-known key: integrity against
 	// accidents, no secrecy.
-	Key      []byte
-	Insecure bool
+	Key []byte
+	// AcceptKeys are further keys a peer may prove during a key rotation
+	// (see SetKeys); Key is the primary.
+	AcceptKeys [][]byte
+	Insecure   bool
 	// ConfigHash must match the peer's; a peer with another config is
 	// refused (logged, Status NOT SYNCED) so a half-rolled-out change
 	// cannot route sticky clients by mismatched server indexes.
@@ -100,7 +103,7 @@ type Replicator struct {
 	cfg   Config
 	store Store
 	log   *slog.Logger
-	keys  keys
+	keys  atomic.Pointer[keySet]
 	start time.Time // monotonic base of publish stamps
 
 	// Publish queue. queue is a gap-free suffix of the published updates
@@ -120,6 +123,7 @@ type Replicator struct {
 	mu            sync.Mutex // guards the fields below
 	outConn       net.Conn
 	inConn        net.Conn
+	outKey, inKey []byte // the cluster key each connection authenticated with
 	outUp         bool
 	inUp          bool
 	peerName      string
@@ -170,9 +174,15 @@ func New(cfg Config, store Store) (*Replicator, error) {
 	}
 	switch len(cfg.Key) {
 	case 16, 24, 32:
+		if err := checkKeys(append([][]byte{cfg.Key}, cfg.AcceptKeys...)); err != nil {
+			errs = append(errs, err)
+		}
 	case 0:
 		if !cfg.Insecure {
 			errs = append(errs, errors.New("replicate: no cluster key: set one, or Insecure"))
+		}
+		if len(cfg.AcceptKeys) > 0 {
+			errs = append(errs, errors.New("replicate: accepted keys without a primary key"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("replicate: cluster key is %d bytes, want 16, 24 or 32", len(cfg.Key)))
@@ -198,16 +208,16 @@ func New(cfg Config, store Store) (*Replicator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	key := cfg.Key
-	if len(key) == 0 {
-		key = insecureKey
+	masters := append([][]byte{cfg.Key}, cfg.AcceptKeys...)
+	if len(cfg.Key) == 0 {
+		masters = [][]byte{insecureKey}
 	}
-	k, err := deriveKeys(key)
+	ks, err := newKeySet(masters)
 	if err != nil {
 		return nil, fmt.Errorf("replicate: derive keys: %w", err)
 	}
 	r := &Replicator{
-		cfg: cfg, store: store, keys: k, start: time.Now(),
+		cfg: cfg, store: store, start: time.Now(),
 		log:         cfg.Logger.With("peer", cfg.Peer),
 		resync:      true, // nothing sent yet: the first connection sends a bulk
 		notify:      make(chan struct{}, 1),
@@ -222,6 +232,7 @@ func New(cfg Config, store Store) (*Replicator, error) {
 		maxBatch:    4096,
 		maxInflight: 256,
 	}
+	r.keys.Store(ks)
 	r.out.ackCh = make(chan struct{}, 1)
 	return r, nil
 }
