@@ -70,13 +70,9 @@ type Node struct {
 
 // New builds a node; nothing is opened until Run.
 func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
-	key, err := cfg.ClusterKey()
+	keys, err := cfg.ClusterKeys() // the primary first, then the accepted ones
 	if err != nil {
 		return nil, fmt.Errorf("cluster key: %w", err)
-	}
-	var keys [][]byte
-	if key != nil {
-		keys = [][]byte{key}
 	}
 	f := cfg.Failover
 	tr, err := peer.New(peer.Config{
@@ -112,7 +108,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.cur.Store(newGeneration(cfg, clusters))
-	if err := n.buildReplication(key); err != nil {
+	n.reload.keys = keys
+	if err := n.buildReplication(keys); err != nil {
 		return nil, err
 	}
 	return n, nil
