@@ -152,7 +152,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.listenClusters(); err != nil {
 		return err
 	}
-	ln, err := api.Listen(n.gen().cfg.Node.APISocket)
+	ln, err := n.listenAPI()
 	if err != nil {
 		return err
 	}
