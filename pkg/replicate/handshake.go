@@ -46,6 +46,7 @@ const (
 	dropFrame     = "bad_frame"      // a sealed frame failed to open, was too large or malformed
 	dropBusy      = "busy"           // too many handshakes in progress
 	dropQueue     = "queue_overflow" // entries discarded by Publish; a resync repairs them
+	dropPanic     = "panic"          // serving the connection panicked (a bug): connection dropped, node kept
 )
 
 // refusal is a handshake failure with the Status.Dropped reason to count.

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -152,3 +154,36 @@ func TestWrongKeyPeerInjectsNothing(t *testing.T) {
 
 // binary1 is a message of one type byte and one uvarint below 128.
 func binary1(typ byte, v byte) []byte { return []byte{typ, v} }
+
+// panicStore panics on the first Apply, like a bug would.
+type panicStore struct {
+	*memStore
+	once sync.Once
+}
+
+func (p *panicStore) Apply(e Entry) {
+	p.once.Do(func() { panic("apply exploded") })
+	p.memStore.Apply(e)
+}
+
+// TestPanicDropsConnectionNotNode: a panic while applying the peer's
+// stream drops that connection (logged, counted as "panic"); the node
+// lives on, the peer reconnects and the tables converge.
+func TestPanicDropsConnectionNotNode(t *testing.T) {
+	sa := newStore(false)
+	for i := range 5 {
+		sa.put(testEntry(i, 10))
+	}
+	la, lb := listen(t), listen(t)
+	a := newNode(t, "lb1", la, lb.Addr().String(), sa, nil)
+	inner := newStore(false)
+	b := newNode(t, "lb2", lb, la.Addr().String(), &panicStore{memStore: inner}, nil)
+	a.start(t)
+	b.start(t)
+	waitFor(t, 5*time.Second, "panic counted", func() bool { return b.r.Status().Dropped[dropPanic] == 1 })
+	waitFor(t, 5*time.Second, "IN SYNC after the panic", inSync(a, b))
+	waitFor(t, 2*time.Second, "entries", func() bool { return inner.len() == 5 })
+	if !strings.Contains(b.logs.String(), "apply exploded") {
+		t.Errorf("panic not logged: %s", b.logs.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -393,6 +394,22 @@ func (r *Replicator) noteProblem(dir string, err error) {
 		level = slog.LevelDebug
 	}
 	r.log.Log(context.Background(), level, "replication connection failed", "dir", dir, "reason", reason, "err", err)
+}
+
+// recoverConn, deferred by the goroutines that read a peer connection,
+// turns a panic there into a dropped connection, logged with its stack
+// and counted. Without it a bug reachable from the network would kill
+// the node with its VIPs still on the interface, where they would clash
+// with the peer's; the peer reconnects and resyncs instead.
+func (r *Replicator) recoverConn(dir string, c net.Conn) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.Close()
+	r.countDrop(dropPanic, 1)
+	r.log.Error("replication connection panicked; connection dropped", "dir", dir,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 }
 
 // killConns closes the current connections (tests use it to cut the

@@ -103,6 +103,7 @@ func (r *Replicator) runOutbound(ctx context.Context) (established bool, err err
 	var ackErr error
 	go func() {
 		defer close(ackDone)
+		defer r.recoverConn("out", c)
 		ackErr = r.readAcks(s)
 		c.Close()
 	}()
