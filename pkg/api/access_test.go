@@ -235,3 +235,25 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestManyClientsDoNotExhaustConns: more Clients than MaxConns, each made
+// for one call and dropped (as the CLI and tests do), all get answers:
+// no idle connection is left holding a slot.
+func TestManyClientsDoNotExhaustConns(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "t.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, l, Handler(fixed{Node: "lb1"}, nil, nil), slog.New(slog.DiscardHandler))
+	for i := range 2 * MaxConns {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := NewClient(sock).Status(cctx)
+		ccancel()
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}

@@ -208,7 +208,7 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
 	writeTimeout      = time.Minute // a reload may take a few seconds
-	idleTimeout       = time.Minute
+	idleTimeout       = 10 * time.Second
 )
 
 // Serve answers on l until ctx ends, then removes the socket file. A
