@@ -12,8 +12,12 @@ import (
 	"github.com/tandem-lb/tandem/pkg/config"
 )
 
-// maxHTTPBody is how much of a reply body the http check reads.
-const maxHTTPBody = 64 << 10
+// maxHTTPBody is how much of a reply body the http check reads;
+// maxHTTPHeader bounds the reply's header (net/http's default is 1 MiB).
+const (
+	maxHTTPBody   = 64 << 10
+	maxHTTPHeader = 64 << 10
+)
 
 // httpChecker GETs a path and expects a status and, optionally, a
 // substring of the body. It never reuses a connection between probes (a
@@ -44,9 +48,10 @@ func newHTTPChecker(hc config.HealthCheck) (*httpChecker, error) {
 		body:   hc.ExpectBody,
 		client: &http.Client{
 			Transport: &http.Transport{
-				DisableKeepAlives:  true,
-				DisableCompression: true,
-				Proxy:              nil, // never a proxy from the environment
+				DisableKeepAlives:      true,
+				DisableCompression:     true,
+				MaxResponseHeaderBytes: maxHTTPHeader,
+				Proxy:                  nil, // never a proxy from the environment
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},

@@ -20,9 +20,11 @@ func newReloadCmd() *cobra.Command {
 apply it without dropping established connections: clusters added,
 changed (the new listener starts beside the old one) or removed (it
 stops accepting, its connections finish), servers, checks, VIPs,
-priority, preempt and the notify hook. An invalid file is refused with
-every problem printed as FILE:LINE: key: message, and a change that
-needs a restart (node.*, cluster.*, failover.interface,
+priority, preempt, the notify hook and the cluster keys (cluster.secret,
+secret_file and accept_secrets: a key rotation needs no restart). An
+invalid file is refused with every problem printed as FILE:LINE: key:
+message, and a change that needs a restart (node.*, the other
+cluster.* keys, failover.interface,
 failover.track_interfaces, failover.advert_interval) is refused; the
 node then runs on unchanged. Reload both boxes: until then status shows
 the config drift. Prints what changed.`,

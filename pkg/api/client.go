@@ -25,6 +25,10 @@ func NewClient(path string) *Client {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		},
+		// One connection per request: a Client is cheap and often made per
+		// call, and an idle connection left behind would hold one of the
+		// server's MaxConns slots until its idle timeout.
+		DisableKeepAlives: true,
 	}
 	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
 }

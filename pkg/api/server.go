@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // StatusSource is what the server asks for a status.
@@ -164,8 +167,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // Listen opens the unix socket at path with mode 0600, creating its
 // directory and replacing a stale socket left by a crash. It refuses to
-// replace a socket that a live daemon still answers on.
+// replace a socket that a live daemon still answers on. Only root and the
+// daemon's own user may connect (see ListenAccess).
 func Listen(path string) (net.Listener, error) {
+	return ListenAccess(path, Access{GID: -1})
+}
+
+// listenSocket opens the socket; ListenAccess sets its mode and group.
+func listenSocket(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("api socket directory: %w", err)
 	}
@@ -179,20 +188,43 @@ func Listen(path string) (net.Listener, error) {
 			return nil, fmt.Errorf("remove stale api socket: %w", err)
 		}
 	}
+	// Between here and the chmod the socket has the umask's mode; the
+	// peer-credentials check guards that moment.
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("api socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("api socket mode: %w", err)
-	}
 	return l, nil
 }
 
-// Serve answers on l until ctx ends, then removes the socket file.
+// Limits of every connection Serve answers (the control socket and the
+// metrics endpoint): a client can make the server hold no more than
+// MaxConns connections, MaxHeaderBytes of request header and
+// MaxBodyBytes of body each, and no connection longer than the timeouts.
+const (
+	MaxConns          = 64
+	MaxHeaderBytes    = 16 << 10
+	MaxBodyBytes      = 64 << 10
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = time.Minute // a reload may take a few seconds
+	idleTimeout       = 10 * time.Second
+)
+
+// Serve answers on l until ctx ends, then removes the socket file. A
+// handler that panics is logged with its stack and answered 500; the
+// server and the node keep running.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{
+		Handler:           recoverPanics(http.MaxBytesHandler(h, MaxBodyBytes), log),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	l = netutil.LimitListener(l, MaxConns)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -209,4 +241,24 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger
 		log.Error("control API stopped", "err", err)
 		return fmt.Errorf("control api: %w", err)
 	}
+}
+
+// recoverPanics answers 500 to a request whose handler panicked and logs
+// the panic with its stack. net/http would recover it too, but only by
+// dropping the connection and printing to the standard logger; this makes
+// it visible in the node's log and gives the client an answer.
+func recoverPanics(h http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("control API handler panicked", "method", r.Method, "path", r.URL.Path,
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				writeJSON(w, http.StatusInternalServerError, Error{Error: fmt.Sprintf("internal error: %v", v)})
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
 }

@@ -30,9 +30,16 @@ type Config struct {
 type Node struct {
 	// Name is unique in the pair and appears in adverts, status and logs.
 	Name string `mapstructure:"name" json:"name"`
-	// APISocket is the unix socket of the control API (mode 0600).
+	// APISocket is the unix socket of the control API (mode 0600, or 0660
+	// with APIGroup).
 	APISocket string `mapstructure:"api_socket" json:"api_socket"`
-	// MetricsListen is the address of the Prometheus endpoint; "" disables it.
+	// APIGroup, a group name or numeric gid, may also use the control
+	// API: the socket is made mode 0660 and owned by that group, and a
+	// client whose gid or supplementary groups include it is let in.
+	// Empty lets in only root and the daemon's own user. [""]
+	APIGroup string `mapstructure:"api_group" json:"api_group"`
+	// MetricsListen is the address of the Prometheus endpoint; "" disables
+	// it. With no host (":9110") it binds 127.0.0.1 only.
 	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `mapstructure:"log_level" json:"log_level"`
@@ -50,9 +57,16 @@ type Cluster struct {
 	Bind string `mapstructure:"bind" json:"bind"`
 	// Peers lists the other box's address:port.
 	Peers []string `mapstructure:"peers" json:"peers"`
-	// Secret is a base64 16, 24 or 32-byte key; SecretFile holds one instead.
+	// Secret is the primary key, base64 of 16, 24 or 32 bytes: the pair
+	// sends with it and accepts it. SecretFile holds it instead, or
+	// several keys one a line (blank lines and # comments ignored): the
+	// first is the primary, the others are only accepted.
 	Secret     string `mapstructure:"secret" json:"-"`
 	SecretFile string `mapstructure:"secret_file" json:"secret_file"`
+	// AcceptSecrets are further base64 keys accepted on receive and never
+	// used to send, for a rotation without a restart: a reload that
+	// changes only the keys applies them live. [[]]
+	AcceptSecrets []string `mapstructure:"accept_secrets" json:"-"`
 	// Insecure must be true to run without a key.
 	Insecure bool `mapstructure:"insecure" json:"insecure"`
 	// Label is stamped on every memberlist packet; packets of another

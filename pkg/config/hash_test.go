@@ -46,8 +46,8 @@ func TestExampleFullShowsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range []string{
-		"node.name", "node.api_socket", "node.metrics_listen", "node.log_level",
-		"cluster.bind", "cluster.peers", "cluster.secret", "cluster.secret_file", "cluster.insecure", "cluster.label",
+		"node.name", "node.api_socket", "node.api_group", "node.metrics_listen", "node.log_level",
+		"cluster.bind", "cluster.peers", "cluster.secret", "cluster.secret_file", "cluster.accept_secrets", "cluster.insecure", "cluster.label",
 		"failover.interface", "failover.priority", "failover.preempt", "failover.preempt_delay",
 		"failover.advert_interval", "failover.vips", "failover.garp.count", "failover.garp.interval",
 		"failover.garp.refresh", "failover.track_interfaces", "failover.notify",

@@ -27,7 +27,8 @@ const errNoKey = "no cluster key: set cluster.secret or cluster.secret_file, or 
 // Validate checks the whole config and returns an Errors listing every
 // problem found, each with its key path and, when the config came from a
 // file, the file and line; nil when the config is valid. It reads
-// cluster.secret_file and stats failover.notify, nothing else.
+// cluster.secret_file, stats failover.notify and looks node.api_group up
+// in the group database, nothing else.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.node()
@@ -63,6 +64,11 @@ func (v *validator) node() {
 	}
 	if !filepath.IsAbs(n.APISocket) {
 		v.add("node.api_socket", "must be an absolute path (got %q)", n.APISocket)
+	}
+	if n.APIGroup != "" {
+		if _, err := n.APIGroupID(); err != nil {
+			v.add("node.api_group", "%v", err)
+		}
 	}
 	if n.MetricsListen != "" {
 		if err := checkHostPort(n.MetricsListen); err != nil {
@@ -139,23 +145,9 @@ func (v *validator) heartbeatPaths(bind netip.AddrPort, bindOK bool) {
 }
 
 func (v *validator) clusterKey() {
-	cl := v.c.Cluster
-	switch {
-	case cl.Secret == "" && cl.SecretFile == "":
-		if !cl.Insecure {
-			v.add("cluster.secret", errNoKey)
-		}
-		return
-	case cl.Secret != "" && cl.SecretFile != "":
-		v.add("cluster.secret_file", "set either cluster.secret or cluster.secret_file, not both")
-		return
-	}
-	if _, err := v.c.ClusterKey(); err != nil {
-		key := "cluster.secret"
-		if cl.SecretFile != "" {
-			key = "cluster.secret_file"
-		}
-		v.add(key, "%v", err)
+	_, probs := v.c.clusterKeys()
+	for _, p := range probs {
+		v.add(p.key, "%s", p.msg)
 	}
 }
 

@@ -158,12 +158,44 @@ func Handler(src api.StatusSource) http.Handler {
 	return mux
 }
 
-// Serve listens on addr and serves metrics until ctx ends.
+// Serve answers /metrics on addr until ctx ends. An address without a
+// host (":9110") binds 127.0.0.1 only: the metrics show the pair's
+// state, servers and traffic, which is nobody else's business. An
+// explicit host that is not loopback is allowed, with a warning at start.
+// The limits of api.Serve apply.
 func Serve(ctx context.Context, addr string, src api.StatusSource, log *slog.Logger) error {
-	l, err := net.Listen("tcp", addr)
+	bind, exposed, err := ListenAddr(addr)
 	if err != nil {
 		return fmt.Errorf("metrics listen %s: %w", addr, err)
 	}
+	l, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("metrics listen %s: %w", bind, err)
+	}
+	if exposed {
+		log.Warn("metrics are reachable beyond this host: anyone who can connect reads the pair's state; bind 127.0.0.1 or firewall the port",
+			"addr", l.Addr().String())
+	}
 	log.Info("metrics listening", "addr", l.Addr().String())
 	return api.Serve(ctx, l, Handler(src), log)
+}
+
+// ListenAddr returns the address Serve binds for node.metrics_listen: a
+// missing host becomes 127.0.0.1. exposed reports a host that may be
+// reachable from other machines: any address but a loopback one, and any
+// name but localhost.
+func ListenAddr(addr string) (bind string, exposed bool, err error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false, err
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "":
+		return net.JoinHostPort("127.0.0.1", port), false, nil
+	case host == "localhost":
+		return addr, false, nil
+	case ip != nil:
+		return addr, !ip.IsLoopback(), nil
+	}
+	return addr, true, nil
 }

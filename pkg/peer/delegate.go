@@ -23,6 +23,12 @@ const (
 	msgAdvert byte = 'A'
 
 	maxAddrLen = len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")
+
+	// MaxUserMsgLen bounds a user message: an envelope and the largest
+	// advert. A longer one is dropped as "decode" before it is parsed.
+	// (memberlist bounds the rest itself: 64 KiB packets, 20 MiB of
+	// push/pull state, which our LocalState and MergeRemoteState never use.)
+	MaxUserMsgLen = 2 + maxAddrLen + MaxAdvertLen
 )
 
 func encodeEnvelope(typ byte, from string, body []byte) []byte {
@@ -80,6 +86,10 @@ var (
 // NotifyMsg decodes one user message. It does not retain msg: the advert
 // decoder copies every string out of it.
 func (d *delegate) NotifyMsg(msg []byte) {
+	if len(msg) > MaxUserMsgLen {
+		d.c.drop(DropDecode)
+		return
+	}
 	typ, from, body, ok := decodeEnvelope(msg)
 	if !ok || typ != msgAdvert {
 		d.c.drop(DropDecode)

@@ -73,6 +73,7 @@ type Transport struct {
 
 	mu       sync.Mutex
 	ml       *memberlist.Memberlist
+	keyring  *memberlist.Keyring // nil without encryption
 	stopJoin context.CancelFunc
 	wg       sync.WaitGroup
 	shut     bool
@@ -194,6 +195,7 @@ func (t *Transport) AdvertInterval() time.Duration { return t.cfg.AdvertInterval
 // failure detection (a dead peer is noticed in about ProbeInterval plus
 // SuspicionMult*ProbeInterval), quick convergence, and immediate reuse of
 // a dead node's name so a restarted peer rejoins at once.
+// It must be called with t.mu held.
 func (t *Transport) memberlistConfig() (*memberlist.Config, error) {
 	bind := netip.MustParseAddrPort(t.cfg.Bind)
 	mc := memberlist.DefaultLANConfig()
@@ -222,6 +224,7 @@ func (t *Transport) memberlistConfig() (*memberlist.Config, error) {
 			return nil, fmt.Errorf("keyring: %w", err)
 		}
 		mc.Keyring = kr
+		t.keyring = kr
 		mc.GossipVerifyIncoming = true
 		mc.GossipVerifyOutgoing = true
 	}

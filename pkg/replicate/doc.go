@@ -23,7 +23,10 @@
 //	R→S hello_r | HMAC(Ka, "server hello", hello_s, hello_r)
 //	S→R HMAC(Ka, "client finished", hello_s, hello_r|mac)
 //
-// Ka = HKDF-SHA256(cluster key, info "auth"). Both nonces are fresh, so
+// Ka = HKDF-SHA256(cluster key, info "auth"). During a key rotation a node
+// holds several keys: R MACs with its primary key, S accepts a MAC under
+// any key it holds and continues with that one, so the connection's keys
+// derive from a key both hold. Both nonces are fresh, so
 // each MAC proves the other side holds the key now: a peer without the key
 // cannot connect, replay or inject. Each direction then gets its own
 // AES-256-GCM key, HKDF-SHA256(cluster key, salt nonce_s|nonce_r, info

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -45,6 +46,7 @@ const (
 	dropFrame     = "bad_frame"      // a sealed frame failed to open, was too large or malformed
 	dropBusy      = "busy"           // too many handshakes in progress
 	dropQueue     = "queue_overflow" // entries discarded by Publish; a resync repairs them
+	dropPanic     = "panic"          // serving the connection panicked (a bug): connection dropped, node kept
 )
 
 // refusal is a handshake failure with the Status.Dropped reason to count.
@@ -141,6 +143,7 @@ type session struct {
 	fw   frameWriter
 	fr   frameReader
 	peer string // the peer's node name
+	key  []byte // the cluster key the session's keys derive from
 }
 
 // send seals plain into the write buffer; flush sends it.
@@ -178,7 +181,7 @@ func newSession(c net.Conn, br *bufio.Reader, bw *bufio.Writer, k keys, cn, sn [
 	if !sender {
 		out, in = r2s, s2r
 	}
-	s := &session{conn: c, bw: bw, peer: peer}
+	s := &session{conn: c, bw: bw, peer: peer, key: k.master}
 	s.fw = frameWriter{w: bw, aead: out}
 	s.fr = frameReader{r: br, aead: in}
 	return s, nil
@@ -192,8 +195,12 @@ func newSession(c net.Conn, br *bufio.Reader, bw *bufio.Writer, k keys, cn, sn [
 //	C→S sealed CONFIG{hash}
 //	S→C sealed STATE{hash, epoch, seq}
 //
+// The receiver MACs with its primary key; the sender accepts a MAC under
+// any of its keys and goes on with that key, so the two may have
+// different primaries during a key rotation.
+//
 // It returns the session and the receiver's position in this node's stream.
-func clientHandshake(c net.Conn, k keys, node, hash string, timeout time.Duration) (*session, streamState, error) {
+func clientHandshake(c net.Conn, ks *keySet, node, hash string, timeout time.Duration) (*session, streamState, error) {
 	c.SetDeadline(time.Now().Add(timeout))
 	br, bw := bufio.NewReaderSize(c, bufSize), bufio.NewWriterSize(c, bufSize)
 	ch := hello{version: protoVersion, node: node}
@@ -214,9 +221,11 @@ func clientHandshake(c net.Conn, k keys, node, hash string, timeout time.Duratio
 	if err != nil {
 		return nil, streamState{}, err
 	}
-	if !hmac.Equal(mac, k.mac(labelServer, chb, shb)) {
+	i := slices.IndexFunc(ks.all, func(k keys) bool { return hmac.Equal(mac, k.mac(labelServer, chb, shb)) })
+	if i < 0 {
 		return nil, streamState{}, refuse(dropAuth, "peer %q failed authentication (different cluster key?)", sh.node)
 	}
+	k := ks.all[i]
 	if err := writePlain(bw, k.mac(labelClient, chb, shf)); err != nil {
 		return nil, streamState{}, refuse(dropHandshake, "send finished: %w", err)
 	}
@@ -250,8 +259,9 @@ func clientHandshake(c net.Conn, k keys, node, hash string, timeout time.Duratio
 
 // serverHandshake runs the accepting (receiving) side up to reading the
 // sender's CONFIG; the caller answers with STATE. It returns the session
-// and the peer's config hash.
-func serverHandshake(c net.Conn, k keys, node string, timeout time.Duration) (*session, string, error) {
+// and the peer's config hash. It proves and expects the primary key of ks.
+func serverHandshake(c net.Conn, ks *keySet, node string, timeout time.Duration) (*session, string, error) {
+	k := ks.primary
 	c.SetDeadline(time.Now().Add(timeout))
 	br, bw := bufio.NewReaderSize(c, bufSize), bufio.NewWriterSize(c, bufSize)
 	chb, err := readPlain(br, maxHelloLen)

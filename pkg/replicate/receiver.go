@@ -48,9 +48,17 @@ func (r *Replicator) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.W
 // same config, makes it the inbound stream (closing an older one).
 func (r *Replicator) serveInbound(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	defer r.recoverConn("in", c)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	s, hash, err := serverHandshake(c, r.keys, r.cfg.Node, r.timeout)
+	inHandshake := true
+	defer func() {
+		if inHandshake {
+			<-r.hsSem // released below unless the handshake panicked
+		}
+	}()
+	s, hash, err := serverHandshake(c, r.keys.Load(), r.cfg.Node, r.timeout)
+	inHandshake = false
 	<-r.hsSem
 	if err != nil {
 		r.noteProblem("in", err)
@@ -66,7 +74,7 @@ func (r *Replicator) serveInbound(ctx context.Context, c net.Conn) {
 
 	r.mu.Lock()
 	old := r.inConn
-	r.inConn = c
+	r.inConn, r.inKey = c, s.key
 	r.mu.Unlock()
 	if old != nil {
 		old.Close()

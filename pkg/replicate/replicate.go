@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +43,11 @@ type Config struct {
 	// Key is the cluster key (16, 24 or 32 bytes). nil needs Insecure,
 	// which seals frames with a well-known key: integrity against
 	// accidents, no secrecy.
-	Key      []byte
-	Insecure bool
+	Key []byte
+	// AcceptKeys are further keys a peer may prove during a key rotation
+	// (see SetKeys); Key is the primary.
+	AcceptKeys [][]byte
+	Insecure   bool
 	// ConfigHash must match the peer's; a peer with another config is
 	// refused (logged, Status NOT SYNCED) so a half-rolled-out change
 	// cannot route sticky clients by mismatched server indexes.
@@ -100,7 +104,7 @@ type Replicator struct {
 	cfg   Config
 	store Store
 	log   *slog.Logger
-	keys  keys
+	keys  atomic.Pointer[keySet]
 	start time.Time // monotonic base of publish stamps
 
 	// Publish queue. queue is a gap-free suffix of the published updates
@@ -120,6 +124,7 @@ type Replicator struct {
 	mu            sync.Mutex // guards the fields below
 	outConn       net.Conn
 	inConn        net.Conn
+	outKey, inKey []byte // the cluster key each connection authenticated with
 	outUp         bool
 	inUp          bool
 	peerName      string
@@ -170,9 +175,15 @@ func New(cfg Config, store Store) (*Replicator, error) {
 	}
 	switch len(cfg.Key) {
 	case 16, 24, 32:
+		if err := checkKeys(append([][]byte{cfg.Key}, cfg.AcceptKeys...)); err != nil {
+			errs = append(errs, err)
+		}
 	case 0:
 		if !cfg.Insecure {
 			errs = append(errs, errors.New("replicate: no cluster key: set one, or Insecure"))
+		}
+		if len(cfg.AcceptKeys) > 0 {
+			errs = append(errs, errors.New("replicate: accepted keys without a primary key"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("replicate: cluster key is %d bytes, want 16, 24 or 32", len(cfg.Key)))
@@ -198,16 +209,16 @@ func New(cfg Config, store Store) (*Replicator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	key := cfg.Key
-	if len(key) == 0 {
-		key = insecureKey
+	masters := append([][]byte{cfg.Key}, cfg.AcceptKeys...)
+	if len(cfg.Key) == 0 {
+		masters = [][]byte{insecureKey}
 	}
-	k, err := deriveKeys(key)
+	ks, err := newKeySet(masters)
 	if err != nil {
 		return nil, fmt.Errorf("replicate: derive keys: %w", err)
 	}
 	r := &Replicator{
-		cfg: cfg, store: store, keys: k, start: time.Now(),
+		cfg: cfg, store: store, start: time.Now(),
 		log:         cfg.Logger.With("peer", cfg.Peer),
 		resync:      true, // nothing sent yet: the first connection sends a bulk
 		notify:      make(chan struct{}, 1),
@@ -222,6 +233,7 @@ func New(cfg Config, store Store) (*Replicator, error) {
 		maxBatch:    4096,
 		maxInflight: 256,
 	}
+	r.keys.Store(ks)
 	r.out.ackCh = make(chan struct{}, 1)
 	return r, nil
 }
@@ -382,6 +394,22 @@ func (r *Replicator) noteProblem(dir string, err error) {
 		level = slog.LevelDebug
 	}
 	r.log.Log(context.Background(), level, "replication connection failed", "dir", dir, "reason", reason, "err", err)
+}
+
+// recoverConn, deferred by the goroutines that read a peer connection,
+// turns a panic there into a dropped connection, logged with its stack
+// and counted. Without it a bug reachable from the network would kill
+// the node with its VIPs still on the interface, where they would clash
+// with the peer's; the peer reconnects and resyncs instead.
+func (r *Replicator) recoverConn(dir string, c net.Conn) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.Close()
+	r.countDrop(dropPanic, 1)
+	r.log.Error("replication connection panicked; connection dropped", "dir", dir,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 }
 
 // killConns closes the current connections (tests use it to cut the

@@ -82,18 +82,19 @@ func (r *Replicator) runOutbound(ctx context.Context) (established bool, err err
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		r.outConn, r.outUp = nil, false
+		r.outConn, r.outKey, r.outUp = nil, nil, false
 		r.mu.Unlock()
 		r.out.mu.Lock()
 		r.out.synced = false
 		r.out.mu.Unlock()
 	}()
 
-	s, peer, err := clientHandshake(c, r.keys, r.cfg.Node, r.cfg.ConfigHash, r.timeout)
+	s, peer, err := clientHandshake(c, r.keys.Load(), r.cfg.Node, r.cfg.ConfigHash, r.timeout)
 	if err != nil {
 		return false, err
 	}
 	r.mu.Lock()
+	r.outKey = s.key
 	r.outUp, r.peerName, r.problem, r.problemReason = true, s.peer, "", ""
 	r.mu.Unlock()
 	r.log.Info("replication stream to peer connected", "node", s.peer)
@@ -102,6 +103,7 @@ func (r *Replicator) runOutbound(ctx context.Context) (established bool, err err
 	var ackErr error
 	go func() {
 		defer close(ackDone)
+		defer r.recoverConn("out", c)
 		ackErr = r.readAcks(s)
 		c.Close()
 	}()

@@ -76,13 +76,9 @@ type Node struct {
 
 // New builds a node; nothing is opened until Run.
 func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
-	key, err := cfg.ClusterKey()
+	keys, err := cfg.ClusterKeys() // the primary first, then the accepted ones
 	if err != nil {
 		return nil, fmt.Errorf("cluster key: %w", err)
-	}
-	var keys [][]byte
-	if key != nil {
-		keys = [][]byte{key}
 	}
 	f := cfg.Failover
 	var paths []peer.Path
@@ -125,7 +121,8 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.cur.Store(newGeneration(cfg, clusters))
-	if err := n.buildReplication(key); err != nil {
+	n.reload.keys = keys
+	if err := n.buildReplication(keys); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -169,7 +166,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.listenClusters(); err != nil {
 		return err
 	}
-	ln, err := api.Listen(n.gen().cfg.Node.APISocket)
+	ln, err := n.listenAPI()
 	if err != nil {
 		return err
 	}

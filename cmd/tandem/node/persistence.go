@@ -127,7 +127,8 @@ func syncAddr(hostport string) (string, error) {
 }
 
 // buildReplication sets up the replicator when a cluster has persistence.
-func (n *Node) buildReplication(key []byte) error {
+// keys are the cluster keys, the primary first (none when insecure).
+func (n *Node) buildReplication(keys [][]byte) error {
 	any := false
 	for _, c := range n.gen().clusters {
 		any = any || c.sticky != nil
@@ -143,8 +144,13 @@ func (n *Node) buildReplication(key []byte) error {
 	if err != nil {
 		return fmt.Errorf("replication peer address: %w", err)
 	}
+	var key []byte
+	if len(keys) > 0 {
+		key = keys[0]
+	}
 	r, err := replicate.New(replicate.Config{
 		Node: n.gen().cfg.Node.Name, Listen: listen, Peer: peer, Key: key, Insecure: n.gen().cfg.Cluster.Insecure,
+		AcceptKeys: keys[min(1, len(keys)):],
 		ConfigHash: n.gen().hash, Logger: n.log.With("component", "replicate"),
 	}, stickyStore{n})
 	if err != nil {

@@ -44,6 +44,8 @@ type reloadState struct {
 	// wg counts the goroutines reloads started (accept loops, health
 	// checks, drains of replaced clusters); Run waits for them.
 	wg sync.WaitGroup
+	// keys are the running cluster keys, the primary first (see keys.go).
+	keys [][]byte
 }
 
 // tcpMigrateReq is the sysctl that makes the kernel move the connections
@@ -102,7 +104,14 @@ func (n *Node) Reload() ([]string, error) {
 		return nil, err
 	}
 
+	keyChanges, err := n.reloadKeys(cfg)
+	if err != nil {
+		n.log.Error("reload failed", "err", err)
+		n.events.add("reload", "failed: %v", err)
+		return nil, err
+	}
 	changes, err := n.reloadClusters(base, old, cfg)
+	changes = append(keyChanges, changes...)
 	if err != nil {
 		n.log.Error("reload failed", "err", err)
 		n.events.add("reload", "failed: %v", err)
@@ -128,7 +137,13 @@ func (n *Node) Reload() ([]string, error) {
 func (n *Node) needsRestart(old, cfg *config.Config) error {
 	var keys []string
 	keys = append(keys, changedKeys("node", old.Node, cfg.Node)...)
-	keys = append(keys, changedKeys("cluster", old.Cluster, cfg.Cluster)...)
+	for _, k := range changedKeys("cluster", old.Cluster, cfg.Cluster) {
+		// The keys are applied live (reloadKeys), unless the pair
+		// switches between encrypted and insecure.
+		if !slices.Contains(keyFields, k) {
+			keys = append(keys, k)
+		}
+	}
 	for _, k := range changedKeys("failover", old.Failover, cfg.Failover) {
 		// The interface, the carrier watch and the transport's heartbeat
 		// period are set up once at start.
@@ -147,7 +162,7 @@ func (n *Node) needsRestart(old, cfg *config.Config) error {
 	if len(keys) > 0 {
 		return fmt.Errorf("restart needed: %s changed; nothing reloaded", strings.Join(keys, ", "))
 	}
-	return nil
+	return keysNeedRestart(n.reload.keys, cfg)
 }
 
 // changedKeys names the fields of two structs that differ, as

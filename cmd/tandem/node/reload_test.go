@@ -32,6 +32,7 @@ func TestNeedsRestart(t *testing.T) {
 	base := config.Default()
 	base.Node.Name = "lb1"
 	base.Failover.Interface = "eth0"
+	base.Cluster.Insecure = true
 	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, tt := range []struct {
 		name   string
@@ -44,6 +45,8 @@ func TestNeedsRestart(t *testing.T) {
 		{"node name", func(c *config.Config) { c.Node.Name = "lb9" }, "node.name"},
 		{"interface", func(c *config.Config) { c.Failover.Interface = "eth1" }, "failover.interface"},
 		{"bind", func(c *config.Config) { c.Cluster.Bind = "198.18.9.1:7946" }, "cluster.bind"},
+		{"label", func(c *config.Config) { c.Cluster.Label = "other" }, "cluster.label"},
+		{"insecure to keyed", func(c *config.Config) { c.Cluster.Secret = testSecret }, "the cluster switches between encrypted and insecure"},
 		{"persistence without replication", func(c *config.Config) {
 			c.Clusters = []config.VirtualCluster{{Name: "s", Persistence: &config.Persistence{}}}
 		}, "clusters[0].persistence"},
