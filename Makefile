@@ -31,13 +31,12 @@ test: deps lint
 	$(GO) test -race -count=1 -timeout 20m ./cmd/tandem/e2e/
 	$(MAKE) fuzz FUZZTIME=5s
 
-# A short run of every fuzz target (the seed corpora live in testdata/).
+# A short run of every fuzz target (the corpora live in each package's
+# testdata/fuzz/); scripts/fuzz.sh prints the executions per target, and
+# `scripts/fuzz.sh --save` adds what a longer run found to the corpora.
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./pkg/config
-	$(GO) test -run '^$$' -fuzz '^FuzzAdvert$$' -fuzztime $(FUZZTIME) ./pkg/peer
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/replicate
-	$(GO) test -run '^$$' -fuzz '^FuzzProxyHeader$$' -fuzztime $(FUZZTIME) ./dataplane
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 unit:
 	$(GO) test -race -count=1 -short ./...

@@ -128,3 +128,27 @@ func TestAnnounceOnce(t *testing.T) {
 		t.Errorf("announcements = %d, want 2 (claim + once)", got)
 	}
 }
+
+// FuzzRivalInspect: any frame read off the wire is either a sighting of a
+// watched VIP from another hardware address or ignored; never a panic.
+func FuzzRivalInspect(f *testing.F) {
+	vip := v4.Addr()
+	for _, op := range []arp.Operation{arp.OperationRequest, arp.OperationReply} {
+		p, _ := arp.NewPacket(op, rivalMAC, vip, ethernet.Broadcast, vip)
+		pb, _ := p.MarshalBinary()
+		fr := ethernet.Frame{Destination: ethernet.Broadcast, Source: rivalMAC, EtherType: ethernet.EtherTypeARP, Payload: pb}
+		b, _ := fr.MarshalBinary()
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		w := NewRivalWatcher("eth0", []netip.Prefix{v4})
+		s, ok := w.inspect(frame, ownMAC, time.Time{})
+		if ok && (s.VIP != vip || s.MAC.String() == ownMAC.String()) {
+			t.Fatalf("bad sighting %+v", s)
+		}
+		if st := w.Stats(); st.Read != 1 {
+			t.Fatalf("read = %d", st.Read)
+		}
+	})
+}

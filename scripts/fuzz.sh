@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for FUZZTIME each and prints the executions per
+# target. With --save, the inputs the fuzzer found interesting are copied
+# into each package's testdata/fuzz/<Target>/ (the corpus kept in the repo,
+# replayed by every plain `go test`), at most MAX_SAVE per target.
+#
+# Usage: scripts/fuzz.sh [--save]
+# Env:   FUZZTIME  time per target [30s]    MAX_SAVE  [40]
+#        FUZZ_PARALLEL  fuzzing workers per target [1]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+FUZZTIME=${FUZZTIME:-30s}
+MAX_SAVE=${MAX_SAVE:-40}
+SAVE=0
+[[ ${1:-} == --save ]] && SAVE=1
+
+# package target
+TARGETS=(
+    "./pkg/config FuzzLoad"
+    "./pkg/peer FuzzAdvert"
+    "./pkg/replicate FuzzDecode"
+    "./dataplane FuzzProxyHeader"
+    "./pkg/vip FuzzRivalInspect"
+)
+CACHE=$(go env GOCACHE)/fuzz
+declare -A EXECS=()
+fail=0
+for t in "${TARGETS[@]}"; do
+    read -r pkg name <<<"$t"
+    out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" -parallel "${FUZZ_PARALLEL:-1}" "$pkg" 2>&1) || { echo "$out"; fail=1; }
+    EXECS[$name]=$(sed -n 's/.*execs: \([0-9]*\) .*/\1/p' <<<"$out" | tail -1)
+    echo "fuzz: $pkg $name: ${EXECS[$name]:-?} executions in $FUZZTIME"
+    if [[ $SAVE -eq 1 ]]; then
+        mod=$(go list -m)
+        src=$CACHE/$(go list "$pkg")/$name
+        dst=${pkg#./}/testdata/fuzz/$name
+        mkdir -p "$dst"
+        n=$(find "$dst" -type f | wc -l)
+        for f in $(ls -S "$src" 2>/dev/null | tac); do   # smallest first
+            [[ $n -ge $MAX_SAVE ]] && break
+            [[ -e $dst/$f ]] && continue
+            cp "$src/$f" "$dst/$f"
+            n=$((n + 1))
+        done
+        echo "fuzz: $dst holds $n inputs (module $mod)"
+    fi
+done
+exit $fail
