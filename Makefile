@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
 LABTOOLS  := bin/labtools
 
-.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean chaos
+.PHONY: all build test unit e2e demo bench lint deps deb fuzz clean chaos soak
 
 all: build
 
@@ -55,6 +55,14 @@ bench: deps build
 # table of outages and invariants; CHAOS_SEED reproduces a run.
 chaos: deps
 	scripts/chaos.sh
+
+# An hour of steady, moderate load on a pair in lab 'soak' (not part of
+# `make test`): RSS, heap, goroutines, fds and transitions of both nodes in
+# a CSV, a summary, and exit 0 only when nothing failed over or failed.
+# SOAK_DURATION [1h], SOAK_SAMPLE [30s], SOAK_OUT=DIR [a temp dir]. The
+# script builds its own binaries into DIR (bin/ may be rebuilt meanwhile).
+soak: deps
+	scripts/soak.sh $(if $(SOAK_OUT),-o $(SOAK_OUT))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
