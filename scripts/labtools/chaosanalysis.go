@@ -187,19 +187,22 @@ type StickyChange struct {
 	Client   string
 	Proto    string
 	From, To string
-	// Excused: its own server was dead (killed by the suite) when the
-	// request was made, so moving was right; not a loss.
+	// Excused: its own server was dead (killed by the suite) at some
+	// point since the client's last answer from it, so moving was right
+	// (the client may only see the move later, after failed requests);
+	// not a loss.
 	Excused bool
 }
 
 // StickyChanges walks each client's answers in time order. A client's
 // server is the first that answered it; an answer from another server is
 // a change (and the new server becomes its own). dead says whether a
-// server was down at a time.
-func StickyChanges(recs []LoadRec, dead func(server string, at time.Time) bool) []StickyChange {
+// server was down at some time in [from, to].
+func StickyChanges(recs []LoadRec, dead func(server string, from, to time.Time) bool) []StickyChange {
 	sorted := append([]LoadRec(nil), recs...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].At.Before(sorted[j].At) })
 	home := map[string]string{}
+	last := map[string]time.Time{} // the last answer from home
 	var out []StickyChange
 	for _, r := range sorted {
 		if r.Server == "" {
@@ -207,16 +210,13 @@ func StickyChanges(recs []LoadRec, dead func(server string, at time.Time) bool) 
 		}
 		k := r.Proto + " " + r.Client
 		h, ok := home[k]
-		if !ok {
-			home[k] = r.Server
-			continue
-		}
-		if h == r.Server {
+		if !ok || h == r.Server {
+			home[k], last[k] = r.Server, r.At
 			continue
 		}
 		out = append(out, StickyChange{At: r.At, Client: r.Client, Proto: r.Proto, From: h, To: r.Server,
-			Excused: dead != nil && dead(h, r.At)})
-		home[k] = r.Server
+			Excused: dead != nil && dead(h, last[k], r.At)})
+		home[k], last[k] = r.Server, r.At
 	}
 	return out
 }
@@ -226,10 +226,10 @@ func StickyChanges(recs []LoadRec, dead func(server string, at time.Time) bool) 
 // request was already on its way.
 type DeadWindows map[string][]Interval
 
-// Dead reports whether s was down at t.
-func (d DeadWindows) Dead(s string, t time.Time) bool {
+// Dead reports whether s was down at some time in [from, to].
+func (d DeadWindows) Dead(s string, from, to time.Time) bool {
 	for _, iv := range d[s] {
-		if !t.Before(iv.From) && t.Before(iv.To) {
+		if !to.Before(iv.From) && from.Before(iv.To) {
 			return true
 		}
 	}

@@ -103,11 +103,19 @@ func TestStickyChanges(t *testing.T) {
 		{At: atMS(50), Client: "198.18.2.2", Proto: "tcp", Server: "be2"},
 		{At: atMS(1100), Client: "198.18.2.2", Proto: "tcp", Server: "be1"}, // be2 dead: excused
 		{At: atMS(2500), Client: "198.18.2.2", Proto: "tcp", Server: "be2"}, // back after revive: lost
+		// Last answered by be2 before it died, failed meanwhile, moved
+		// and seen only after the revive: excused.
+		{At: atMS(900), Client: "198.18.2.3", Proto: "udp", Server: "be2"},
+		{At: atMS(1500), Client: "198.18.2.3", Proto: "udp", Server: ""},
+		{At: atMS(2600), Client: "198.18.2.3", Proto: "udp", Server: "be1"},
 	}
 	dead := DeadWindows{"be2": {iv(1000, 2000)}}
 	ch := StickyChanges(recs, dead.Dead)
-	if len(ch) != 3 {
-		t.Fatalf("changes %+v, want 3", ch)
+	if len(ch) != 4 {
+		t.Fatalf("changes %+v, want 4", ch)
+	}
+	if !ch[3].Excused || ch[3].Client != "198.18.2.3" {
+		t.Errorf("late-seen move %+v, want excused", ch[3])
 	}
 	if ch[0].Client != "198.18.2.1" || ch[0].From != "be1" || ch[0].To != "be2" || ch[0].Excused {
 		t.Errorf("first change %+v", ch[0])
@@ -119,8 +127,8 @@ func TestStickyChanges(t *testing.T) {
 		t.Errorf("third change %+v, want a loss", ch[2])
 	}
 	lost, exc := LostClients(ch, atMS(0), atMS(3000))
-	if lost != 2 || exc != 1 {
-		t.Errorf("lost %d excused %d, want 2 and 1", lost, exc)
+	if lost != 2 || exc != 2 {
+		t.Errorf("lost %d excused %d, want 2 and 2", lost, exc)
 	}
 	if lost, _ := LostClients(ch, atMS(0), atMS(1000)); lost != 1 {
 		t.Errorf("lost in the first second %d, want 1", lost)

@@ -315,13 +315,17 @@ func (n *Node) forwardRivals(ctx context.Context, in <-chan vip.Sighting) {
 				own = *p
 			}
 			mac := s.MAC.String()
-			if mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold {
-				m := n.loop.Snapshot()
-				n.log.Warn("another box announces a VIP", "vip", s.VIP.String(), "mac", mac,
-					"state", m.State.String(), "peer_last_heard", m.Peer.LastHeard)
-				n.events.add("rival", "%s announced %s (this node %s)", mac, s.VIP, m.State)
+			// While the peer is heard its own announcements (a master
+			// whose adverts were late announces alone) are routine;
+			// they matter, and are reported, only when it is silent.
+			m := n.loop.Snapshot()
+			silent := m.Peer.LastHeard.IsZero() || s.At.Sub(m.Peer.LastHeard) > 3*n.loop.Config().AdvertInterval/2
+			if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
+				n.log.Warn("another box announces a VIP while the peer is silent", "vip", s.VIP.String(), "mac", mac,
+					"state", m.State.String())
+				n.events.add("rival", "%s announced %s while the peer is silent (this node %s)", mac, s.VIP, m.State)
+				lastMAC, lastAt = mac, s.At
 			}
-			lastMAC, lastAt = mac, s.At
 			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own})
 		}
 	}
