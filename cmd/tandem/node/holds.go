@@ -69,8 +69,23 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 	if slices.Contains(m.Holds, failover.HoldAfterFault) && n.healthSettling(now, m.Since) {
 		h[failover.HoldAfterFault] = true
 	}
-	if w := n.gen().cfg.Failover.Witness; n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval) {
-		h[fmt.Sprintf("witness %s does not answer: this box may be cut off", w)] = true
+	if w := n.gen().cfg.Failover.Witness; w != "" {
+		lost := n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval)
+		if lost {
+			h[fmt.Sprintf("witness %s does not answer: this box may be cut off", w)] = true
+		}
+		// Cut off, the box's health checks failed too: once the witness
+		// answers again, wait for them as after a FAULT.
+		n.mu.Lock()
+		if n.witnessLost && !lost {
+			n.witnessBack = now
+		}
+		n.witnessLost = lost
+		back := n.witnessBack
+		n.mu.Unlock()
+		if !lost && !back.IsZero() && n.healthSettling(now, back) {
+			h["waiting for health checks after the witness answered again"] = true
+		}
 	}
 	p := n.peerNow(now)
 	liveMaster := p.alive && p.state == failover.Master.String() && p.priority != 0

@@ -72,6 +72,10 @@ type Node struct {
 	lastAdvert       peer.Received
 	lastSync         string
 	seq              uint64
+	// witnessLost and witnessBack follow the witness for the health
+	// settling after it answers again.
+	witnessLost bool
+	witnessBack time.Time
 }
 
 // New builds a node; nothing is opened until Run.
