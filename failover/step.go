@@ -175,7 +175,8 @@ func (s *stepper) peerSilent() bool {
 // master.
 func (s *stepper) preemptReason() string {
 	r := fmt.Sprintf("preempting %s (priority %d < %d)", s.m.Peer.Node, s.m.Peer.Priority, s.c.Priority)
-	if !s.m.StableAt.IsZero() {
+	if !s.m.StableAt.IsZero() && s.now.Sub(s.m.StableAt) < s.c.AdvertInterval {
+		// The hold-down is what held the preempt back until now.
 		r += fmt.Sprintf(" after the link was stable for %s", ms(s.c.HoldDown(len(s.m.Losses))))
 	}
 	return r

@@ -114,18 +114,21 @@ func (n *Node) refreshHolds() {
 	n.noteSyncState()
 	m := n.loop.Snapshot()
 	want := n.desiredHolds(time.Now(), m)
-	for _, r := range m.Holds {
-		if !want[r] {
-			n.loop.Post(failover.Hold{Reason: r, On: false})
-			n.log.Info("hold released", "reason", r)
-			n.events.add("hold", "released: %s", r)
-		}
-	}
+	// New holds first: one hold giving way to another (the witness
+	// answers, the health checks must catch up) must never leave an
+	// instant without any, in which the node would preempt.
 	for r := range want {
 		if !slices.Contains(m.Holds, r) {
 			n.loop.Post(failover.Hold{Reason: r, On: true})
 			n.log.Info("holding in BACKUP", "reason", r)
 			n.events.add("hold", "holding in BACKUP: %s", r)
+		}
+	}
+	for _, r := range m.Holds {
+		if !want[r] {
+			n.loop.Post(failover.Hold{Reason: r, On: false})
+			n.log.Info("hold released", "reason", r)
+			n.events.add("hold", "released: %s", r)
 		}
 	}
 }
