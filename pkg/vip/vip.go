@@ -198,14 +198,22 @@ func (m *Manager) Claim(ctx context.Context) error {
 func (m *Manager) Announce(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	if !m.claimed {
-		return ErrNotClaimed
+	if err := m.announceable(); err != nil {
+		return err
 	}
 	m.stopAnnouncing()
 	return m.burst(ctx)
+}
+
+// announceable says why the VIPs cannot be announced now; m.mu held.
+func (m *Manager) announceable() error {
+	switch {
+	case m.closed:
+		return ErrClosed
+	case !m.claimed:
+		return ErrNotClaimed
+	}
+	return nil
 }
 
 // AnnounceOnce sends one round for every VIP, leaving any running burst
@@ -213,11 +221,8 @@ func (m *Manager) Announce(ctx context.Context) error {
 func (m *Manager) AnnounceOnce(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	if !m.claimed {
-		return ErrNotClaimed
+	if err := m.announceable(); err != nil {
+		return err
 	}
 	return m.round(ctx, m.vips)
 }
