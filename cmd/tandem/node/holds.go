@@ -70,7 +70,15 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 		h[failover.HoldAfterFault] = true
 	}
 	if w := n.gen().cfg.Failover.Witness; w != "" {
-		lost := n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval)
+		// A backup must be held before its master-down timer (3
+		// intervals plus the skew) runs out; a master hands its VIPs
+		// over when held, so it waits twice as long, and a late answer
+		// on a busy box does not move them.
+		window := 2 * n.gen().cfg.Failover.AdvertInterval
+		if m.State == failover.Master {
+			window *= 2
+		}
+		lost := n.witness.lost(w, now, window)
 		if lost {
 			h[fmt.Sprintf("witness %s does not answer: this box may be cut off", w)] = true
 		}
