@@ -232,6 +232,7 @@ func renderStatus(out io.Writer, st *api.Status) {
 		}
 	}
 	fmt.Fprintln(out)
+	printSplitBrain(out, st.SplitBrain)
 
 	fmt.Fprintln(out, "\nTransitions (newest last)")
 	tr := st.Transitions
@@ -270,5 +271,25 @@ func human(d time.Duration) string {
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	default:
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
+
+// printSplitBrain shows the witness and other boxes' announcements of
+// our VIPs, when there is something to show.
+func printSplitBrain(out io.Writer, sb api.SplitBrain) {
+	if w := sb.Witness; w != nil {
+		verdict := "REACHABLE"
+		if !w.Reachable {
+			verdict = "NOT ANSWERING"
+		}
+		last := "never answered"
+		if w.LastAnswerMs >= 0 {
+			last = fmt.Sprintf("last answer %dms ago", w.LastAnswerMs)
+		}
+		fmt.Fprintf(out, "Witness  %s %s (%s; %d pings, %d answers)\n", w.Address, verdict, last, w.Sent, w.Answered)
+	}
+	if sb.Rivals > 0 || sb.ARPMalformed > 0 {
+		fmt.Fprintf(out, "ARP      %d frames read, %d malformed; %d announcements of our VIPs by another box\n",
+			sb.ARPRead, sb.ARPMalformed, sb.Rivals)
 	}
 }
