@@ -53,6 +53,9 @@ var (
 	dPersReceived = desc("persistence_received_total", "Sticky entries received from the peer.")
 	dPersLag      = desc("persistence_lag_seconds", "Publish-to-acknowledgement time of the last replicated update.")
 	dPersSync     = desc("persistence_sync_state", "1 for the replication's state with the peer.", "state")
+	dARPFrames    = desc("arp_frames_total", "ARP frames read on the VIP interface by the split-brain watch, by result.", "result")
+	dRivals       = desc("rival_announcements_total", "Gratuitous ARPs for our VIPs from another box.")
+	dWitnessUp    = desc("witness_reachable", "1 while failover.witness answers.", "witness")
 )
 
 // Collector turns a status into metrics.
@@ -67,7 +70,8 @@ func NewCollector(src api.StatusSource) *Collector { return &Collector{src: src}
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dState, dPriority, dTransitions, dVIPHeld, dPeerAlive, dPeerHeard,
 		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClDatagrams, dClRefused, dClServing,
-		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived, dPersLag, dPersSync} {
+		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived, dPersLag, dPersSync,
+		dARPFrames, dRivals, dWitnessUp} {
 		ch <- d
 	}
 }
@@ -113,6 +117,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(dAdvRecv, float64(st.Adverts.Received))
 	for reason, n := range st.Adverts.Dropped {
 		counter(dAdvDropped, float64(n), reason)
+	}
+	sb := st.SplitBrain
+	counter(dARPFrames, float64(sb.ARPRead-sb.ARPMalformed), "ok")
+	counter(dARPFrames, float64(sb.ARPMalformed), "malformed")
+	counter(dRivals, float64(sb.Rivals))
+	if w := sb.Witness; w != nil {
+		gauge(dWitnessUp, b2f(w.Reachable), w.Address)
 	}
 	for _, cl := range st.Clusters {
 		gauge(dClActive, float64(cl.ActiveConns), cl.Name)
