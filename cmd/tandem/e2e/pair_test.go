@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -113,10 +114,30 @@ func TestKill9FailsOverAndRestartCleansUp(t *testing.T) {
 		return l.state("lb2") == "MASTER" && l.holdsVIP("lb2")
 	})
 	l.onlyServedBy("lb2")
-	// A killed process cannot remove its VIP; the restarted node must
-	// remove the leftover before it joins, then take the VIPs back.
+	// A killed process cannot remove its VIP; `tandem release` (the
+	// systemd unit's ExecStopPost) does, and refuses while a node runs.
 	if !l.holdsVIP("lb1") {
-		t.Log("note: lb1's VIP was already gone after kill -9")
+		t.Fatal("lb1's VIP is gone after kill -9: nothing left to test")
+	}
+	release := func(box string) (string, int) {
+		cmd := exec.Command("ip", "netns", "exec", l.ns(box), binDir+"/tandem", "release", "--config", filepath.Join(l.dir, box+".yaml"))
+		out, _ := cmd.CombinedOutput()
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	if out, code := release("lb2"); code != 1 || !strings.Contains(out, "is running") {
+		t.Errorf("release on the running lb2: exit %d, %s", code, out)
+	}
+	if !l.holdsVIP("lb2") {
+		t.Fatal("a refused release removed lb2's VIP")
+	}
+	if out, code := release("lb1"); code != 0 || l.holdsVIP("lb1") {
+		t.Fatalf("release after kill -9: exit %d, lb1 holds the VIP %v: %s", code, l.holdsVIP("lb1"), out)
+	}
+	// Leave one behind again, as a crash without the unit would: the
+	// restarted node must remove the leftover before it joins, then take
+	// the VIPs back.
+	if out, err := exec.Command("ip", "-n", l.ns("lb1"), "addr", "add", vip+"/24", "dev", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("re-add the leftover: %v %s", err, out)
 	}
 	l.start("lb1", nodeOpts{preempt: true})
 	l.waitFor("restarted lb1 MASTER and lb2 BACKUP", 10*time.Second, func() bool {
