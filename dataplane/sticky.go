@@ -73,7 +73,11 @@ type StickyMap struct {
 	slack        int64 // timeout/4: refreshes within it are not reported
 	seed         uint64
 	n            atomic.Int64
-	_            [56]byte // shards start on a cache line of their own
+	// max caps the entries (0: no cap); full counts the bindings refused
+	// because of it.
+	max  atomic.Int64
+	full atomic.Uint64
+	_    [40]byte // shards start on a cache line of their own
 	shards       [stickyShards]stickyShard
 }
 
@@ -92,6 +96,29 @@ func NewStickyMap(mask4, mask6 int, timeout time.Duration) *StickyMap {
 	t.m4 = uint32(stickyOnes(mask4) >> 32)
 	t.m6 = stickyKey6{hi: stickyOnes(min(mask6, 64)), lo: stickyOnes(max(mask6-64, 0))}
 	return t
+}
+
+// DefaultStickyMax is the entry cap a node sets on every table: about
+// 50 MB at 48 bytes an entry, so that clients with ever new addresses
+// (one entry per IPv6 /128 by default) or a peer's bulk cannot grow the
+// table without bound. A client beyond it is balanced but not sticky.
+const DefaultStickyMax = 1 << 20
+
+// SetMax caps the number of entries; 0 removes the cap. Bindings of new
+// clients beyond it are refused (counted by Full); existing entries are
+// still refreshed and replaced.
+func (t *StickyMap) SetMax(n int) { t.max.Store(int64(max(n, 0))) }
+
+// Full counts the new bindings refused because the table was at its cap.
+func (t *StickyMap) Full() uint64 { return t.full.Load() }
+
+// atCap reports (and counts) a new entry refused by the cap.
+func (t *StickyMap) atCap() bool {
+	if m := t.max.Load(); m > 0 && t.n.Load() >= m {
+		t.full.Add(1)
+		return true
+	}
+	return false
 }
 
 // stickyOnes returns a uint64 with its top bits bits set.
@@ -312,6 +339,9 @@ func (t *StickyMap) set4(k uint32, server uint16, exp int64, decide stickyDecide
 			return changed
 		}
 	}
+	if t.atCap() {
+		return false
+	}
 	if tab == nil || stickyFull(s.n4+1, len(tab.slots)) {
 		tab, _ = tab.rebuild(stickySlotsFor(s.n4+1), t.hash4, nil)
 		s.t4.Store(tab)
@@ -348,6 +378,9 @@ func (t *StickyMap) set6(k stickyKey6, server uint16, exp int64, decide stickyDe
 			sl.rep = rep
 			return changed
 		}
+	}
+	if t.atCap() {
+		return false
 	}
 	if tab == nil || stickyFull(s.n6+1, len(tab.slots)) {
 		tab, _ = tab.rebuild(stickySlotsFor(s.n6+1), t.hash6, nil)

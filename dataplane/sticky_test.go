@@ -346,3 +346,35 @@ func TestStickyLayout(t *testing.T) {
 		t.Errorf("stickyShard.mu at %d, want 64", off)
 	}
 }
+
+// TestStickyCap: beyond SetMax a new client is not bound (and counted),
+// IPv4 and IPv6 alike, while bound clients are still refreshed, moved and
+// merged from the peer.
+func TestStickyCap(t *testing.T) {
+	tab := NewStickyMap(32, 128, time.Minute)
+	tab.SetMax(3)
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	for i, c := range []string{"198.18.2.1", "198.18.2.2", "2001:db8::1"} {
+		if _, changed := tab.Touch(a(c), uint16(i), 1); !changed {
+			t.Fatalf("%s not bound under the cap", c)
+		}
+	}
+	for _, c := range []string{"198.18.2.3", "2001:db8::2"} {
+		if _, changed := tab.Touch(a(c), 1, 2); changed {
+			t.Errorf("%s bound beyond the cap", c)
+		}
+		if _, ok := tab.Lookup(a(c), 3); ok {
+			t.Errorf("%s found beyond the cap", c)
+		}
+	}
+	tab.Apply(StickyEntry{Client: netip.MustParsePrefix("198.18.2.4/32"), Server: 1, Expires: int64(time.Hour)})
+	if tab.Len() != 3 || tab.Full() != 3 {
+		t.Errorf("len %d, full %d; want 3 and 3", tab.Len(), tab.Full())
+	}
+	if _, changed := tab.Touch(a("198.18.2.1"), 7, 4); !changed {
+		t.Error("a bound client could not move at the cap")
+	}
+	if s, ok := tab.Lookup(a("198.18.2.1"), 5); !ok || s != 7 {
+		t.Errorf("moved client: %d %v", s, ok)
+	}
+}

@@ -130,11 +130,14 @@ type Server struct {
 // peer.
 type Persistence struct {
 	// Enabled is true when some cluster has persistence.
-	Enabled  bool   `json:"enabled"`
-	Entries  uint64 `json:"entries"`
-	Sent     uint64 `json:"sent"`
-	Received uint64 `json:"received"`
-	Acked    uint64 `json:"acked"`
+	Enabled bool   `json:"enabled"`
+	Entries uint64 `json:"entries"`
+	// TableFull counts clients not made sticky because a table was at
+	// its cap (dataplane.DefaultStickyMax entries).
+	TableFull uint64 `json:"table_full"`
+	Sent      uint64 `json:"sent"`
+	Received  uint64 `json:"received"`
+	Acked     uint64 `json:"acked"`
 	// State is IN SYNC, SYNCING or NOT SYNCED; Reason says why when it
 	// is not IN SYNC.
 	State         string `json:"state,omitempty"`

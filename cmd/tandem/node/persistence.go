@@ -66,6 +66,7 @@ func newSticky(index int, vc config.VirtualCluster, pool *dataplane.Pool) *stick
 		mask6 = p.Mask
 	}
 	s := &sticky{m: dataplane.NewStickyMap(mask4, mask6, p.Timeout), pool: pool}
+	s.m.SetMax(dataplane.DefaultStickyMax)
 	s.cluster.Store(uint32(index))
 	return s
 }
@@ -181,6 +182,7 @@ func (n *Node) persistenceStatus() api.Persistence {
 	for _, c := range n.gen().clusters {
 		if c.sticky != nil {
 			p.Entries += uint64(c.sticky.m.Len())
+			p.TableFull += c.sticky.m.Full()
 			p.Enabled = true
 		}
 	}
