@@ -325,7 +325,7 @@ func (n *Node) forwardRivals(ctx context.Context, in <-chan vip.Sighting) {
 			m := n.loop.Snapshot()
 			silent := m.Peer.LastHeard.IsZero() || s.At.Sub(m.Peer.LastHeard) > 3*n.loop.Config().AdvertInterval/2
 			if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
-				n.log.Warn("another box announces a VIP while the peer is silent", "vip", s.VIP.String(), "mac", mac,
+				n.log.Info("another box announces a VIP while the peer is silent", "vip", s.VIP.String(), "mac", mac,
 					"state", m.State.String())
 				n.events.add("rival", "%s announced %s while the peer is silent (this node %s)", mac, s.VIP, m.State)
 				lastMAC, lastAt = mac, s.At
