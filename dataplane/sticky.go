@@ -75,10 +75,10 @@ type StickyMap struct {
 	n            atomic.Int64
 	// max caps the entries (0: no cap); full counts the bindings refused
 	// because of it.
-	max  atomic.Int64
-	full atomic.Uint64
-	_    [40]byte // shards start on a cache line of their own
-	shards       [stickyShards]stickyShard
+	max    atomic.Int64
+	full   atomic.Uint64
+	_      [40]byte // shards start on a cache line of their own
+	shards [stickyShards]stickyShard
 }
 
 // NewStickyMap returns an empty table that groups IPv4 clients by
