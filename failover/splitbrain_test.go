@@ -134,19 +134,21 @@ func TestHeldMasterHandsOver(t *testing.T) {
 	master := []timed{{0, Start{}}, {200, Tick{}}, {210, backupAdvert(false)}}
 	cases := []stepCase{
 		{name: "a held master hands over to a free backup", cfg: lb1, setup: master,
-			ev: Hold{Reason: witness, On: true}, now: 220, want: Master, acts: []string{"advert0"},
+			ev: Hold{Reason: witness, On: true, HandOver: true}, now: 220, want: Master, acts: []string{"advert0"},
 			checkFn: func(t *testing.T, m Machine) {
 				if m.LeaveBy.IsZero() || !m.Demoting || m.HandOver == "" {
 					t.Errorf("not handing over: %+v", m)
 				}
 			}},
+		{name: "a hold that only keeps a backup back does not hand over", cfg: lb1, setup: master,
+			ev: Hold{Reason: "waiting for the first round of health checks (cluster web)", On: true}, now: 220, want: Master, acts: none},
 		{name: "not to a backup that is held too", cfg: lb1,
 			setup: []timed{{0, Start{}}, {200, Tick{}}, {210, backupAdvert(true)}},
-			ev:    Hold{Reason: witness, On: true}, now: 220, want: Master, acts: none},
+			ev:    Hold{Reason: witness, On: true, HandOver: true}, now: 220, want: Master, acts: none},
 		{name: "not to a silent peer", cfg: lb1, setup: master,
-			ev: Hold{Reason: witness, On: true}, now: 400, want: Master, acts: none},
+			ev: Hold{Reason: witness, On: true, HandOver: true}, now: 400, want: Master, acts: none},
 		{name: "released once the peer is master, without NoPreempt", cfg: lb1,
-			setup: append(slices.Clone(master), timed{220, Hold{Reason: witness, On: true}},
+			setup: append(slices.Clone(master), timed{220, Hold{Reason: witness, On: true, HandOver: true}},
 				timed{240, masterAdvert("lb2", 100)}),
 			ev: Tick{}, now: 290, want: Backup, reason: "held (" + witness + "): handed over to lb2",
 			checkFn: func(t *testing.T, m Machine) {
@@ -155,11 +157,11 @@ func TestHeldMasterHandsOver(t *testing.T) {
 				}
 			}},
 		{name: "preempts back once the hold is released", cfg: lb1,
-			setup: append(slices.Clone(master), timed{220, Hold{Reason: witness, On: true}},
+			setup: append(slices.Clone(master), timed{220, Hold{Reason: witness, On: true, HandOver: true}},
 				timed{240, masterAdvert("lb2", 100)}, timed{290, Tick{}}, timed{500, Hold{Reason: witness}}),
 			ev: masterAdvert("lb2", 100), now: 520, want: Master, reason: "preempting lb2"},
 		{name: "an abandoned hand-over is not retried at once", cfg: lb1,
-			setup: append(slices.Clone(master), timed{220, Hold{Reason: witness, On: true}},
+			setup: append(slices.Clone(master), timed{220, Hold{Reason: witness, On: true, HandOver: true}},
 				timed{230, backupAdvert(false)}, timed{450, Tick{}}),
 			ev: backupAdvert(false), now: 460, want: Master, acts: none},
 	}

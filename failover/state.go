@@ -171,6 +171,9 @@ type Machine struct {
 	// Holds lists reasons this node must not become master (for example
 	// "waiting for persistence sync"); empty means free to take over.
 	Holds []string
+	// HandOverHolds are the Holds posted with HandOver: a master with
+	// one hands its VIPs over.
+	HandOverHolds []string
 	// Peer is what the last advert told about the other node.
 	Peer PeerView
 
@@ -269,6 +272,11 @@ type Stop struct{}
 type Hold struct {
 	Reason string
 	On     bool
+	// HandOver marks a hold that impairs a master too (its witness does
+	// not answer): a master with such a hold hands its VIPs over to a
+	// free peer. Other holds (a reloaded cluster's first health round,
+	// say) only keep a backup from taking over.
+	HandOver bool
 }
 
 // Rival is another box announcing one of this node's VIPs: a gratuitous

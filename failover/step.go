@@ -471,19 +471,26 @@ func (s *stepper) tickLeaving() {
 // better. Without such a peer the master keeps the VIPs.
 func (s *stepper) handOverIfHeld() {
 	p := s.m.Peer
-	if s.m.State != Master || !s.m.LeaveBy.IsZero() || len(s.m.Holds) == 0 ||
+	if s.m.State != Master || !s.m.LeaveBy.IsZero() || len(s.m.HandOverHolds) == 0 ||
 		p.Node == "" || p.Held || p.Priority == 0 || p.State != Backup || s.peerSilent() ||
 		s.m.handOverRetryAt.After(s.now) {
 		return
 	}
 	s.m.Demoting = true
-	s.m.HandOver = "held (" + strings.Join(s.m.Holds, "; ") + ")"
+	s.m.HandOver = "held (" + strings.Join(s.m.HandOverHolds, "; ") + ")"
 	s.m.LeaveBy = s.now.Add(s.c.MasterDown() + s.c.AdvertInterval)
 	s.do(SendAdvert{Priority: 0, State: Master})
 	s.m.NextAdvertAt = s.now.Add(s.c.AdvertInterval)
 }
 
 func (s *stepper) hold(h Hold) {
+	j := slices.Index(s.m.HandOverHolds, h.Reason)
+	switch {
+	case h.On && h.HandOver && j < 0:
+		s.m.HandOverHolds = append(slices.Clone(s.m.HandOverHolds), h.Reason)
+	case !h.On && j >= 0:
+		s.m.HandOverHolds = slices.Delete(slices.Clone(s.m.HandOverHolds), j, j+1)
+	}
 	i := slices.Index(s.m.Holds, h.Reason)
 	switch {
 	case h.On && i < 0:

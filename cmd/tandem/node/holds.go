@@ -10,6 +10,10 @@ import (
 	"github.com/tandem-lb/tandem/failover"
 )
 
+// witnessHoldPrefix starts the witness's hold, the one hold that makes a
+// master hand its VIPs over (the others only keep a backup back).
+const witnessHoldPrefix = "witness "
+
 // startupGrace is how long a node with persistence waits for a peer it
 // has never heard before it may become master alone.
 const startupGrace = 2 * time.Second
@@ -80,7 +84,7 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 		}
 		lost := n.witness.lost(w, now, window)
 		if lost {
-			h[fmt.Sprintf("witness %s does not answer: this box may be cut off", w)] = true
+			h[fmt.Sprintf(witnessHoldPrefix+"%s does not answer: this box may be cut off", w)] = true
 		}
 		// Cut off, the box's health checks failed too: once the witness
 		// answers again, wait for them as after a FAULT.
@@ -127,7 +131,7 @@ func (n *Node) refreshHolds() {
 	// instant without any, in which the node would preempt.
 	for r := range want {
 		if !slices.Contains(m.Holds, r) {
-			n.loop.Post(failover.Hold{Reason: r, On: true})
+			n.loop.Post(failover.Hold{Reason: r, On: true, HandOver: strings.HasPrefix(r, witnessHoldPrefix)})
 			n.log.Info("holding in BACKUP", "reason", r)
 			n.events.add("hold", "holding in BACKUP: %s", r)
 		}
