@@ -41,7 +41,7 @@ func (w *witness) lost(target string, now time.Time, window time.Duration) bool 
 		return false
 	}
 	t := w.target.Load()
-	if t == nil || t.String() != target {
+	if a, err := netip.ParseAddr(target); t == nil || err != nil || *t != a {
 		return true // not pinged yet
 	}
 	last := w.lastReply.Load()
@@ -124,6 +124,8 @@ func (n *Node) pingLoop(ctx context.Context, w *witness, addr string, target fun
 
 	dst := &net.IPAddr{IP: ip.AsSlice()}
 	for ctx.Err() == nil && target() == addr {
+		// (A reload that changes the witness ends this loop; run starts
+		// another for the new address.)
 		msg := icmp.Message{Type: echo, Body: &icmp.Echo{ID: w.id, Seq: int(w.seq.Add(1) & 0xffff), Data: []byte("tandem witness")}}
 		b, err := msg.Marshal(nil)
 		if err != nil {
