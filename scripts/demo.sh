@@ -12,6 +12,7 @@
 # Exits 0 only when every step behaved. Needs root; run through `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/nginx.sh
 
 P=${TANDEM_LAB_PREFIX:-tdemo}
 BIN=${TANDEM_BIN:-bin/tandem}
@@ -67,14 +68,8 @@ ok "$USERS user addresses 198.18.2.1-$USERS on the client"
 
 step "2. backends: nginx and dnsmasq on be1 and be2"
 for be in be1 be2; do
-    d=$TMP/nginx-$be; mkdir -p "$d"
-    cat >"$d/nginx.conf" <<CONF
-daemon off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d;
-  uwsgi_temp_path $d; scgi_temp_path $d;
-  server { listen 80; location / { default_type text/plain; return 200 "$be\n"; } } }
-CONF
+    d=$TMP/nginx-$be
+    nginx_backend_conf "$d" "$be"
     in_ns "$be" nginx -c "$d/nginx.conf" -p "$d" & PIDS+=($!)
     answer=198.18.1.${be#be}
     in_ns "$be" dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll --conf-file=/dev/null \

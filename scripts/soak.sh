@@ -41,6 +41,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/proc.sh
+. scripts/lib/nginx.sh
 
 log() { echo "soak: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -140,14 +141,8 @@ in_ns() { local box=$1; shift; ip netns exec "$P-$box" "$@"; }
 # ---- lab and backends
 scripts/lab.sh -p "$P" up
 for be in be1 be2; do
-    d=$OUT/nginx-$be; mkdir -p "$d"
-    cat >"$d/nginx.conf" <<CONF
-daemon off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d;
-  uwsgi_temp_path $d; scgi_temp_path $d;
-  server { listen 80; location / { default_type text/plain; return 200 "$be\n"; } } }
-CONF
+    d=$OUT/nginx-$be
+    nginx_backend_conf "$d" "$be"
     ip netns exec "$P-$be" nginx -c "$d/nginx.conf" -p "$d" >"$d/stderr.log" 2>&1 & PIDS+=($!)
     ip netns exec "$P-$be" "$LABTOOLS" respond -listen 0.0.0.0:5300 -name "$be" -udp >"$OUT/respond-$be.log" 2>&1 & PIDS+=($!)
 done
