@@ -16,12 +16,18 @@ import (
 // Defaults of UDPOptions.
 const (
 	DefaultFlowIdle = 30 * time.Second
-	// DefaultMaxFlows is the most live flows a UDP cluster keeps when
-	// UDPOptions.MaxFlows is 0 (and max_conns is not lower). Each flow
-	// holds one upstream socket, and the node may not hold more than
-	// 20,000 descriptors (a hard limit it cannot raise), so the cap is
-	// also at most three quarters of RLIMIT_NOFILE.
+	// DefaultMaxFlows is the most live flows a UDP cluster holds by
+	// descriptor when UDPOptions.FdFlows is 0. Each flow holds one
+	// upstream socket, and the node may not hold more than 20,000
+	// descriptors (a hard limit it cannot raise), so it is also at most
+	// three quarters of RLIMIT_NOFILE. Beyond it flows park their sockets
+	// in io_uring (UDPParking) up to DefaultMaxParkedFlows; without
+	// io_uring it is the cap.
 	DefaultMaxFlows = 15000
+	// DefaultMaxParkedFlows caps a cluster's live flows when sockets can
+	// be parked and UDPOptions.MaxFlows is 0. A flow costs the proxy
+	// about 200 bytes and the kernel about 2 KiB for its socket.
+	DefaultMaxParkedFlows = 250000
 	// udpStandbyIdle ends flows sooner while the cluster is not serving:
 	// no client datagram is relayed, so a flow only waits for the answers
 	// to queries already in flight.
@@ -39,9 +45,16 @@ type UDPOptions struct {
 	// starts: a client goes back to its server while that server is
 	// available. It is the same interface as Options.Sticky.
 	Sticky StickyTable
-	// MaxFlows caps live flows whatever max_conns says, since every flow
-	// holds a descriptor [DefaultMaxFlows, at most 3/4 of RLIMIT_NOFILE].
+	// MaxFlows caps live flows whatever max_conns says
+	// [DefaultMaxParkedFlows where sockets can be parked, else FdFlows].
 	MaxFlows int
+	// FdFlows is how many flows hold their socket by descriptor; later
+	// ones park it in io_uring [DefaultMaxFlows, at most 3/4 of
+	// RLIMIT_NOFILE].
+	FdFlows int
+	// NoPark keeps every socket on a descriptor (and caps the flows at
+	// FdFlows).
+	NoPark bool
 	// Loops is the number of event loops, each with its own socket on
 	// the VIP (SO_REUSEPORT), flow table and goroutine [1].
 	Loops int
@@ -96,6 +109,14 @@ type UDPCluster struct {
 	allow    allowList
 	maxFlows int64
 	epoch    time.Time // the loops' clock starts here
+	// sources are the local addresses upstream sockets bind to, in turn
+	// (source_addresses); none: the kernel's choice.
+	sources []netip.Addr
+	// park: flows beyond fdShare descriptor-held ones park their sockets.
+	park    bool
+	fdShare int64
+	fdFlows atomic.Int64 // live flows holding a descriptor, all loops
+	parked  atomic.Int64 // live parked flows, all loops
 
 	serving atomic.Bool
 	flows   atomic.Int64 // live, over all loops
@@ -141,14 +162,36 @@ func NewUDPCluster(vc config.VirtualCluster, pool *Pool, opts UDPOptions, log *s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var sources []netip.Addr
+	for _, a := range vc.SourceAddresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: source_addresses: %w", vc.Name, err)
+		}
+		sources = append(sources, ip.Unmap())
+	}
+	fdShare := int64(opts.FdFlows)
+	if fdShare <= 0 {
+		fdShare = min(DefaultMaxFlows, fdBudget())
+	}
+	park := !opts.NoPark && UDPParking() == nil
 	limit := int64(opts.MaxFlows)
-	if limit <= 0 {
-		limit = min(DefaultMaxFlows, fdBudget())
+	switch {
+	case !park:
+		limit = fdShare
+		if opts.MaxFlows > 0 {
+			limit = min(limit, int64(opts.MaxFlows))
+		}
+	case limit <= 0:
+		limit = DefaultMaxParkedFlows
 	}
 	if vc.MaxConns > 0 {
 		limit = min(limit, int64(vc.MaxConns))
 	}
 	return &UDPCluster{
+		sources:     sources,
+		park:        park,
+		fdShare:     fdShare,
 		name:        vc.Name,
 		addr:        netip.AddrPortFrom(vip.Unmap(), uint16(vc.Port)),
 		pool:        pool,
@@ -238,6 +281,10 @@ type UDPStats struct {
 	Flows      int64
 	FlowsTotal uint64
 	MaxFlows   int64
+	// Parked is the live flows whose socket is parked in io_uring (no
+	// descriptor); ParkedTotal counts the flows ever parked.
+	Parked      int64
+	ParkedTotal uint64
 	// DatagramsIn and BytesIn are client → server, relayed; DatagramsOut
 	// and BytesOut server → client, relayed.
 	DatagramsIn, DatagramsOut uint64
@@ -258,6 +305,7 @@ func (c *UDPCluster) Stats() UDPStats {
 		Serving:  c.serving.Load(),
 		Flows:    c.flows.Load(),
 		MaxFlows: c.maxFlows,
+		Parked:   c.parked.Load(),
 		Drops:    make(map[string]uint64, numUDPReasons),
 		Panics:   c.panics.Load(),
 	}
@@ -268,6 +316,7 @@ func (c *UDPCluster) Stats() UDPStats {
 	for _, l := range loops {
 		k := &l.counters
 		st.FlowsTotal += k.flowsTotal.Load()
+		st.ParkedTotal += k.parkedTotal.Load()
 		st.DatagramsIn += k.dgramsIn.Load()
 		st.DatagramsOut += k.dgramsOut.Load()
 		st.BytesIn += k.bytesIn.Load()
@@ -291,9 +340,9 @@ func (c *UDPCluster) Stats() UDPStats {
 // udpCounters are one loop's counters: written by the loop alone, read by
 // Stats; padded so two loops never share a cache line.
 type udpCounters struct {
-	flowsTotal, dgramsIn, dgramsOut, bytesIn, bytesOut atomic.Uint64
-	drops                                              [numUDPReasons]atomic.Uint64
-	_                                                  [64]byte
+	flowsTotal, parkedTotal, dgramsIn, dgramsOut, bytesIn, bytesOut atomic.Uint64
+	drops                                                           [numUDPReasons]atomic.Uint64
+	_                                                               [64]byte
 }
 
 // drop counts a dropped datagram and logs it at a limited rate.

@@ -25,7 +25,7 @@ func (l *uloop) openFlow(client netip.AddrPort) *uflow {
 		c.drop(k, udpNoServer, client, nil)
 		return nil
 	}
-	f := &uflow{client: client, fd: -1}
+	f := &uflow{client: client, fd: -1, slot: -1}
 	if err := l.connect(f, s); err != nil {
 		c.flows.Add(-1)
 		c.drop(k, udpUpstreamError, client, err)
@@ -57,25 +57,34 @@ func (l *uloop) moveFlow(f *uflow) bool {
 	return true
 }
 
-// connect gives f a socket connected to s, registered with the loop, and
-// acquires s for it.
+// connect gives f a socket connected to s, registered with the loop
+// (held by a descriptor, or parked once the cluster's descriptor share is
+// used up), and acquires s for it.
 func (l *uloop) connect(f *uflow, s *Server) error {
-	fd, err := udpDial(l.sockaddr(s))
+	fd, err := l.dial(s)
 	if err != nil {
 		return fmt.Errorf("server %s: %w", s.Name, err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("epoll_ctl: %w", err)
+	if l.shouldPark() {
+		if err := l.park(f, fd); err != nil {
+			return fmt.Errorf("server %s: %w", s.Name, err)
+		}
+	} else {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("epoll_ctl: %w", err)
+		}
+		if fd >= len(l.table) {
+			t := make([]*uflow, max(2*len(l.table), fd+1, 1024))
+			copy(t, l.table)
+			l.table = t
+		}
+		l.table[fd] = f
+		f.fd = int32(fd)
+		l.c.fdFlows.Add(1)
 	}
-	if fd >= len(l.table) {
-		t := make([]*uflow, max(2*len(l.table), fd+1, 1024))
-		copy(t, l.table)
-		l.table = t
-	}
-	l.table[fd] = f
-	f.fd, f.srv = int32(fd), s
+	f.srv = s
 	s.Acquire()
 	l.counters.flowsTotal.Add(1)
 	if st := l.c.opts.Sticky; st != nil {
@@ -86,10 +95,14 @@ func (l *uloop) connect(f *uflow, s *Server) error {
 
 // unregister closes f's socket and releases its server.
 func (l *uloop) unregister(f *uflow) {
+	if f.slot >= 0 {
+		l.unpark(f)
+	}
 	if f.fd >= 0 {
 		l.table[f.fd] = nil
 		unix.Close(int(f.fd)) // leaves the epoll set with its last descriptor
 		f.fd = -1
+		l.c.fdFlows.Add(-1)
 	}
 	if f.srv != nil {
 		f.srv.Release()
@@ -123,6 +136,26 @@ func (l *uloop) sweep() {
 		}
 		i++
 	}
+}
+
+// dial opens a socket connected to s: from the next of the cluster's
+// source addresses when it has them (trying the others when that one has
+// no local port left), else from the address and port the kernel picks.
+func (l *uloop) dial(s *Server) (int, error) {
+	srcs := l.c.sources
+	if len(srcs) == 0 {
+		return udpDial(l.sockaddr(s), netip.Addr{})
+	}
+	var err error
+	for range srcs {
+		src := srcs[l.src%len(srcs)]
+		l.src++
+		var fd int
+		if fd, err = udpDial(l.sockaddr(s), src); err == nil {
+			return fd, nil
+		}
+	}
+	return -1, err
 }
 
 // sockaddr is s's address as connect(2) wants it, made once per server.

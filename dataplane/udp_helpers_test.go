@@ -91,6 +91,9 @@ func startUDPCluster(t testing.TB, vc config.VirtualCluster, pool *Pool, opts UD
 	if tune != nil {
 		tune(c)
 	}
+	if udpTestPark {
+		c.park, c.fdShare = true, 0 // TestUDPParked: every flow parks
+	}
 	if err := c.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +106,12 @@ func startUDPCluster(t testing.TB, vc config.VirtualCluster, pool *Pool, opts UD
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		if st := c.Stats(); st.Flows != 0 {
-			t.Errorf("after Serve: %d flows live", st.Flows)
+		st := c.Stats()
+		if st.Flows != 0 || st.Parked != 0 {
+			t.Errorf("after Serve: %d flows live, %d parked", st.Flows, st.Parked)
+		}
+		if udpTestPark && st.ParkedTotal != st.FlowsTotal {
+			t.Errorf("parked %d of %d flows, want all", st.ParkedTotal, st.FlowsTotal)
 		}
 		for _, s := range pool.Servers() {
 			if s.Active() != 0 {

@@ -17,15 +17,17 @@ import (
 )
 
 // uflow is one client address and port and its server. It costs, while
-// live, this struct, a map entry, two slice slots and one descriptor:
-// no goroutine and no buffer.
+// live, this struct, a map entry, two slice slots and one socket, held
+// by a descriptor or parked in an io_uring (uring.go): no goroutine and
+// no buffer.
 type uflow struct {
 	client  netip.AddrPort
 	local   netip.Addr // the address the client last sent to
 	srv     *Server
 	last    int64 // loop clock of the last datagram either way
 	ifindex uint32
-	fd      int32 // the socket connected to srv
+	fd      int32 // the socket connected to srv, or -1 when parked
+	slot    int32 // the parked socket's slot (uloop.parked), or -1
 	idx     int32 // position in uloop.list
 }
 
@@ -56,8 +58,29 @@ type uloop struct {
 	stop    bool                      // set by the loop when evfd fires
 	sweepAt int64
 
+	// Parked flows (uring_linux.go): their sockets live in the rings'
+	// fixed-file tables; epoll reports them with Pad = udpParked and Fd =
+	// the slot, slot/ringFiles naming the ring.
+	rings     []*uring
+	ringFiles int
+	parked    []*uflow // by slot
+	freeSlots []int32
+	outBad    [udpBatch]bool // a queued receive that brought nothing (yet)
+	npend     int            // receives queued in the rings
+	src       int            // next entry of the cluster's sources
+
 	counters udpCounters
 }
+
+// udpParked marks the epoll events of parked sockets.
+const udpParked = 1
+
+// The tags of ring requests: a send of client datagram i of the in
+// batch, or a receive into answer slot i of the out batch.
+const (
+	urTagSend = 0
+	urTagRecv = 1 << 32
+)
 
 // listen opens every loop's socket, epoll set and buffers.
 func (c *UDPCluster) listen() (loops []*uloop, bound netip.AddrPort, err error) {
@@ -134,6 +157,10 @@ func (l *uloop) close() {
 		}
 	}
 	l.in, l.out = nil, nil
+	for _, r := range l.rings {
+		r.close()
+	}
+	l.rings = nil
 }
 
 // serve runs the loops until ctx ends, then ends their flows and closes
@@ -244,6 +271,14 @@ func (l *uloop) dispatch(i, n int) (next int) {
 	}()
 	for ; i < n; i++ {
 		fd := int(l.events[i].Fd)
+		if l.events[i].Pad == udpParked {
+			if fd < len(l.parked) && l.parked[fd] != nil {
+				l.cur = l.parked[fd]
+				l.readServer(l.cur)
+				l.cur = nil
+			}
+			continue
+		}
 		switch {
 		case fd == l.lfd:
 			l.readClients()
@@ -277,6 +312,7 @@ func (l *uloop) readClients() {
 		l.ini++
 		l.fromClient(i)
 	}
+	l.submitRings() // the sends of parked flows: the batch is reused next
 }
 
 // fromClient relays client datagram i of the batch: standby, size and
@@ -317,6 +353,14 @@ func (l *uloop) fromClient(i int) {
 		return
 	}
 	f.local, f.ifindex, f.last = local, ifindex, l.now
+	if f.slot >= 0 {
+		r := l.ring(f.slot)
+		if r.full() {
+			l.submitRings()
+		}
+		r.send(int(f.slot)%l.ringFiles, p, urTagSend|uint64(i))
+		return // counted when it completes (sent)
+	}
 	if errno := udpSend(int(f.fd), p); errno != 0 {
 		c.drop(k, udpUpstreamError, client, errno)
 		return
@@ -334,6 +378,18 @@ func (l *uloop) readServer(f *uflow) {
 	}
 	i := l.nout
 	buf := l.out.slot(i, udpSlot)
+	if f.slot >= 0 {
+		r := l.ring(f.slot)
+		if r.full() {
+			l.submitRings()
+		}
+		r.recv(int(f.slot)%l.ringFiles, buf, urTagRecv|uint64(i))
+		l.out.flows[i] = f
+		l.outBad[i] = true // until it completes with a datagram
+		l.nout++
+		l.npend++
+		return // filled in when it completes (received)
+	}
 	n, errno := udpRecvTrunc(int(f.fd), buf)
 	switch {
 	case errno == unix.EAGAIN || errno == unix.EINTR:
@@ -345,19 +401,28 @@ func (l *uloop) readServer(f *uflow) {
 		l.c.drop(&l.counters, udpOversize, f.client, fmt.Errorf("server %s: %d bytes", f.srv.Name, n))
 		return
 	}
+	l.answer(i, f, n)
+	l.nout++
+}
+
+// answer fills answer slot i, n bytes from f's server, for the client.
+func (l *uloop) answer(i int, f *uflow, n int) {
 	f.last = l.now
 	l.out.iovs[i].SetLen(n)
 	hd := &l.out.hdrs[i].Hdr
 	hd.Namelen = udpSetName(&l.out.names[i], f.client, l.v6)
 	hd.SetControllen(udpSetPktinfo(&l.out.ctrl[i], f.local, f.ifindex, l.v6))
 	l.out.flows[i] = f
-	l.nout++
 }
 
 // flush sends the queued answers. A message the kernel refuses is
 // counted and skipped; the rest still go.
 func (l *uloop) flush() {
 	k := &l.counters
+	if l.npend > 0 {
+		l.submitRings()
+		l.compactOut()
+	}
 	off := 0
 	for off < l.nout {
 		n, errno := udpSendmmsg(l.lfd, l.out.hdrs[off:l.nout])

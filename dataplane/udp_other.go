@@ -17,3 +17,7 @@ func (c *UDPCluster) listen() ([]*uloop, netip.AddrPort, error) {
 func (c *UDPCluster) serve(ctx context.Context, loops []*uloop) error { return errUDPUnsupported }
 
 func fdBudget() int64 { return DefaultMaxFlows }
+
+// UDPParking reports why flows cannot park their sockets: they never can
+// off Linux.
+func UDPParking() error { return errUDPUnsupported }

@@ -109,8 +109,11 @@ func udpSockaddr(a netip.AddrPort) unix.Sockaddr {
 }
 
 // udpDial opens a nonblocking UDP socket connected to sa: the kernel
-// picks its local port and lets only the server's datagrams in.
-func udpDial(sa unix.Sockaddr) (int, error) {
+// picks its local port (on src when src is valid) and lets only the
+// server's datagrams in. Without src the port is unique among all of the
+// namespace's addresses, so ip_local_port_range bounds such sockets; with
+// a source address it is unique on that address only.
+func udpDial(sa unix.Sockaddr, src netip.Addr) (int, error) {
 	family := unix.AF_INET
 	if _, ok := sa.(*unix.SockaddrInet6); ok {
 		family = unix.AF_INET6
@@ -118,6 +121,12 @@ func udpDial(sa unix.Sockaddr) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
+	}
+	if src.IsValid() {
+		if err := unix.Bind(fd, udpSockaddr(netip.AddrPortFrom(src, 0))); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("bind %s: %w", src, err)
+		}
 	}
 	if err := unix.Connect(fd, sa); err != nil {
 		unix.Close(fd)

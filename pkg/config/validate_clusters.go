@@ -69,6 +69,7 @@ func (v *validator) clusters() {
 		if vc.MaxConns < 0 {
 			v.add(k+".max_conns", "must not be negative (got %d)", vc.MaxConns)
 		}
+		v.sourceAddresses(k, vc)
 		if vc.Persistence != nil {
 			v.persistence(k+".persistence", vc.Persistence, vip)
 		}
@@ -76,6 +77,36 @@ func (v *validator) clusters() {
 			v.healthCheck(k+".health_check", vc.HealthCheck)
 		}
 		v.servers(k, vc.Servers)
+	}
+}
+
+// sourceAddresses checks a UDP cluster's source_addresses: addresses of
+// the servers' family, no duplicates.
+func (v *validator) sourceAddresses(k string, vc *VirtualCluster) {
+	if len(vc.SourceAddresses) > 0 && vc.Protocol != "udp" {
+		v.add(k+".source_addresses", "only for protocol: udp clusters (this one is %q)", vc.Protocol)
+		return
+	}
+	seen := make(map[netip.Addr]bool)
+	for j, a := range vc.SourceAddresses {
+		sk := k + ".source_addresses[" + strconv.Itoa(j) + "]"
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() {
+			v.add(sk, "must be a local unicast IP address, like 198.18.0.11 (got %q)", a)
+			continue
+		}
+		ip = ip.Unmap()
+		if seen[ip] {
+			v.add(sk, "duplicate address %s", ip)
+		}
+		seen[ip] = true
+		for _, s := range vc.Servers {
+			ap, err := netip.ParseAddrPort(s.Address)
+			if err == nil && ap.Addr().Unmap().Is4() != ip.Is4() {
+				v.add(sk, "%s is not of the family of server %s (%s)", ip, s.Name, s.Address)
+				break
+			}
+		}
 	}
 }
 
