@@ -92,6 +92,11 @@ func (c *UDPCluster) listen() (loops []*uloop, bound netip.AddrPort, err error) 
 			loops = nil
 		}
 	}()
+	if len(c.sources) > 0 {
+		if err = c.localSources(); err != nil {
+			return nil, bound, err
+		}
+	}
 	addr := c.addr
 	for i := range c.opts.Loops {
 		l := &uloop{c: c, id: i, lfd: -1, epfd: -1, evfd: -1, v6: udpIs6(addr.Addr()),

@@ -85,6 +85,38 @@ func listenUDPSocket(addr netip.AddrPort, reuseport bool) (int, error) {
 	return fd, nil
 }
 
+// localSources keeps the source addresses this box has: one list of
+// source_addresses can name both boxes' addresses, and each uses its own.
+// None of them here is an error.
+func (c *UDPCluster) localSources() error {
+	var local, other []netip.Addr
+	for _, a := range c.sources {
+		family := unix.AF_INET
+		if udpIs6(a) {
+			family = unix.AF_INET6
+		}
+		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		err = unix.Bind(fd, udpSockaddr(netip.AddrPortFrom(a, 0)))
+		unix.Close(fd)
+		if err != nil {
+			other = append(other, a)
+			continue
+		}
+		local = append(local, a)
+	}
+	if len(local) == 0 {
+		return fmt.Errorf("source_addresses: none of %v is an address of this box", c.sources)
+	}
+	if len(other) > 0 {
+		c.log.Info("udp: source addresses of the other box are left out", "using", local, "not_here", other)
+	}
+	c.sources = local
+	return nil
+}
+
 // udpBoundAddr is the address fd is bound to.
 func udpBoundAddr(fd int) (netip.AddrPort, error) {
 	sa, err := unix.Getsockname(fd)

@@ -193,6 +193,9 @@ func renderStatus(out io.Writer, st *api.Status) {
 			extra := fmt.Sprintf("refused %d", refused)
 			if c.Protocol == "udp" {
 				extra = fmt.Sprintf("flows; datagrams in %d out %d; dropped %d", c.DatagramsIn, c.DatagramsOut, refused)
+				if c.ParkedFlows > 0 {
+					extra += fmt.Sprintf("; %d flows parked in io_uring", c.ParkedFlows)
+				}
 			}
 			fmt.Fprintf(ctw, "  %s (%s, %s)\t%s:%d/%s\t%s\t\t%d\t%d\t%s\n", c.Name, c.Algorithm, serving,
 				c.VIP, c.Port, c.Protocol, "", c.ActiveConns, c.TotalConns, extra)

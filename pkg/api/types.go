@@ -100,6 +100,11 @@ type Cluster struct {
 	// flows.
 	DatagramsIn  uint64 `json:"datagrams_in,omitempty"`
 	DatagramsOut uint64 `json:"datagrams_out,omitempty"`
+	// MaxFlows is a UDP cluster's cap on live flows (max_conns or the
+	// node's budget); ParkedFlows the live flows whose upstream socket is
+	// parked in io_uring rather than held by a descriptor.
+	MaxFlows    int64 `json:"max_flows,omitempty"`
+	ParkedFlows int64 `json:"parked_flows,omitempty"`
 	// Refused counts refused connections (dropped datagrams for UDP) by
 	// reason (standby, allow, max_conns, no_server, connect_failed;
 	// oversize, malformed, upstream_error, client_error).

@@ -147,10 +147,11 @@ type VirtualCluster struct {
 	Allow []string `mapstructure:"allow" json:"allow"`
 	// MaxConns caps concurrent connections; 0 is unlimited.
 	MaxConns int `mapstructure:"max_conns" json:"max_conns"`
-	// SourceAddresses (protocol udp) are local addresses the upstream
-	// sockets bind to, in turn; each gives the flows a port range of its
-	// own. Empty: the kernel picks the address, and all flows share one
-	// port range (ip_local_port_range).
+	// SourceAddresses (protocol udp) are addresses the upstream sockets
+	// bind to, in turn; each gives the flows a port range of its own.
+	// Each box uses those it has, so one list can name both boxes'.
+	// Empty: the kernel picks the address, and all flows share one port
+	// range (ip_local_port_range).
 	SourceAddresses []string `mapstructure:"source_addresses" json:"source_addresses,omitempty"`
 	// Persistence, when set, keeps a client on one server.
 	Persistence *Persistence `mapstructure:"persistence" json:"persistence,omitempty"`

@@ -58,6 +58,7 @@ func TestExampleFullShowsEveryKey(t *testing.T) {
 		"clusters[0].health_check.interval", "clusters[0].health_check.timeout", "clusters[0].health_check.rise",
 		"clusters[0].health_check.fall", "clusters[0].servers[0].name", "clusters[0].servers[0].address",
 		"clusters[0].servers[0].weight", "clusters[0].servers[0].send_proxy",
+		"clusters[2].source_addresses",
 	} {
 		if c.lines[key] == 0 {
 			t.Errorf("example-full.yaml does not show %s", key)

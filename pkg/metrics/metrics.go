@@ -40,6 +40,7 @@ var (
 	dClTotal      = desc("cluster_connections_total", "Client connections accepted and proxied.", "cluster")
 	dClBytes      = desc("cluster_bytes_total", "Bytes proxied; direction in is client to server.", "cluster", "direction")
 	dClDatagrams  = desc("cluster_datagrams_total", "UDP datagrams relayed; direction in is client to server.", "cluster", "direction")
+	dClParked     = desc("cluster_parked_flows", "Live UDP flows whose upstream socket is parked in io_uring (no descriptor).", "cluster")
 	dClRefused    = desc("cluster_refused_total", "Connections refused, by reason.", "cluster", "reason")
 	dClServing    = desc("cluster_serving", "1 while this node accepts the cluster's connections.", "cluster")
 	dSrvUp        = desc("server_up", "1 when the server's health check passes.", "cluster", "server")
@@ -69,7 +70,7 @@ func NewCollector(src api.StatusSource) *Collector { return &Collector{src: src}
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dState, dPriority, dTransitions, dVIPHeld, dPeerAlive, dPeerHeard,
-		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClDatagrams, dClRefused, dClServing,
+		dPeerMatch, dAdvSent, dAdvRecv, dAdvDropped, dClActive, dClTotal, dClBytes, dClDatagrams, dClParked, dClRefused, dClServing,
 		dSrvUp, dSrvAdmin, dSrvActive, dSrvTotal, dSrvFailures, dSrvCheckLat, dPersEntries, dPersSent, dPersReceived, dPersLag, dPersSync,
 		dARPFrames, dRivals, dWitnessUp} {
 		ch <- d
@@ -134,6 +135,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if cl.Protocol == "udp" {
 			counter(dClDatagrams, float64(cl.DatagramsIn), cl.Name, "in")
 			counter(dClDatagrams, float64(cl.DatagramsOut), cl.Name, "out")
+			gauge(dClParked, float64(cl.ParkedFlows), cl.Name)
 		}
 		for reason, n := range cl.Refused {
 			counter(dClRefused, float64(n), cl.Name, reason)

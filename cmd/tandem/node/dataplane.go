@@ -28,10 +28,15 @@ type listener interface {
 	Drain(ctx context.Context)
 }
 
-// udpFlowBudget is how many live UDP flows all UDP clusters may hold
-// together: each flow holds a socket, and the process's descriptors
-// (20,000 on the lab machines) are shared with the TCP side.
-const udpFlowBudget = 15000
+// udpFdBudget is how many live UDP flows all UDP clusters may hold by
+// descriptor together: each flow holds a socket, and the process's
+// descriptors (20,000 on the lab machines) are shared with the TCP side.
+// Later flows park their sockets in io_uring (dataplane.UDPParking), up to
+// udpParkedBudget; without io_uring udpFdBudget is the cap.
+const (
+	udpFdBudget     = 15000
+	udpParkedBudget = dataplane.DefaultMaxParkedFlows
+)
 
 // vcluster is one virtual cluster at run time: its pool, its listener and
 // its health monitor.
@@ -101,6 +106,10 @@ func (n *Node) ensureEngine() bool {
 	var name string
 	n.engine, name = newEngine(n.log.With("component", "engine"))
 	n.log.Info("proxy engine", "engine", name)
+	if err := dataplane.UDPParking(); err != nil {
+		n.log.Info("UDP flows hold a descriptor each (no io_uring); live UDP flows are capped at the descriptor budget",
+			"budget", udpFdBudget, "why", err)
+	}
 	return true
 }
 
@@ -136,7 +145,7 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 	switch vc.Protocol {
 	case "udp":
 		rt.udp, err = dataplane.NewUDPCluster(vc, rt.pool, dataplane.UDPOptions{Sticky: opts.Sticky,
-			MaxFlows: udpFlowBudget / udpClusters}, dlog)
+			FdFlows: udpFdBudget / udpClusters, MaxFlows: udpParkedBudget / udpClusters}, dlog)
 		rt.ln = rt.udp
 	default:
 		rt.tcp, err = dataplane.NewTCPCluster(vc, rt.pool, n.engine, opts, dlog)
@@ -257,6 +266,7 @@ func (n *Node) clusterStatus() []api.Cluster {
 			ac.ActiveConns, ac.TotalConns = st.Flows, st.FlowsTotal
 			ac.BytesIn, ac.BytesOut, ac.Serving = st.BytesIn, st.BytesOut, st.Serving
 			ac.DatagramsIn, ac.DatagramsOut, ac.Refused = st.DatagramsIn, st.DatagramsOut, st.Drops
+			ac.MaxFlows, ac.ParkedFlows = st.MaxFlows, st.Parked
 			servers = st.Servers
 		} else {
 			st := c.tcp.Stats()
