@@ -103,7 +103,23 @@ type Manager struct {
 	wg      sync.WaitGroup     // that goroutine
 
 	claims, releases, garps, nas, readded, errs atomic.Uint64
+
+	failMu  sync.Mutex // guards annFail
+	annFail map[netip.Prefix]annFailure
 }
+
+// annFailure is the last failed announcement of a VIP that was logged,
+// and how many identical ones have not been since.
+type annFailure struct {
+	msg     string
+	logged  time.Time
+	skipped int
+}
+
+// annFailEvery is how often the same announcement failure is logged again:
+// a master alone announces once a second, and one failure that cannot go
+// away (an interface without an Ethernet address) must not flood the log.
+const annFailEvery = time.Minute
 
 // New returns a Manager for the VIPs of iface. It does not touch the
 // interface; call Cleanup at start-up and Claim when elected. On platforms
@@ -358,10 +374,13 @@ func (m *Manager) round(ctx context.Context, vips []netip.Prefix) error {
 		}
 		if err := m.ann.Announce(p.Addr()); err != nil {
 			m.errs.Add(1)
-			m.log.Warn("announcing VIP failed", "vip", p, "err", err)
+			m.warnAnnounce(p, err)
 			errs = append(errs, fmt.Errorf("vip: announce %v on %s: %w", p, m.iface, err))
 			continue
 		}
+		m.failMu.Lock()
+		delete(m.annFail, p)
+		m.failMu.Unlock()
 		if p.Addr().Is4() {
 			m.garps.Add(1)
 		} else {
@@ -369,6 +388,27 @@ func (m *Manager) round(ctx context.Context, vips []netip.Prefix) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// warnAnnounce logs a failed announcement of p: a new failure at once,
+// the same one again at most every annFailEvery, with the count of those
+// not logged (all are counted in the errors metric).
+func (m *Manager) warnAnnounce(p netip.Prefix, err error) {
+	now, msg := time.Now(), err.Error()
+	m.failMu.Lock()
+	last, seen := m.annFail[p]
+	if seen && last.msg == msg && now.Sub(last.logged) < annFailEvery {
+		last.skipped++
+		m.annFail[p] = last
+		m.failMu.Unlock()
+		return
+	}
+	if m.annFail == nil {
+		m.annFail = make(map[netip.Prefix]annFailure)
+	}
+	m.annFail[p] = annFailure{msg: msg, logged: now}
+	m.failMu.Unlock()
+	m.log.Warn("announcing VIP failed", "vip", p, "err", err, "suppressed", last.skipped)
 }
 
 // stopAnnouncing ends the background goroutine, if any, and waits for it.

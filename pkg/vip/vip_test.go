@@ -424,3 +424,35 @@ func TestSetVIPsWhileClaimed(t *testing.T) {
 		t.Error("SetVIPs while released added a VIP")
 	}
 }
+
+// failingAnnouncer fails every announcement with err.
+type failingAnnouncer struct{ err error }
+
+func (a failingAnnouncer) Announce(netip.Addr) error { return a.err }
+func (a failingAnnouncer) Close() error              { return nil }
+
+// TestAnnounceFailureLoggedOnce: a master alone announces every second;
+// the same failure is logged once (then once a minute), every one counted.
+func TestAnnounceFailureLoggedOnce(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	ann := &failingAnnouncer{err: errors.New("lo has no Ethernet address")}
+	m, err := newManager("lo", []netip.Prefix{v4}, GARP{}, log, newFakeOps(), ann)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		m.round(context.Background(), []netip.Prefix{v4})
+	}
+	if n := strings.Count(buf.String(), "announcing VIP failed"); n != 1 {
+		t.Errorf("5 identical failures logged %d times, want 1:\n%s", n, buf.String())
+	}
+	if m.Stats().Errors != 5 {
+		t.Errorf("errors counted %d, want 5", m.Stats().Errors)
+	}
+	ann.err = errors.New("another failure")
+	m.round(context.Background(), []netip.Prefix{v4})
+	if n := strings.Count(buf.String(), "announcing VIP failed"); n != 2 {
+		t.Errorf("a different failure was not logged at once:\n%s", buf.String())
+	}
+}
