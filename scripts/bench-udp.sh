@@ -10,7 +10,7 @@
 #        OUTSTANDING  dnsperf -q, queries in flight [100]
 #        LAT_RATE     queries/s of the latency prober [5000]
 #        LAT_SECONDS  seconds per latency run [5]
-#        FLOWS        live flows held through Tandem [10000]
+#        FLOWS        live flows held through Tandem [100000]
 #        PROXY_NICE   nice value of every proxy thread [0]
 #        TANDEM_BIN   tandem binary [built from ./cmd/tandem into a temp dir]
 #        BENCH_NS     namespace name, as -n [tbudp]
@@ -33,12 +33,15 @@
 #   latency  a Go prober at a fixed LAT_RATE over 20 sockets: p50, p99,
 #            p99.9 round trip; the added p99 is the target's minus direct's
 #            (dnsperf 2.10 prints no percentiles)
-#   flows    Tandem restarted (empty pools), FLOWS sockets each send one
-#            query and stay open (flow idle timeout 30 s): Tandem's VmRSS
+#   flows    Tandem restarted (empty pools), FLOWS clients each send one
+#            query and stay live (flow idle timeout 30 s): Tandem's VmRSS
 #            after minus before, per live flow, KiB, and its Go heap in use
-#            (go_memstats_heap_inuse_bytes) per flow. 100,000 flows cannot
-#            be held here: each flow holds an upstream socket, the
-#            open-file hard limit is 20,000 and Tandem's flow budget 15,000
+#            (go_memstats_heap_inuse_bytes) per flow. The clients are 100
+#            sockets, each sending from FLOWS/100 addresses of 127.1.0.0/16
+#            (IP_PKTINFO). Tandem holds each flow's upstream socket: the
+#            first 15,000 by descriptor, the rest parked in io_uring (the
+#            open-file hard limit is 20,000); its upstream sockets bind to
+#            127.0.1.1-3 in turn (source_addresses), a port range each
 # Prints a table per metric with ratios of the medians against direct and
 # against the faster of nginx and dnsdist, the uptime before and after,
 # and writes JSON with -o. Exit 0 when every run produced a figure. Needs
@@ -60,7 +63,7 @@ CLIENTS=${CLIENTS:-100}
 OUTSTANDING=${OUTSTANDING:-100}
 LAT_RATE=${LAT_RATE:-5000}
 LAT_SECONDS=${LAT_SECONDS:-5}
-FLOWS=${FLOWS:-10000}
+FLOWS=${FLOWS:-100000}
 PROXY_NICE=${PROXY_NICE:-0}
 
 usage() { sed -n '/^# Usage:/,/^# Env:/{/^# Env:/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
@@ -87,8 +90,8 @@ done
 [[ $OUTSTANDING =~ ^[0-9]+$ && $OUTSTANDING -ge 1 && $OUTSTANDING -le 10000 ]] || die "OUTSTANDING must be 1..10000"
 [[ $LAT_RATE =~ ^[0-9]+$ && $LAT_RATE -ge 20 && $LAT_RATE -le 50000 ]] || die "LAT_RATE must be 20..50000"
 [[ $LAT_SECONDS =~ ^[0-9]+$ && $LAT_SECONDS -ge 1 && $LAT_SECONDS -le 120 ]] || die "LAT_SECONDS must be 1..120"
-[[ $FLOWS =~ ^[0-9]+$ && $FLOWS -ge 1 && $FLOWS -le 15000 ]] ||
-    die "FLOWS must be 1..15000 (the open-file limit is 20,000 per process; Tandem's UDP flow budget 15,000)"
+[[ $FLOWS =~ ^[0-9]+$ && $FLOWS -ge 1 && $FLOWS -le 150000 ]] ||
+    die "FLOWS must be 1..150000 (Tandem's three source addresses hold 55,000 upstream ports each)"
 [[ $PROXY_NICE =~ ^-?[0-9]+$ ]] || die "PROXY_NICE must be an integer"
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (load generator on 0, proxies on 1)"
 
@@ -138,11 +141,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"net/netip"
 	"os/signal"
 	"sort"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // query builds "bench.test. IN A" with id.
@@ -253,51 +258,103 @@ func lat(args []string) {
 func flows(args []string) {
 	fs := flag.NewFlagSet("flows", flag.ExitOnError)
 	target := fs.String("target", "127.0.0.3:53", "address")
-	n := fs.Int("n", 10000, "sockets (flows)")
-	batch := fs.Int("batch", 250, "queries sent before their answers are read")
-	timeout := fs.Duration("timeout", 2*time.Second, "answer timeout per batch")
+	n := fs.Int("n", 100000, "flows (client address and port pairs)")
+	socks := fs.Int("sockets", 100, "client sockets; each plays n/sockets clients")
+	batch := fs.Int("batch", 200, "queries sent before their answers are read")
+	timeout := fs.Duration("timeout", 2*time.Second, "answer timeout per batch (a query unanswered by then is sent once more)")
 	max := fs.Duration("max", 120*time.Second, "hold at most this long")
 	fs.Parse(args)
-	conns := make([]net.Conn, 0, *n)
+	ap, err := netip.ParseAddrPort(*target)
+	if err != nil || !ap.Addr().Is4() {
+		fmt.Fprintln(os.Stderr, "target: an IPv4 address and port")
+		os.Exit(2)
+	}
+	to := &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	// Flow i is socket i%sockets (bound to every address, its own port)
+	// sending from 127.1.a/b, a = i/sockets: a client address and port
+	// of its own, without a descriptor per flow (IP_PKTINFO picks the
+	// source address; the answer comes back to the same socket).
+	fds := make([]int, *socks)
+	for i := range fds {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = syscall.Bind(fd, &syscall.SockaddrInet4{})
+		}
+		if err == nil {
+			syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1<<20)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "socket:", err)
+			os.Exit(1)
+		}
+		fds[i] = fd
+	}
+	oob := make([]byte, syscall.CmsgSpace(12))
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = syscall.IPPROTO_IP, syscall.IP_PKTINFO
+	h.SetLen(syscall.CmsgLen(12))
+	spec := oob[syscall.CmsgLen(0)+4 : syscall.CmsgLen(0)+8] // in_pktinfo.ipi_spec_dst
 	buf := make([]byte, 1500)
 	ok, failed := 0, 0
-	for len(conns) < *n {
-		var group []net.Conn
-		for i := 0; i < *batch && len(conns)+len(group) < *n; i++ {
-			c, err := net.Dial("udp", *target)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "dial:", err)
-				os.Exit(1)
-			}
-			group = append(group, c)
+	send := func(i int) {
+		s, a := i%len(fds), i/len(fds)
+		copy(spec, []byte{127, 1, byte(a / 250), byte(1 + a%250)})
+		if err := syscall.Sendmsg(fds[s], query(uint16(i)), oob, to, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "send:", err)
+			os.Exit(1)
 		}
-		ids := make([]uint16, len(group))
-		for i, c := range group {
-			ids[i] = uint16(rand.Uint32())
-			c.Write(query(ids[i]))
-		}
-		deadline := time.Now().Add(*timeout)
-		for i, c := range group {
-			c.SetReadDeadline(deadline)
-			got := false
-			for {
-				m, err := c.Read(buf)
-				if err != nil {
-					break
-				}
-				if answers(buf[:m], ids[i]) {
-					got = true
-					break
-				}
-			}
-			if got {
-				ok++
-			} else {
-				failed++
-			}
-		}
-		conns = append(conns, group...)
 	}
+	// collect reads answers until every flow of want has one or the
+	// timeout passes.
+	collect := func(want map[int]bool) {
+		deadline := time.Now().Add(*timeout)
+		for len(want) > 0 && time.Now().Before(deadline) {
+			got := false
+			for s, fd := range fds {
+				for {
+					m, _, err := syscall.Recvfrom(fd, buf, syscall.MSG_DONTWAIT)
+					if err != nil {
+						break
+					}
+					if m < 12 {
+						continue
+					}
+					id := binary.BigEndian.Uint16(buf)
+					// flow i is on socket i%len(fds) and asked with id uint16(i)
+					for i := range want {
+						if i%len(fds) == s && uint16(i) == id && answers(buf[:m], id) {
+							delete(want, i)
+							got = true
+							break
+						}
+					}
+				}
+			}
+			if !got {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	retried := 0
+	for base := 0; base < *n; base += *batch {
+		end := min(base+*batch, *n)
+		want := map[int]bool{}
+		for i := base; i < end; i++ {
+			want[i] = true
+			send(i)
+		}
+		collect(want)
+		if len(want) > 0 { // lost in a queue on the way: ask once more
+			retried += len(want)
+			for i := range want {
+				send(i)
+			}
+			collect(want)
+		}
+		ok += end - base - len(want)
+		failed += len(want)
+	}
+	fmt.Fprintf(os.Stderr, "queries sent twice: %d\n", retried)
 	fmt.Printf("ready %d %d\n", ok, failed)
 	os.Stdout.Sync()
 	sig := make(chan os.Signal, 1)
@@ -306,8 +363,8 @@ func flows(args []string) {
 	case <-sig:
 	case <-time.After(*max):
 	}
-	for _, c := range conns {
-		c.Close()
+	for _, fd := range fds {
+		syscall.Close(fd)
 	}
 }
 GO
@@ -393,6 +450,7 @@ clusters:
     port: 53
     protocol: udp
     health_check: {type: dns, query: bench.test, interval: 1s, timeout: 500ms}
+    source_addresses: [127.0.1.1, 127.0.1.2, 127.0.1.3]
     servers:
       - name: dnsmasq
         address: 127.0.0.1:5300
@@ -410,6 +468,12 @@ tandem_ready() {
 # tandem_flows: live flows (active_conns) of the dns cluster
 tandem_flows() {
     tandem_status | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(c.get("active_conns",0) for c in s.get("clusters",[])))' 2>/dev/null ||
+        echo "?"
+}
+
+# tandem_parked: live flows whose upstream socket is parked in io_uring
+tandem_parked() {
+    tandem_status | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(c.get("parked_flows",0) for c in s.get("clusters",[])))' 2>/dev/null ||
         echo "?"
 }
 
@@ -517,13 +581,13 @@ print("%.1f %.1f %.1f %d" % (d["p50_us"], d["p99_us"], d["p999_us"], d["lost"]))
 # run_flows: on a freshly started Tandem, so what earlier runs left in its
 # pools does not hide the cost of the flows
 run_flows() {
-    local r=$1 pid out=$TMP/flows.$r.txt before after hold ok bad per live heap0 heap1 hper=-
+    local r=$1 pid out=$TMP/flows.$r.txt before after hold ok bad per live parked fds heap0 heap1 hper=-
     start_proxy tandem || { fail "flows round $r: tandem did not restart"; return; }
     pid=${PROXY_PID[tandem]}
     sleep 1
     before=$(rss_kib "$pid")
     heap0=$(tandem_heap)
-    ip netns exec "$NS" taskset -c 0 "$UDPTOOL" flows -target 127.0.0.3:53 -n "$FLOWS" -max 120s \
+    ip netns exec "$NS" taskset -c 0 "$UDPTOOL" flows -target 127.0.0.3:53 -n "$FLOWS" -sockets 100 -max 120s \
         >"$out" 2>"$out.err" &
     hold=$!
     PIDS+=($hold)
@@ -536,6 +600,8 @@ run_flows() {
     after=$(rss_kib "$pid")
     heap1=$(tandem_heap)
     live=$(tandem_flows)
+    parked=$(tandem_parked)
+    fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
     stop_pid "$hold"; forget_pid "$hold"
     if [[ $bad -ne 0 || -z $before || -z $after ]]; then
         show_log "$out.err"; fail "flows round $r: $bad of $FLOWS queries unanswered"; return
@@ -545,11 +611,13 @@ run_flows() {
     record flow_rss_before_kib "tandem" "$before"
     record flow_rss_after_kib "tandem" "$after"
     record flow_live "tandem" "$live"
+    record flow_parked "tandem" "$parked"
+    record flow_fds "tandem" "$fds"
     if [[ -n $heap0 && -n $heap1 ]]; then
         hper=$(awk -v a="$heap1" -v b="$heap0" -v n="$ok" 'BEGIN { printf "%.0f", (a - b) / n }')
         record flow_heap_bytes "tandem" "$hper"
     fi
-    log "round $r flows    tandem: RSS $before -> $after KiB for $ok flows ($live live in status): $per KiB each; Go heap in use $hper bytes each"
+    log "round $r flows    tandem: RSS $before -> $after KiB for $ok flows ($live live in status, $parked parked in io_uring, $fds descriptors open): $per KiB each; Go heap in use $hper bytes each"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -659,7 +727,7 @@ if [[ -n $OUT ]]; then
             "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(dnsdist --version 2>/dev/null | head -n 1)")"
         printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
         sep=""
-        for m in "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live; do
+        for m in "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live flow_parked flow_fds; do
             ls "$RES/$m".* >/dev/null 2>&1 || continue
             printf '%s"%s":{' "$sep" "$m"; sep=","
             s2=""

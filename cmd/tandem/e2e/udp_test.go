@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/dataplane"
 )
 
 // dnsmasq runs a real dnsmasq in box's namespace answering
@@ -93,6 +95,21 @@ func TestDNSOverUDPThroughTheVIP(t *testing.T) {
 	st, _ := l.status("lb1")
 	if c := st.Clusters[0]; c.DatagramsIn < 20 || c.DatagramsOut < 20 {
 		t.Errorf("datagrams in/out = %d/%d, want ≥ 20 each", c.DatagramsIn, c.DatagramsOut)
+	}
+	// The node's flow budget, shared by its UDP clusters: 250,000 with
+	// io_uring to park sockets in, else the 15,000 descriptor share.
+	udps := 0
+	for _, c := range st.Clusters {
+		if c.Protocol == "udp" {
+			udps++
+		}
+	}
+	budget := int64(dataplane.DefaultMaxParkedFlows)
+	if err := dataplane.UDPParking(); err != nil {
+		budget = dataplane.DefaultMaxFlows
+	}
+	if c := st.Clusters[0]; c.Protocol != "udp" || c.MaxFlows != budget/int64(udps) {
+		t.Errorf("%s cluster: max_flows = %d, want %d/%d", c.Protocol, c.MaxFlows, budget, udps)
 	}
 
 	// A backend stopped: queries carry on on the other.
