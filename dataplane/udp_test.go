@@ -35,6 +35,9 @@ func TestUDPSpreadAndSource(t *testing.T) {
 	if perServer["a"] != 5 || perServer["b"] != 5 {
 		t.Errorf("flows per server = %v, want 5 and 5 (round robin)", perServer)
 	}
+	// The last answer reaches its client while sendmmsg runs, before
+	// the loop counts it.
+	eventually(t, "30 datagrams out", func() bool { return c.Stats().DatagramsOut == 30 })
 	st := c.Stats()
 	if st.Flows != 10 || st.FlowsTotal != 10 || st.DatagramsIn != 30 || st.DatagramsOut != 30 {
 		t.Errorf("stats = %+v; want 10 flows, 30 datagrams each way", st)
