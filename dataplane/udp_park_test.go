@@ -130,6 +130,9 @@ func lowFDFlows(t *testing.T) {
 			buf := make([]byte, 256)
 			for range batch {
 				n, from, err := unix.Recvfrom(fd, buf, 0)
+				for err == unix.EINTR { // the Go runtime's preemption signal
+					n, from, err = unix.Recvfrom(fd, buf, 0)
+				}
 				if err != nil {
 					t.Fatalf("%s: answers %d..%d: %d missing: %v", tag, base, base+batch-1, len(want), err)
 				}
@@ -176,5 +179,9 @@ func sendFrom(fd int, src netip.Addr, to unix.Sockaddr, p []byte) error {
 	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
 	pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
 	pi.Spec_dst = src.As4()
-	return unix.Sendmsg(fd, p, oob, to, 0)
+	for {
+		if err := unix.Sendmsg(fd, p, oob, to, 0); err != unix.EINTR {
+			return err
+		}
+	}
 }
