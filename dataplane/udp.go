@@ -26,8 +26,10 @@ const (
 	DefaultMaxFlows = 15000
 	// DefaultMaxParkedFlows caps a cluster's live flows when sockets can
 	// be parked and UDPOptions.MaxFlows is 0. A flow costs the proxy
-	// about 200 bytes and the kernel about 2 KiB for its socket.
-	DefaultMaxParkedFlows = 250000
+	// about 230 bytes and the kernel about 3 KiB for its socket (slab:
+	// UDP, sock_inode_cache, filp, dentry), so the cap bounds what a
+	// flood of spoofed sources can take: about 500 MB.
+	DefaultMaxParkedFlows = 150000
 	// udpStandbyIdle ends flows sooner while the cluster is not serving:
 	// no client datagram is relayed, so a flow only waits for the answers
 	// to queries already in flight.

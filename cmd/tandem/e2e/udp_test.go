@@ -96,7 +96,7 @@ func TestDNSOverUDPThroughTheVIP(t *testing.T) {
 	if c := st.Clusters[0]; c.DatagramsIn < 20 || c.DatagramsOut < 20 {
 		t.Errorf("datagrams in/out = %d/%d, want ≥ 20 each", c.DatagramsIn, c.DatagramsOut)
 	}
-	// The node's flow budget, shared by its UDP clusters: 250,000 with
+	// The node's flow budget, shared by its UDP clusters: 150,000 with
 	// io_uring to park sockets in, else the 15,000 descriptor share.
 	udps := 0
 	for _, c := range st.Clusters {
