@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"unsafe"
 
@@ -87,25 +88,22 @@ func listenUDPSocket(addr netip.AddrPort, reuseport bool) (int, error) {
 
 // localSources keeps the source addresses this box has: one list of
 // source_addresses can name both boxes' addresses, and each uses its own.
-// None of them here is an error.
+// None of them here is an error. An address is the box's when one of its
+// interfaces has it, or when it lies in a loopback interface's prefix
+// (all of 127.0.0.0/8 is local). A trial bind would not tell: boxes with
+// ip_nonlocal_bind bind any address.
 func (c *UDPCluster) localSources() error {
+	mine, err := localAddrs()
+	if err != nil {
+		return fmt.Errorf("source_addresses: %w", err)
+	}
 	var local, other []netip.Addr
 	for _, a := range c.sources {
-		family := unix.AF_INET
-		if udpIs6(a) {
-			family = unix.AF_INET6
-		}
-		fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("socket: %w", err)
-		}
-		err = unix.Bind(fd, udpSockaddr(netip.AddrPortFrom(a, 0)))
-		unix.Close(fd)
-		if err != nil {
+		if mine(a) {
+			local = append(local, a)
+		} else {
 			other = append(other, a)
-			continue
 		}
-		local = append(local, a)
 	}
 	if len(local) == 0 {
 		return fmt.Errorf("source_addresses: none of %v is an address of this box", c.sources)
@@ -115,6 +113,50 @@ func (c *UDPCluster) localSources() error {
 	}
 	c.sources = local
 	return nil
+}
+
+// localAddrs reports which addresses belong to this box (its network
+// namespace), as localSources means it.
+func localAddrs() (func(netip.Addr) bool, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	exact := map[netip.Addr]bool{}
+	var loop []netip.Prefix
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			return nil, fmt.Errorf("addresses of %s: %w", ifc.Name, err)
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok {
+				continue
+			}
+			ip = ip.Unmap()
+			exact[ip] = true
+			if ifc.Flags&net.FlagLoopback != 0 {
+				ones, _ := ipn.Mask.Size()
+				loop = append(loop, netip.PrefixFrom(ip, ones).Masked())
+			}
+		}
+	}
+	return func(a netip.Addr) bool {
+		if exact[a] {
+			return true
+		}
+		for _, p := range loop {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}, nil
 }
 
 // udpBoundAddr is the address fd is bound to.

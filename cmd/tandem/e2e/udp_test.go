@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,8 @@ func TestDNSOverUDPThroughTheVIP(t *testing.T) {
     port: 53
     protocol: udp
     algorithm: round_robin
+    # both boxes' addresses: each binds its upstream sockets to its own
+    source_addresses: [198.18.0.11, 198.18.0.12]
     health_check: {type: dns, query: who.lab, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}
     servers:
       - {name: be1, address: "198.18.0.21:53"}
@@ -135,5 +138,12 @@ func TestDNSOverUDPThroughTheVIP(t *testing.T) {
 	})
 	if got := l.dig(10); got["be2"] != 10 {
 		t.Fatalf("after the cable pull: %v, want all 10 answered through lb2", got)
+	}
+	// Each box bound its upstream sockets to its own source address.
+	for box, own := range map[string]string{"lb1": "198.18.0.11", "lb2": "198.18.0.12"} {
+		b, _ := os.ReadFile(l.nodes[box].log)
+		if !strings.Contains(string(b), `source addresses of the other box are left out" node=`+box+` component=dataplane cluster=dns using=[`+own+`]`) {
+			t.Errorf("%s's log does not show it using source address %s alone:\n%s", box, own, b)
+		}
 	}
 }
