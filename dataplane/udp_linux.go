@@ -251,7 +251,9 @@ func (l *uloop) run() {
 		}
 		if l.now >= l.sweepAt {
 			l.sweepAt = l.now + every
-			l.sweep()
+			if !l.sweep() { // more to end: go on in a moment
+				l.sweepAt = l.now + int64(udpSweepPause)
+			}
 		}
 	}
 }

@@ -185,3 +185,34 @@ func sendFrom(fd int, src netip.Addr, to unix.Sockaddr, p []byte) error {
 		}
 	}
 }
+
+// TestUDPSweepBounded: one sweep ends at most udpSweepMax idle flows and
+// says there are more; the next ones end the rest.
+func TestUDPSweepBounded(t *testing.T) {
+	c := &UDPCluster{opts: UDPOptions{FlowIdle: time.Second}}
+	l := &uloop{c: c, flows: map[netip.AddrPort]*uflow{}}
+	const n = 2*udpSweepMax + 10
+	for i := range n {
+		f := &uflow{client: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)}), 53),
+			fd: -1, slot: -1, idx: int32(i)}
+		if i%2 == 0 {
+			f.last = int64(10 * time.Second) // recent: stays
+		}
+		l.list = append(l.list, f)
+		l.flows[f.client] = f
+	}
+	c.flows.Store(n)
+	l.now = int64(10*time.Second + time.Millisecond)
+	var rounds []int
+	for done := false; !done; {
+		before := len(l.list)
+		done = l.sweep()
+		rounds = append(rounds, before-len(l.list))
+		if len(rounds) > 10 {
+			t.Fatal("the sweep never finished")
+		}
+	}
+	if fmt.Sprint(rounds) != fmt.Sprint([]int{udpSweepMax, 5}) || len(l.list) != n-n/2 || len(l.flows) != len(l.list) {
+		t.Errorf("ended per sweep %v, %d flows left (map %d); want [%d 5] and %d left", rounds, len(l.list), len(l.flows), udpSweepMax, n-n/2)
+	}
+}
