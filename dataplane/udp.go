@@ -54,9 +54,6 @@ type UDPOptions struct {
 	// ones park it in io_uring [DefaultMaxFlows, at most 3/4 of
 	// RLIMIT_NOFILE].
 	FdFlows int
-	// NoPark keeps every socket on a descriptor (and caps the flows at
-	// FdFlows).
-	NoPark bool
 	// Loops is the number of event loops, each with its own socket on
 	// the VIP (SO_REUSEPORT), flow table and goroutine [1].
 	Loops int
@@ -176,7 +173,7 @@ func NewUDPCluster(vc config.VirtualCluster, pool *Pool, opts UDPOptions, log *s
 	if fdShare <= 0 {
 		fdShare = min(DefaultMaxFlows, fdBudget())
 	}
-	park := !opts.NoPark && UDPParking() == nil
+	park := UDPParking() == nil
 	limit := int64(opts.MaxFlows)
 	switch {
 	case !park:

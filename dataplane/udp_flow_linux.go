@@ -67,23 +67,12 @@ func (l *uloop) connect(f *uflow, s *Server) error {
 		return fmt.Errorf("server %s: %w", s.Name, err)
 	}
 	if l.shouldPark() {
-		if err := l.park(f, fd); err != nil {
-			return fmt.Errorf("server %s: %w", s.Name, err)
-		}
+		err = l.park(f, fd)
 	} else {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("epoll_ctl: %w", err)
-		}
-		if fd >= len(l.table) {
-			t := make([]*uflow, max(2*len(l.table), fd+1, 1024))
-			copy(t, l.table)
-			l.table = t
-		}
-		l.table[fd] = f
-		f.fd = int32(fd)
-		l.c.fdFlows.Add(1)
+		err = l.hold(f, fd)
+	}
+	if err != nil {
+		return fmt.Errorf("server %s: %w", s.Name, err)
 	}
 	f.srv = s
 	s.Acquire()
@@ -91,6 +80,25 @@ func (l *uloop) connect(f *uflow, s *Server) error {
 	if st := l.c.opts.Sticky; st != nil {
 		st.Store(f.client.Addr(), s.Name)
 	}
+	return nil
+}
+
+// hold keeps fd, connected for f, as f's descriptor, watched by epoll
+// under it. On error fd is closed.
+func (l *uloop) hold(f *uflow, fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	if fd >= len(l.table) {
+		t := make([]*uflow, max(2*len(l.table), fd+1, 1024))
+		copy(t, l.table)
+		l.table = t
+	}
+	l.table[fd] = f
+	f.fd = int32(fd)
+	l.c.fdFlows.Add(1)
 	return nil
 }
 

@@ -18,7 +18,7 @@ import (
 
 // uflow is one client address and port and its server. It costs, while
 // live, this struct, a map entry, two slice slots and one socket, held
-// by a descriptor or parked in an io_uring (uring.go): no goroutine and
+// by a descriptor or parked in an io_uring (uring_linux.go): no goroutine and
 // no buffer.
 type uflow struct {
 	client  netip.AddrPort
