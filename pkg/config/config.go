@@ -15,6 +15,10 @@ type Config struct {
 	Cluster  Cluster          `mapstructure:"cluster" json:"cluster"`
 	Failover Failover         `mapstructure:"failover" json:"failover"`
 	Clusters []VirtualCluster `mapstructure:"clusters" json:"clusters"`
+	// Outbound is the forwarding policy for connections the servers open
+	// themselves when nat clusters return through the pair (return:
+	// gateway): nil forwards nothing but the replies.
+	Outbound *Outbound `mapstructure:"outbound" json:"outbound,omitempty"`
 
 	// File is the path the config was read from ("" when built in code).
 	File string `mapstructure:"-" json:"-"`
@@ -100,7 +104,9 @@ type Failover struct {
 	// AdvertInterval is the heartbeat period; the master is declared down
 	// after 3 missed adverts plus a priority-dependent skew.
 	AdvertInterval time.Duration `mapstructure:"advert_interval" json:"advert_interval"`
-	// VIPs are the virtual addresses in CIDR form, IPv4 or IPv6.
+	// VIPs are the virtual addresses in CIDR form, IPv4 or IPv6; an entry
+	// may name its interface keepalived style ("198.19.1.1/24 dev eth1"),
+	// else it lives on Interface.
 	VIPs []string `mapstructure:"vips" json:"vips"`
 	// GARP tunes the gratuitous ARPs (or unsolicited NAs) sent on claim.
 	GARP GARP `mapstructure:"garp" json:"garp"`
@@ -140,8 +146,17 @@ type VirtualCluster struct {
 	Port int `mapstructure:"port" json:"port"`
 	// Protocol is tcp or udp [tcp].
 	Protocol string `mapstructure:"protocol" json:"protocol"`
+	// Mode is how the cluster is served: proxy (a full proxy in user
+	// space) or nat (packets forwarded by the kernel, connection state
+	// replicated to the peer so established flows survive a failover)
+	// [proxy].
+	Mode string `mapstructure:"mode" json:"mode"`
+	// NAT tunes a mode: nat cluster.
+	NAT *NAT `mapstructure:"nat" json:"nat,omitempty"`
 	// Algorithm picks a server: round_robin, weighted_round_robin,
-	// least_conn, source_hash, random_two, fastest_response [round_robin].
+	// least_conn, source_hash, random_two, fastest_response; a nat
+	// cluster: round_robin, weighted_round_robin, source_hash, maglev
+	// [round_robin].
 	Algorithm string `mapstructure:"algorithm" json:"algorithm"`
 	// Allow lists the client CIDRs let in; empty lets everyone in.
 	Allow []string `mapstructure:"allow" json:"allow"`

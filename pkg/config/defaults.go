@@ -40,7 +40,14 @@ const (
 func (c *Config) ApplyDefaults() {
 	f := &c.Failover
 	if f.TrackInterfaces == nil && f.Interface != "" && !c.written("failover.track_interfaces") {
-		f.TrackInterfaces = []string{f.Interface}
+		// Every interface a VIP lives on is tracked: an inside floating
+		// address whose cable is pulled is as lost as a front VIP.
+		f.TrackInterfaces = f.VIPInterfaces()
+	}
+	if o := c.Outbound; o != nil && len(o.Sources) == 0 && !c.written("outbound.sources") {
+		for _, p := range f.PrefixesOn(o.Interface) {
+			o.Sources = append(o.Sources, p.Masked().String())
+		}
 	}
 	for i := range c.Clusters {
 		vc := &c.Clusters[i]
@@ -50,6 +57,17 @@ func (c *Config) ApplyDefaults() {
 		}
 		if vc.Algorithm == "" && !c.written(k+".algorithm") {
 			vc.Algorithm = DefaultAlgorithm
+		}
+		if vc.Mode == "" && !c.written(k+".mode") {
+			vc.Mode = ModeProxy
+		}
+		if vc.IsNAT() {
+			if vc.NAT == nil {
+				vc.NAT = &NAT{}
+			}
+			if vc.NAT.Return == "" && !c.written(k+".nat.return") {
+				vc.NAT.Return = ReturnGateway
+			}
 		}
 		for j := range vc.Servers {
 			s := &vc.Servers[j]

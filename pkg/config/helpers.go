@@ -168,7 +168,7 @@ func (n Node) APIGroupID() (int, error) {
 func (f Failover) Prefixes() []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(f.VIPs))
 	for _, s := range f.VIPs {
-		if p, err := netip.ParsePrefix(s); err == nil {
+		if p, _, err := parseVIP(s); err == nil {
 			out = append(out, p)
 		}
 	}

@@ -171,9 +171,9 @@ func (v *validator) failover() {
 	seen := make(map[netip.Addr]int)
 	for i, s := range f.VIPs {
 		k := "failover.vips[" + strconv.Itoa(i) + "]"
-		p, err := netip.ParsePrefix(s)
+		p, _, err := parseVIP(s)
 		if err != nil {
-			v.add(k, "must be an address in CIDR form, like 198.18.0.100/24 (got %q)", s)
+			v.add(k, "%v", err)
 			continue
 		}
 		if j, dup := seen[p.Addr()]; dup {

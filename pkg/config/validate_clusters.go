@@ -24,6 +24,10 @@ func (v *validator) clusters() {
 	}
 	names := make(map[string]int)
 	listeners := make(map[listener]int)
+	if len(v.c.Clusters) > MaxClusters {
+		v.add("clusters", "at most %d clusters (got %d)", MaxClusters, len(v.c.Clusters))
+	}
+	v.outbound(vips)
 	for i := range v.c.Clusters {
 		vc := &v.c.Clusters[i]
 		k := "clusters[" + strconv.Itoa(i) + "]"
@@ -50,7 +54,7 @@ func (v *validator) clusters() {
 		if !slices.Contains(Protocols, vc.Protocol) {
 			v.add(k+".protocol", "must be tcp or udp (got %q)", vc.Protocol)
 		}
-		if !slices.Contains(Algorithms, vc.Algorithm) {
+		if !vc.IsNAT() && !slices.Contains(Algorithms, vc.Algorithm) && vc.Algorithm != "maglev" {
 			v.add(k+".algorithm", "must be one of %s (got %q)", strings.Join(Algorithms, ", "), vc.Algorithm)
 		}
 		if err == nil {
@@ -69,7 +73,12 @@ func (v *validator) clusters() {
 		if vc.MaxConns < 0 {
 			v.add(k+".max_conns", "must not be negative (got %d)", vc.MaxConns)
 		}
-		v.sourceAddresses(k, vc)
+		v.natCluster(k, vc, vips)
+		if vc.IsNAT() {
+			v.gatewayFor(k, vc)
+		} else {
+			v.sourceAddresses(k, vc)
+		}
 		if vc.Persistence != nil {
 			v.persistence(k+".persistence", vc.Persistence, vip)
 		}
