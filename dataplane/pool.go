@@ -17,6 +17,19 @@ type Pool struct {
 
 	mu    sync.Mutex // serialises Refresh, so an older snapshot never wins
 	avail atomic.Pointer[[]*Server]
+	// changed, if set, is called after every Refresh (a nat cluster
+	// rewrites its kernel rules).
+	changed atomic.Pointer[func()]
+}
+
+// OnRefresh sets fn to be called after every Refresh, outside the pool's
+// lock; nil removes it.
+func (p *Pool) OnRefresh(fn func()) {
+	if fn == nil {
+		p.changed.Store(nil)
+		return
+	}
+	p.changed.Store(&fn)
 }
 
 // NewPool returns a pool of servers, in config order, balanced by b, with
@@ -47,6 +60,13 @@ func (p *Pool) Server(name string) *Server { return p.byName[name] }
 // SetHealthy that reported a change and after any SetAdmin: until then
 // Pick keeps using the previous snapshot.
 func (p *Pool) Refresh() {
+	p.refresh()
+	if fn := p.changed.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+func (p *Pool) refresh() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	avail := make([]*Server, 0, len(p.servers))
@@ -60,6 +80,10 @@ func (p *Pool) Refresh() {
 
 // Available is the number of servers in the current snapshot.
 func (p *Pool) Available() int { return len(*p.avail.Load()) }
+
+// Snapshot returns the servers available now, in config order. The slice
+// is shared: do not modify it.
+func (p *Pool) Snapshot() []*Server { return *p.avail.Load() }
 
 // Pick chooses a server for a connection from client, or returns nil when
 // no server is available. exclude, if not nil, is left out: the server a

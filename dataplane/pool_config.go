@@ -21,7 +21,11 @@ func PoolFor(vc config.VirtualCluster) (*Pool, error) {
 		srv.MaxConns = int64(s.MaxConns)
 		servers = append(servers, srv)
 	}
-	b, err := NewBalancer(vc.Algorithm)
+	algorithm := vc.Algorithm
+	if vc.IsNAT() {
+		algorithm = RoundRobin // the kernel picks (NATEngine); the pool only keeps the servers' state
+	}
+	b, err := NewBalancer(algorithm)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", vc.Name, err)
 	}
