@@ -96,7 +96,7 @@ func (s *figStore) Snapshot(fn func(Entry) bool) {
 		sh.mu.Lock()
 		for k, v := range sh.m {
 			a := netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
-			if !fn(Entry{v.cluster, netip.PrefixFrom(a, 32), v.server, v.expires}) {
+			if !fn(Entry{Cluster: v.cluster, Client: netip.PrefixFrom(a, 32), Server: v.server, Expires: v.expires}) {
 				sh.mu.Unlock()
 				return
 			}

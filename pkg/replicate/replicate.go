@@ -13,13 +13,22 @@ import (
 	"time"
 )
 
-// Entry is one sticky-table entry as it travels between the nodes.
+// Entry is one record of the stream: a sticky-table entry, or (Flow not
+// nil) a connection-tracking record of a nat cluster's flow.
 type Entry struct {
 	Cluster uint16       // index of the cluster in the config
 	Client  netip.Prefix // client prefix; travels masked
 	Server  uint16       // index of the server in its cluster
 	Expires int64        // absolute expiry, Unix nanoseconds, so both nodes expire alike
+	// Flow, when not empty, makes the entry a flow record: opaque bytes
+	// (at most MaxFlowLen) that the Store encodes and applies; the other
+	// fields are not sent. (A string keeps Entry comparable.)
+	Flow string
 }
+
+// MaxFlowLen bounds a flow record, so a frame of maxBatch entries stays
+// under the frame limit.
+const MaxFlowLen = 200
 
 // Store is the node's side of replication, implemented over the clusters'
 // sticky tables.
@@ -277,6 +286,10 @@ func (r *Replicator) now() int64 { return int64(time.Since(r.start)) }
 // entry of each frame's worth, which is all the batch delay and the lag
 // need.
 func (r *Replicator) Publish(e Entry) {
+	if len(e.Flow) > MaxFlowLen {
+		r.countDrop(dropFlowLen, 1)
+		return
+	}
 	r.qmu.Lock()
 	if r.resync {
 		r.qmu.Unlock()

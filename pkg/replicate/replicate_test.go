@@ -68,7 +68,7 @@ func TestPublishReachesPeerInOrder(t *testing.T) {
 		}
 	}
 	for i, e := range a.store.appliedCopy() {
-		if want := testEntry(i, clients); e != (Entry{want.Cluster + 100, want.Client, want.Server, want.Expires}) {
+		if want := testEntry(i, clients); e != (Entry{Cluster: want.Cluster + 100, Client: want.Client, Server: want.Server, Expires: want.Expires}) {
 			t.Fatalf("A's apply #%d: %+v, want %+v", i, e, want)
 		}
 	}

@@ -25,6 +25,13 @@ const (
 	bulkResume byte = 1 // the unacknowledged UPDATE frames follow, resent
 )
 
+// dropFlowLen counts flow records too long to send (a Store bug).
+const dropFlowLen = "flow_too_long"
+
+// flowTag in an entry's cluster field marks a flow record; cluster
+// indexes stay below it (config.MaxClusters).
+const flowTag = 0xffff
+
 // prefixInvalid is the prefix tag of the zero netip.Prefix.
 const prefixInvalid = 0xff
 
@@ -42,7 +49,18 @@ var errMalformed = errors.New("malformed message")
 // tag is the prefix length for IPv4 (0..32), 64 + the length for IPv6
 // (64..192), 0xff for the zero Prefix; only the ceil(bits/8) leading bytes
 // of the masked address follow.
+//
+// A flow record is the cluster value flowTag, its length and its bytes:
+//
+//	flowTag uvarint | len uvarint | flow bytes
+//
+// and counts as Expires 0 for the next entry's difference.
 func appendEntry(b []byte, e Entry, prev int64) []byte {
+	if e.Flow != "" {
+		b = binary.AppendUvarint(b, flowTag)
+		b = binary.AppendUvarint(b, uint64(len(e.Flow)))
+		return append(b, e.Flow...)
+	}
 	b = binary.AppendUvarint(b, uint64(e.Cluster))
 	b = appendPrefix(b, e.Client)
 	b = binary.AppendUvarint(b, uint64(e.Server))
@@ -198,6 +216,19 @@ func decodeEntries(dst []Entry, b []byte) ([]Entry, error) {
 	for len(d.b) > 0 {
 		var e Entry
 		e.Cluster = d.u16()
+		if e.Cluster == flowTag && d.err == nil {
+			n := d.uvarint()
+			if n == 0 || n > MaxFlowLen {
+				d.fail()
+			}
+			e.Flow = string(d.bytes(int(n)))
+			if d.err != nil {
+				return dst, d.err
+			}
+			e.Cluster, prev = 0, 0
+			dst = append(dst, e)
+			continue
+		}
 		e.Client = d.prefix()
 		e.Server = d.u16()
 		e.Expires = prev + d.varint()

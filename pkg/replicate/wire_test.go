@@ -14,7 +14,7 @@ func TestEntryRoundTrip(t *testing.T) {
 	entries := []Entry{
 		{},
 		{Cluster: 1, Client: p("198.18.2.7/32"), Server: 3, Expires: 1767225600123456789},
-		{Cluster: math.MaxUint16, Client: p("198.18.2.0/24"), Server: math.MaxUint16, Expires: math.MinInt64},
+		{Cluster: flowTag - 1, Client: p("198.18.2.0/24"), Server: math.MaxUint16, Expires: math.MinInt64},
 		{Client: p("0.0.0.0/0"), Expires: math.MaxInt64},
 		{Client: p("2001:db8::1/128"), Expires: -1},
 		{Client: p("2001:db8:1:8::/61"), Server: 9},
@@ -171,4 +171,43 @@ func BenchmarkDecodeEntries(b *testing.B) {
 		dst, _ = decodeEntries(dst[:0], buf)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*4096), "ns/entry")
+}
+
+// Flow records travel among sticky entries, opaque, and do not disturb
+// the expiry differences of the entries around them.
+func TestFlowEntryRoundTrip(t *testing.T) {
+	p := netip.MustParsePrefix
+	entries := []Entry{
+		{Cluster: 1, Client: p("198.18.2.7/32"), Server: 3, Expires: 1767225600123456789},
+		{Flow: "\x01flow-record\x00bytes"},
+		{Cluster: 2, Client: p("198.18.2.8/32"), Server: 1, Expires: 1767225600123456999},
+		{Flow: string(bytes.Repeat([]byte{0xab}, MaxFlowLen))},
+	}
+	var b []byte
+	var prev int64
+	for _, e := range entries {
+		b = appendEntry(b, e, prev)
+		prev = e.Expires
+	}
+	got, err := decodeEntries(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(entries) {
+		t.Fatalf("decoded %d entries, want %d", len(got), len(entries))
+	}
+	for i := range entries {
+		if got[i] != entries[i] {
+			t.Errorf("entry %d: got %+v, want %+v", i, got[i], entries[i])
+		}
+	}
+	for name, bad := range map[string][]byte{
+		"empty flow":     {0xff, 0xff, 0x03, 0},
+		"flow too long":  {0xff, 0xff, 0x03, 0xc9, 0x01},
+		"flow truncated": {0xff, 0xff, 0x03, 5, 1, 2},
+	} {
+		if _, err := decodeEntries(nil, bad); !errors.Is(err, errMalformed) {
+			t.Errorf("%s: err %v, want errMalformed", name, err)
+		}
+	}
 }
