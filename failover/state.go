@@ -67,6 +67,27 @@ type Config struct {
 	// FlapWindow (at most MaxHoldDownFactor times). It never stops the
 	// node from taking over a silent or leaving master. 0 disables it.
 	LinkHoldDown time.Duration
+	// Overlap is make-before-break: a master that hands its VIPs to the
+	// peer (preempted, switchover, stop) keeps them, and keeps serving,
+	// this long after the peer announced itself master, so a client whose
+	// packet left before the new master's gratuitous ARP reached it is
+	// still answered. 0 means one AdvertInterval; see DefaultOverlap.
+	Overlap time.Duration
+}
+
+// DefaultOverlap is the make-before-break overlap the node uses: three
+// adverts (the peer's gratuitous ARPs and a couple of retransmissions),
+// at least 100 ms and at most 1 s.
+func DefaultOverlap(advert time.Duration) time.Duration {
+	return min(max(3*advert, 100*time.Millisecond), time.Second)
+}
+
+// overlap is Overlap with its default.
+func (c Config) overlap() time.Duration {
+	if c.Overlap > 0 {
+		return c.Overlap
+	}
+	return c.AdvertInterval
 }
 
 // Split-brain and flap-damping constants.
@@ -149,9 +170,13 @@ type Machine struct {
 	// master or LeaveBy passes, so no probe meets a box without the VIP.
 	LeaveBy time.Time
 	// HandedTo is the peer that announced itself master while this node
-	// was stopping; the VIPs are kept one more advert interval so its
-	// gratuitous ARPs reach every client first.
+	// was stopping, or that preempted it; the VIPs are kept for the
+	// overlap (Config.Overlap) so its gratuitous ARPs reach every client
+	// first.
 	HandedTo string
+	// Yield, when set, is why this master, preempted by HandedTo, becomes
+	// BACKUP once the overlap ends.
+	Yield string
 	// Demoting marks a leave that ends in BACKUP (a switchover) rather
 	// than INIT (a stop).
 	Demoting bool

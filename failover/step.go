@@ -57,7 +57,7 @@ func (s *stepper) enter(to State, reason string) {
 	s.m.MasterDownAt = time.Time{}
 	s.m.NextAdvertAt = time.Time{}
 	s.m.LeaveBy = time.Time{}
-	s.m.HandedTo = ""
+	s.m.HandedTo, s.m.Yield = "", ""
 	s.m.NextAnnounceAt, s.m.AloneSince = time.Time{}, time.Time{}
 	s.m.RivalUntil, s.m.Rival, s.m.rivalAnnouncedAt = time.Time{}, "", time.Time{}
 	if s.m.Demoting && to == Backup && s.m.HandOver == "" {
@@ -287,7 +287,7 @@ func (s *stepper) advertAsMaster(a Advert, prev State) {
 			// The peer has the VIPs: release them one advert interval
 			// later, once its gratuitous ARPs have moved the clients.
 			s.m.HandedTo = a.Node
-			s.m.LeaveBy = s.now.Add(s.c.AdvertInterval)
+			s.m.LeaveBy = s.now.Add(s.c.overlap())
 		}
 		return
 	}
@@ -304,9 +304,15 @@ func (s *stepper) advertAsMaster(a Advert, prev State) {
 			s.do(Announce{Reason: fmt.Sprintf("%s stepped down", a.Node)})
 		}
 	case beats(a.Priority, a.Node, s.c.Priority, s.c.Node):
-		s.enter(Backup, fmt.Sprintf("peer %s is master with higher precedence (priority %d vs %d)",
-			a.Node, a.Priority, s.c.Priority))
+		// Make before break: the peer has claimed the VIPs and announced
+		// them; keep ours, and keep serving, for the overlap so a packet
+		// that left a client before the peer's announcement reached it
+		// is still answered, then step down (tickLeaving).
 		s.m.Peer.LastMaster = s.now
+		s.m.Yield = fmt.Sprintf("peer %s is master with higher precedence (priority %d vs %d)",
+			a.Node, a.Priority, s.c.Priority)
+		s.m.HandedTo = a.Node
+		s.m.LeaveBy = s.now.Add(s.c.overlap())
 	default:
 		// Two masters: we win, so announce again at once.
 		s.do(s.advertNow(), Announce{Reason: fmt.Sprintf("%s was also master and lost the tie-break", a.Node)})
@@ -413,6 +419,7 @@ func (s *stepper) stop() {
 	switch s.m.State {
 	case Master:
 		s.m.Demoting = false
+		s.m.Yield = "" // preempted and now stopping: end in INIT
 		if s.m.LeaveBy.IsZero() {
 			s.m.LeaveBy = s.now.Add(s.c.MasterDown() + s.c.AdvertInterval)
 			s.do(SendAdvert{Priority: 0, State: Master})
@@ -430,6 +437,10 @@ func (s *stepper) stop() {
 // tickLeaving repeats a stopping master's priority-0 advert until the
 // peer takes over or the deadline passes.
 func (s *stepper) tickLeaving() {
+	if !s.m.LeaveBy.After(s.now) && s.m.Yield != "" {
+		s.enter(Backup, s.m.Yield)
+		return
+	}
 	if !s.m.LeaveBy.After(s.now) {
 		to, verb := Init, "stopped"
 		if s.m.Demoting {

@@ -41,7 +41,7 @@ type Node struct {
 	version string
 
 	peer   *peer.Transport
-	vips   *vip.Manager
+	vips   *vipGroup
 	loop   *failover.Loop
 	notify *notify.Runner
 	// rivals watches the VIP interface for other boxes announcing our
@@ -103,9 +103,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer transport: %w", err)
 	}
-	vm, err := vip.New(f.Interface, f.Prefixes(),
-		vip.GARP{Count: f.GARP.Count, Interval: f.GARP.Interval, Refresh: f.GARP.Refresh},
-		log.With("component", "vip"))
+	vm, err := newVIPGroup(f, log.With("component", "vip"))
 	if err != nil {
 		return nil, fmt.Errorf("vip manager: %w", err)
 	}
@@ -116,7 +114,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		peer:    tr,
 		vips:    vm,
 		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
-		rivals:  vip.NewRivalWatcher(f.Interface, f.Prefixes()),
+		rivals:  vip.NewRivalWatcher(f.Interface, f.PrefixesOn(f.Interface)),
 		witness: newWitness(),
 	}
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
@@ -144,6 +142,7 @@ func electionConfig(cfg *config.Config) failover.Config {
 		Track:          f.TrackInterfaces,
 		HoldAfterFault: hasHealthChecks(cfg),
 		LinkHoldDown:   f.LinkHoldDown,
+		Overlap:        failover.DefaultOverlap(f.AdvertInterval),
 	}
 }
 
@@ -393,8 +392,8 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 			n.log.Error("claim VIPs", "err", err)
 			n.events.add("vip", "claim failed: %v", err)
 		} else {
-			n.events.add("vip", "claimed %v on %s; %d gratuitous ARP/NA rounds %s apart",
-				n.gen().cfg.Failover.VIPs, n.gen().cfg.Failover.Interface, max(n.gen().cfg.Failover.GARP.Count, 1), n.gen().cfg.Failover.GARP.Interval)
+			n.events.add("vip", "claimed %v on %v; %d gratuitous ARP/NA rounds %s apart",
+				n.gen().cfg.Failover.VIPs, n.vips.ifaces, max(n.gen().cfg.Failover.GARP.Count, 1), n.gen().cfg.Failover.GARP.Interval)
 		}
 	case failover.ReleaseVIPs:
 		if err := n.vips.Release(); err != nil {
