@@ -44,15 +44,18 @@ node.api_socket, unless --force.`,
 			}
 			f := cfg.Failover
 			log := newLogger("info").With("node", cfg.Node.Name)
-			m, err := vip.New(f.Interface, f.Prefixes(), vip.GARP{Count: 1}, log.With("component", "vip"))
-			if err != nil {
-				return exitCode(1, err)
+			for _, iface := range f.VIPInterfaces() {
+				m, err := vip.New(iface, f.PrefixesOn(iface), vip.GARP{Count: 1}, log.With("component", "vip"))
+				if err != nil {
+					return exitCode(1, err)
+				}
+				err = m.Cleanup()
+				m.Close()
+				if err != nil {
+					return exitCode(1, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "no VIP of %s left on %s\n", cfgPath, iface)
 			}
-			defer m.Close()
-			if err := m.Cleanup(); err != nil {
-				return exitCode(1, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "no VIP of %s left on %s\n", cfgPath, f.Interface)
 			return nil
 		},
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/tandem-lb/tandem/pkg/api"
 	"github.com/tandem-lb/tandem/pkg/config"
-	"github.com/tandem-lb/tandem/pkg/vip"
 )
 
 // generation is one config and the clusters built from it. It is never
@@ -150,6 +149,12 @@ func (n *Node) needsRestart(old, cfg *config.Config) error {
 		if k == "failover.interface" || k == "failover.track_interfaces" || k == "failover.advert_interval" {
 			keys = append(keys, k)
 		}
+	}
+	if !slices.Equal(old.Failover.VIPInterfaces(), cfg.Failover.VIPInterfaces()) {
+		keys = append(keys, "the interfaces of failover.vips")
+	}
+	if old.HasNAT() != cfg.HasNAT() {
+		keys = append(keys, "mode: nat (the first or the last nat cluster sets up or removes the kernel's forwarding and connection-state replication, at start-up only)")
 	}
 	if n.repl == nil {
 		for i, vc := range cfg.Clusters {
@@ -390,13 +395,11 @@ func (n *Node) reloadFailover(ctx context.Context, old, cfg *config.Config) []st
 		}
 	}
 	if !slices.Equal(of.VIPs, nf.VIPs) || of.GARP != nf.GARP {
-		err := n.vips.SetVIPs(ctx, nf.Prefixes(),
-			vip.GARP{Count: nf.GARP.Count, Interval: nf.GARP.Interval, Refresh: nf.GARP.Refresh})
-		if err != nil {
+		if err := n.vips.SetVIPs(ctx, nf); err != nil {
 			n.log.Error("reload: VIPs", "err", err)
 			n.events.add("vip", "reload: %v", err)
 		}
-		n.rivals.SetVIPs(nf.Prefixes())
+		n.rivals.SetVIPs(nf.PrefixesOn(nf.Interface))
 		if !slices.Equal(of.VIPs, nf.VIPs) {
 			changes = append(changes, fmt.Sprintf("failover.vips %v -> %v", of.VIPs, nf.VIPs))
 		}
