@@ -85,11 +85,14 @@ type VIP struct {
 
 // Cluster is one virtual cluster and its pool.
 type Cluster struct {
-	Name        string `json:"name"`
-	VIP         string `json:"vip"`
-	Port        int    `json:"port"`
-	Protocol    string `json:"protocol"`
-	Algorithm   string `json:"algorithm,omitempty"`
+	Name      string `json:"name"`
+	VIP       string `json:"vip"`
+	Port      int    `json:"port"`
+	Protocol  string `json:"protocol"`
+	Algorithm string `json:"algorithm,omitempty"`
+	// Mode is proxy or nat; a nat cluster's ActiveConns and TotalConns
+	// count flows in the kernel's connection tracking.
+	Mode        string `json:"mode,omitempty"`
 	ActiveConns int64  `json:"active_conns"`
 	TotalConns  uint64 `json:"total_conns"`
 	// BytesIn is client → server, BytesOut server → client.
@@ -158,6 +161,18 @@ type Persistence struct {
 	Resyncs         uint64            `json:"resyncs"`
 	Queued          int               `json:"queued"`
 	Dropped         map[string]uint64 `json:"dropped,omitempty"`
+	// ConntrackEntries counts this box's connection-tracking entries of
+	// nat clusters (its own flows as master, the peer's replicated ones
+	// as backup); ConntrackInSync is true when the peer's whole table
+	// and its updates have arrived (State IN SYNC with nat clusters).
+	ConntrackEntries uint64 `json:"conntrack_entries"`
+	ConntrackInSync  bool   `json:"conntrack_in_sync"`
+	// Flow records: published to the peer, applied from it, failed to
+	// apply (by reason), and event-socket overflows that forced a resync.
+	FlowsSent     uint64            `json:"flows_sent,omitempty"`
+	FlowsApplied  uint64            `json:"flows_applied,omitempty"`
+	FlowErrors    map[string]uint64 `json:"flow_errors,omitempty"`
+	FlowOverflows uint64            `json:"flow_overflows,omitempty"`
 }
 
 // StickyEntry is one sticky client, for `tandem persistence list`.

@@ -314,6 +314,17 @@ func (r *Replicator) Publish(e Entry) {
 	}
 }
 
+// Resync discards the queued updates and sends the peer a full bulk
+// instead (as when the queue overflows): for a Store whose own source of
+// updates lost some (the kernel's event socket overflowed).
+func (r *Replicator) Resync() {
+	r.qmu.Lock()
+	r.queue, r.stamps = r.queue[:0], r.stamps[:0]
+	r.resync = true
+	r.qmu.Unlock()
+	r.wake()
+}
+
 func (r *Replicator) wake() {
 	select {
 	case r.notify <- struct{}{}:

@@ -339,3 +339,26 @@ func TestOverflowWhileConnectedResyncs(t *testing.T) {
 		t.Fatalf("want an overflow and a resync: %+v", st)
 	}
 }
+
+// Resync sends a full bulk that repairs what the Store's own event source
+// lost (conntrack's event socket overflowing): entries the store holds
+// but never published reach the peer.
+func TestResyncSendsTheWholeStore(t *testing.T) {
+	sa, sb := newStore(false), newStore(false)
+	a, b := pair(t, sa, sb, nil)
+	a.start(t)
+	b.start(t)
+	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	before := a.r.Status().Resyncs
+	for i := range 300 { // in the store, never published
+		sa.Apply(testEntry(i, 300))
+	}
+	if sb.diff(sa) == nil {
+		t.Fatal("the peer has entries that were never sent")
+	}
+	a.r.Resync()
+	waitFor(t, 5*time.Second, "tables equal after Resync", func() bool { return sb.diff(sa) == nil })
+	if st := a.r.Status(); st.Resyncs != before+1 {
+		t.Fatalf("resyncs %d, want %d", st.Resyncs, before+1)
+	}
+}
