@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tandem-lb/tandem/failover"
 	"github.com/tandem-lb/tandem/pkg/api"
 )
 
@@ -655,7 +656,9 @@ func (d *driver) run(ctx context.Context) error {
 	}
 
 	pullGoal := d.features["heartbeat_paths"]
-	goals := Goals{MaxOutage: 300 * time.Millisecond, MaxDualHeard: advert}
+	// A master handing its VIPs over keeps them for the make-before-break
+	// overlap after the new master announced: that dual hold is wanted.
+	goals := Goals{MaxOutage: 300 * time.Millisecond, MaxDualHeard: failover.DefaultOverlap(advert) + advert}
 	if pullGoal {
 		goals.MaxPullOutage = 20 * time.Millisecond
 	}
