@@ -133,13 +133,22 @@ func (e *NATEngine) syncLocked() error {
 	return nil
 }
 
-// Add puts c in the engine's set (not yet written: see Sync).
+// Add puts c in the engine's set (not yet written: see Sync), in place of
+// a cluster of the same name (a reload's new runtime replaces the old one
+// in the same write, so the VIP and port are never without rules).
 func (e *NATEngine) Add(c *NATCluster) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !slices.Contains(e.clusters, c) {
-		e.clusters = append(e.clusters, c)
+	for i, o := range e.clusters {
+		if o == c {
+			return
+		}
+		if o.name == c.name {
+			e.clusters[i] = c
+			return
+		}
 	}
+	e.clusters = append(e.clusters, c)
 }
 
 // Remove takes c out of the set and writes the rules without it.

@@ -192,3 +192,41 @@ func TestNATSNATAndAllow(t *testing.T) {
 		t.Errorf("service = %+v", s)
 	}
 }
+
+// A reload's new runtime of a cluster takes the old one's place in a
+// single write; closing the old one afterwards changes nothing.
+func TestNATReloadReplacesInOneWrite(t *testing.T) {
+	k := &fakeKernel{}
+	e := NewNATEngine(k, nil)
+	vc := natVC("round_robin")
+	mk := func(vc config.VirtualCluster) *NATCluster {
+		pool, err := PoolFor(vc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewNATCluster(vc, 0, pool, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := mk(vc)
+	if err := old.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	vc.Servers = vc.Servers[:1]
+	fresh := mk(vc)
+	if err := fresh.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.last(t); len(got) != 1 || !slices.Equal(got[0].Slots, []netip.AddrPort{im1}) {
+		t.Fatalf("after the new runtime's Listen the kernel has %+v", got)
+	}
+	writes := len(k.writes)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.writes) != writes || len(k.last(t)) != 1 {
+		t.Errorf("closing the replaced runtime rewrote the rules: %+v", k.last(t))
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,10 +60,26 @@ func TestExampleFullShowsEveryKey(t *testing.T) {
 		"clusters[0].health_check.fall", "clusters[0].servers[0].name", "clusters[0].servers[0].address",
 		"clusters[0].servers[0].weight", "clusters[0].servers[0].send_proxy",
 		"clusters[2].source_addresses",
+		"outbound.interface", "outbound.sources", "outbound.snat_address", "outbound.allow",
 	} {
 		if c.lines[key] == 0 {
 			t.Errorf("example-full.yaml does not show %s", key)
 		}
+	}
+	nat := false
+	for i, vc := range c.Clusters {
+		if vc.IsNAT() {
+			nat = true
+			k := "clusters[" + strconv.Itoa(i) + "]"
+			for _, key := range []string{".mode", ".nat.return", ".nat.snat_address", ".nat.drain"} {
+				if c.lines[k+key] == 0 {
+					t.Errorf("example-full.yaml does not show %s", k+key)
+				}
+			}
+		}
+	}
+	if !nat {
+		t.Error("example-full.yaml has no mode: nat cluster")
 	}
 	types := map[string]bool{}
 	for _, vc := range c.Clusters {
