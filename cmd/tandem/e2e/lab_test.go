@@ -84,7 +84,7 @@ type proc struct {
 	done chan error
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T, upArgs ...string) *lab {
 	t.Helper()
 	needRoot(t)
 	l := &lab{t: t, prefix: fmt.Sprintf("e%d", os.Getpid()%100000), dir: t.TempDir(), nodes: map[string]*proc{}}
@@ -105,7 +105,7 @@ func newLab(t *testing.T) *lab {
 		}
 		_ = l.script("down")
 	})
-	if err := l.script("up"); err != nil {
+	if err := l.script(append([]string{"up"}, upArgs...)...); err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
 	out, err := exec.Command(binDir+"/tandem", "keygen").Output()
@@ -143,6 +143,9 @@ type nodeOpts struct {
 	extra   string // more YAML appended to the failover section
 	// paths adds the dedicated cable (hb0) as a second heartbeat path.
 	paths bool
+	// vips replaces the VIP list (YAML flow sequence items), e.g. to add
+	// the inside floating address "198.19.1.1/24 dev eth1".
+	vips string
 }
 
 func (l *lab) config(box string, o nodeOpts) string {
@@ -155,6 +158,10 @@ func (l *lab) config(box string, o nodeOpts) string {
 	paths := ""
 	if o.paths {
 		paths = fmt.Sprintf("  heartbeat_paths: [{bind: \"%s:7946\", peer: \"%s:7946\"}]\n", hbSelf, hbPeer)
+	}
+	vips := vip + "/24"
+	if o.vips != "" {
+		vips = o.vips
 	}
 	y := fmt.Sprintf(`node:
   name: %s
@@ -169,8 +176,8 @@ cluster:
   priority: %d
   preempt: %t
   advert_interval: 50ms
-  vips: [%s/24]
-%s`, box, l.dir, box, self, peer, l.key, paths, prio, o.preempt, vip, o.extra)
+  vips: [%s]
+%s`, box, l.dir, box, self, peer, l.key, paths, prio, o.preempt, vips, o.extra)
 	path := filepath.Join(l.dir, box+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		l.t.Fatal(err)
