@@ -126,14 +126,14 @@ func TestDecodeFlowRejectsMalformed(t *testing.T) {
 	good := AppendFlow(nil, dnatFlow())
 	mut := func(fn func(b []byte) []byte) []byte { return fn(append([]byte(nil), good...)) }
 	cases := map[string][]byte{
-		"empty":          {},
-		"version 0":      mut(func(b []byte) []byte { b[0] = 0; return b }),
-		"version 2":      mut(func(b []byte) []byte { b[0] = 2; return b }),
-		"unknown flag":   mut(func(b []byte) []byte { b[1] |= 0x80; return b }),
-		"trailing byte":  append(append([]byte(nil), good...), 0),
-		"tcp state 10":   mut(func(b []byte) []byte { b[len(b)-5] = 10; return b }),
-		"invalid flow":   AppendFlow(nil, Flow{Proto: 6}),
-		"protocol 0":     mut(func(b []byte) []byte { b[2] = 0; return b }),
+		"empty":         {},
+		"version 0":     mut(func(b []byte) []byte { b[0] = 0; return b }),
+		"version 2":     mut(func(b []byte) []byte { b[0] = 2; return b }),
+		"unknown flag":  mut(func(b []byte) []byte { b[1] |= 0x80; return b }),
+		"trailing byte": append(append([]byte(nil), good...), 0),
+		"tcp state 10":  mut(func(b []byte) []byte { b[len(b)-5] = 10; return b }),
+		"invalid flow":  AppendFlow(nil, Flow{Proto: 6}),
+		"protocol 0":    mut(func(b []byte) []byte { b[2] = 0; return b }),
 	}
 	// A varint past 32 bits where the mark goes: header, proto, orig src,
 	// orig dst and reply src (DNAT) are fixed size.
