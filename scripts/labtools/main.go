@@ -26,6 +26,9 @@ func usage() {
   labtools clients -target URL [-from 198.18.2.1] [-count 500] [-concurrency 50]
   labtools backend -name NAME [-http 0.0.0.0:80] [-udp ADDR]
   labtools vipwatch [-iface eth0] [-box NAME] [-out F.jsonl] [-duration 1h]
+  labtools sessions -target ADDR -duration D [-n 200] [-interval 100ms] [-stall 150ms]
+                 [-hang 1s] [-timeout 10s] [-ready FILE] [-stop FILE]
+  labtools echo [-listen 0.0.0.0:5222] [-idle 1m] [-max-conns 10000]
   labtools chaos -out DIR [-seed N] [-pulls 20] [-features all|auto|none|LIST] ...  (scripts/chaos.sh)
 `)
 	os.Exit(2)
@@ -51,6 +54,10 @@ func main() {
 		err = cmdVipwatch(os.Args[2:])
 	case "chaos":
 		err = cmdChaos(os.Args[2:])
+	case "sessions":
+		err = cmdSessions(os.Args[2:])
+	case "echo":
+		err = cmdEcho(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
