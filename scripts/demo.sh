@@ -9,6 +9,11 @@
 #   5. lb1's cable is pulled: lb2 takes over; the client's view
 #   6. the cable is plugged back: lb1 preempts once in sync
 #   7. everything is torn down
+# Beside them, 50 long-lived sessions (a line every 100 ms, like IM or LDAP)
+# through a mode: nat cluster (im, the servers srv1 and srv2 on the inside
+# subnet behind the pair) and 50 through the same servers on a proxy
+# cluster (im-proxy): the nat sessions survive the pull and the plug-back,
+# the proxy ones do not.
 # Exits 0 only when every step behaved. Needs root; run through `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,8 +64,8 @@ users() { in_ns client "$TOOLS" clients -target "http://$VIP:8080/" -from 198.18
 kept() { python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); print(sum(1 for k,v in a.items() if v and b.get(k)==v))' "$1" "$2"; }
 dig_who() { in_ns client dig +short +time=1 +tries=1 @"$VIP" who.lab A | tr '\n' ' '; }
 
-step "1. lab: lb1, lb2, client, be1, be2 in namespaces '$P-*', bridge in '$P-sw'"
-scripts/lab.sh -p "$P" up
+step "1. lab: lb1, lb2, client, be1, be2 in namespaces '$P-*', bridge in '$P-sw'; srv1, srv2 behind the pair"
+scripts/lab.sh -p "$P" up --inside
 for i in $(seq 1 $USERS); do echo "addr add 198.18.2.$i/23 dev eth0"; done >"$TMP/users.batch"
 ip -n "$P-client" -batch "$TMP/users.batch"
 for lb in lb1 lb2; do ip -n "$P-$lb" route add 198.18.2.0/23 dev eth0; done
@@ -76,12 +81,17 @@ for be in be1 be2; do
         --port=53 --listen-address=0.0.0.0 --bind-interfaces --user=root --pid-file="$TMP/$be-dnsmasq.pid" \
         --address=/who.lab/"$answer" --log-facility="$TMP/$be-dnsmasq.log" & PIDS+=($!)
 done
+for srv in srv1 srv2; do
+    in_ns "$srv" "$TOOLS" echo -listen 0.0.0.0:5222 2>>"$TMP/echo.log" & PIDS+=($!)
+done
 ok "nginx answers its name on :80; dnsmasq answers who.lab (be1 198.18.1.1, be2 198.18.1.2)"
+ok "srv1 and srv2 (198.19.1.21, .22; gateway 198.19.1.1, the pair's inside VIP) echo lines on :5222"
 
 step "3. the pair starts (lb1 priority 150, lb2 priority 100, adverts every 50ms)"
 "$BIN" keygen >"$TMP/cluster.key"
 for n in lb1 lb2; do
-    if [[ $n == lb1 ]]; then prio=150 self=198.18.0.11 peer=198.18.0.12; else prio=100 self=198.18.0.12 peer=198.18.0.11; fi
+    if [[ $n == lb1 ]]; then prio=150 self=198.18.0.11 peer=198.18.0.12 hbs=198.19.0.11 hbp=198.19.0.12
+    else prio=100 self=198.18.0.12 peer=198.18.0.11 hbs=198.19.0.12 hbp=198.19.0.11; fi
     cat >"$TMP/$n.yaml" <<CONF
 node:
   name: $n
@@ -90,13 +100,30 @@ cluster:
   bind: $self:7946
   peers: [$peer:7946]
   secret_file: $TMP/cluster.key
+  heartbeat_paths: [{bind: "$hbs:7946", peer: "$hbp:7946"}]
 failover:
   interface: eth0
   priority: $prio
   preempt: true
   advert_interval: 50ms
-  vips: [$VIP/24]
+  vips: [$VIP/24, 198.19.1.1/24 dev eth1]
 clusters:
+  - name: im
+    vip: $VIP
+    port: 5222
+    mode: nat
+    algorithm: maglev
+    health_check: {type: tcp, interval: 300ms, timeout: 200ms, rise: 1, fall: 1}
+    servers:
+      - {name: srv1, address: "198.19.1.21:5222"}
+      - {name: srv2, address: "198.19.1.22:5222"}
+  - name: im-proxy
+    vip: $VIP
+    port: 5223
+    health_check: {type: tcp, interval: 300ms, timeout: 200ms, rise: 1, fall: 1}
+    servers:
+      - {name: srv1, address: "198.19.1.21:5222"}
+      - {name: srv2, address: "198.19.1.22:5222"}
   - name: web
     vip: $VIP
     port: 80
@@ -141,6 +168,15 @@ in_ns client "$TOOLS" probe -q -target "$VIP:80" -send 'GET / HTTP/1.0\r\n\r\n' 
     -duration 90s -out "$TMP/probe.jsonl" >"$TMP/probe.json" 2>/dev/null & PROBE=$!
 PIDS+=($PROBE)
 wait_until 5 "lb2 to hold every sticky entry" bash -c "'$BIN' status --socket '$TMP/lb2.sock' --json | grep -q '\"entries\": $USERS'"
+for c in im:5222 im-proxy:5223; do
+    rm -f "$TMP/${c%%:*}.ready"
+    in_ns client "$TOOLS" sessions -target "$VIP:${c#*:}" -n 50 -duration 60s -ready "$TMP/${c%%:*}.ready" \
+        -stop "$TMP/sessions.stop" >"$TMP/${c%%:*}.json" 2>/dev/null & PIDS+=($!)
+done
+wait_until 10 "50 sessions on im and on im-proxy" bash -c "[[ -e '$TMP/im.ready' && -e '$TMP/im-proxy.ready' ]]"
+wait_until 5 "lb2 to hold the nat sessions' connection state" bash -c \
+    "'$BIN' status --socket '$TMP/lb2.sock' --json | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[\"persistence\"][\"conntrack_entries\"] >= 50 else 1)'"
+ok "50 sessions on im (mode: nat) and 50 on im-proxy (mode: proxy), a line every 100 ms each; lb2 holds the nat ones' connection state"
 sleep 0.5
 "$BIN" status --socket "$TMP/lb1.sock" --socket "$TMP/lb2.sock"
 
@@ -173,6 +209,16 @@ kill -TERM "$PROBE"; wait "$PROBE" || true
 printf '   web probes failed after the plug-back: %s\n' "$("$TOOLS" outage -in "$TMP/probe.jsonl" -after "$PLUG" -print failed)"
 printf '   sticky users on the same server through lb1 again: %s of %s\n' "$k2" "$USERS"
 [[ $k2 -eq $USERS ]] || fail "sticky users lost their server after the plug-back"
+
+touch "$TMP/sessions.stop"
+wait_until 10 "the sessions to report" bash -c "[[ -s '$TMP/im.json' && -s '$TMP/im-proxy.json' ]]"
+summary() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%d of %d sessions survived the pull and the plug-back (longest wait for an answer %.0f ms)" % (s["survived"], s["sessions"], s["gap_max_ms"]))' "$1"; }
+printf '   im (mode: nat):         %s
+' "$(summary "$TMP/im.json")"
+printf '   im-proxy (mode: proxy): %s
+' "$(summary "$TMP/im-proxy.json")"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s["survived"] == s["sessions"] == 50 else 1)' "$TMP/im.json" \
+    || fail "nat sessions were lost"
 
 step "the timeline of both boxes (tandem events)"
 "$BIN" events --socket "$TMP/lb1.sock" --socket "$TMP/lb2.sock" --last 40
