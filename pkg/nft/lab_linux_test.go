@@ -82,10 +82,15 @@ func newLab(t *testing.T, routes bool) *lab {
 		run(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+		// No duplicate address detection, link-local addresses
+		// included: IPv6 works the moment the links are up.
+		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 	}
 	ipn := func(ns string, args ...string) { run(t, "ip", append([]string{"-n", ns}, args...)...) }
 	for _, br := range []string{"bf", "bi"} {
-		ipn(l.sw, "link", "add", br, "type", "bridge")
+		// No multicast snooping: IPv6 neighbour discovery must not
+		// depend on MLD reports racing the ports coming up.
+		ipn(l.sw, "link", "add", br, "type", "bridge", "mcast_snooping", "0")
 		ipn(l.sw, "link", "set", br, "up")
 	}
 	plug := func(port, br, ns, dev string) {
@@ -148,6 +153,14 @@ func (l *lab) apply(spec Spec) {
 // nft runs the nft CLI in the lb namespace.
 func (l *lab) nft(args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", l.lb, "nft"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// nftScript loads a ruleset with nft -f in the lb namespace.
+func (l *lab) nftScript(script string) (string, error) {
+	cmd := exec.Command("ip", "netns", "exec", l.lb, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 

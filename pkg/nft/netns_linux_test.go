@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -102,5 +103,104 @@ func TestNetnsFiveTupleHashSameOnBothBoxes(t *testing.T) {
 	}
 	if len(seen) != 2 {
 		t.Errorf("16 source ports all went to one server: %v", seen)
+	}
+}
+
+func stickySpec(mask int, slots, eligible []netip.AddrPort) Spec {
+	return Spec{Services: []Service{{Name: "web", Mark: mark1, VIP: vip4, Port: 80, Proto: "tcp",
+		Slots: slots, Eligible: eligible, Sticky: &Sticky{Mask: mask, Timeout: time.Minute}}}}
+}
+
+// Persistence keeps a client on its server across flows and applies,
+// moves it when the server leaves Eligible, and can be loaded and
+// cleared from user space.
+func TestNetnsStickyFollowsEligible(t *testing.T) {
+	l := newLab(t, true)
+	s1, s2 := ap(srv4[0], 8080), ap(srv4[1], 8080)
+	serveTCP(t, l.s1, "s1", s1, true)
+	serveTCP(t, l.s2, "s2", s2, true)
+	both := []netip.AddrPort{s1, s2}
+	l.apply(stickySpec(24, both, both))
+	name := map[netip.AddrPort]string{s1: "s1", s2: "s2"}
+	addr := map[string]netip.AddrPort{"s1": s1, "s2": s2}
+	servers := func(n int) map[string]int {
+		got := map[string]int{}
+		for range n {
+			c := dialTCP(t, l.client, netip.AddrPort{}, ap(vip4, 80), 2*time.Second)
+			if c == nil {
+				t.Fatal("connection dropped")
+			}
+			got[c.server]++
+			c.Close()
+		}
+		return got
+	}
+	first := servers(5)
+	if len(first) != 1 {
+		t.Fatalf("round robin with persistence spread one client: %v", first)
+	}
+	var home string
+	for s := range first {
+		home = s
+	}
+	entries, err := l.m.StickyEntries("web")
+	want := netip.MustParsePrefix("198.18.50.0/24")
+	if err != nil || len(entries) != 1 || entries[0].Client != want || name[entries[0].Server] != home ||
+		entries[0].Expires <= 50*time.Second || entries[0].Expires > time.Minute {
+		t.Fatalf("StickyEntries = %+v, %v; want %s -> %s, ~1m left", entries, err, want, home)
+	}
+
+	// Re-applying the same spec keeps the entry.
+	l.apply(stickySpec(24, both, both))
+	if got := servers(3); got[home] != 3 {
+		t.Fatalf("after a re-apply: %v, want all on %s", got, home)
+	}
+
+	// home goes down: out of the slots and out of Eligible.
+	other := "s1"
+	if home == "s1" {
+		other = "s2"
+	}
+	rest := []netip.AddrPort{addr[other]}
+	l.apply(stickySpec(24, rest, rest))
+	if got := servers(3); got[other] != 3 {
+		t.Fatalf("%s left Eligible: %v, want all on %s", home, got, other)
+	}
+	// It comes back: the client stays where persistence now says.
+	l.apply(stickySpec(24, both, both))
+	if got := servers(4); got[other] != 4 {
+		t.Fatalf("%s came back: %v, want the client kept on %s", home, got, other)
+	}
+	entries, _ = l.m.StickyEntries("web")
+	if len(entries) != 1 || name[entries[0].Server] != other {
+		t.Fatalf("StickyEntries = %+v, want one entry to %s", entries, other)
+	}
+
+	// User space: forget it, then load an entry as the peer would send it.
+	if n, err := l.m.DeleteSticky("web", addr[other]); n != 1 || err != nil {
+		t.Fatalf("DeleteSticky = %d, %v; want 1", n, err)
+	}
+	if entries, _ := l.m.StickyEntries("web"); len(entries) != 0 {
+		t.Fatalf("after DeleteSticky: %+v", entries)
+	}
+	err = l.m.AddSticky("web", StickyEntry{Client: netip.MustParsePrefix("198.18.50.77/24"), Server: addr[home], Expires: 30 * time.Second},
+		StickyEntry{Client: netip.MustParsePrefix("198.18.99.0/24"), Server: ap(srv4[0], 9999)}) // not eligible: skipped
+	if err != nil {
+		t.Fatalf("AddSticky: %v", err)
+	}
+	entries, _ = l.m.StickyEntries("web")
+	if len(entries) != 1 || entries[0].Client != want || entries[0].Expires > 30*time.Second || entries[0].Expires < 25*time.Second {
+		t.Fatalf("StickyEntries = %+v; want the loaded entry with its 30s", entries)
+	}
+	if got := servers(4); got[home] != 4 {
+		t.Fatalf("after AddSticky to %s: %v", home, got)
+	}
+	// A new flow refreshes the entry to the service's timeout.
+	entries, _ = l.m.StickyEntries("web")
+	if len(entries) != 1 || entries[0].Expires < 50*time.Second {
+		t.Fatalf("StickyEntries = %+v; want the entry refreshed to ~1m by new flows", entries)
+	}
+	if _, err := l.m.StickyEntries("nope"); !errors.Is(err, ErrUnknownService) {
+		t.Errorf("StickyEntries(nope) = %v, want ErrUnknownService", err)
 	}
 }
