@@ -56,6 +56,15 @@ node.api_socket, unless --force.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "no VIP of %s left on %s\n", cfgPath, iface)
 			}
+			// Whatever the config says now: a node that ran nat clusters
+			// left its table, and nothing else may own that name.
+			removed, err := removeNATRules()
+			if err != nil {
+				return exitCode(1, err)
+			}
+			if removed {
+				fmt.Fprintln(cmd.OutOrStdout(), "removed the nftables table inet tandem")
+			}
 			return nil
 		},
 	}

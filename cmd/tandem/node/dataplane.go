@@ -44,8 +44,9 @@ type vcluster struct {
 	cfg  config.VirtualCluster
 	pool *dataplane.Pool
 	ln   listener
-	tcp  *dataplane.TCPCluster // one of tcp and udp is set
+	tcp  *dataplane.TCPCluster // one of tcp, udp and nat is set
 	udp  *dataplane.UDPCluster
+	nat  *dataplane.NATCluster
 	mon  *healthcheck.Monitor // nil without health_check
 	// sticky is the persistence table; nil without persistence.
 	sticky *sticky
@@ -142,8 +143,14 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 		opts.Sticky = rt.sticky
 	}
 	dlog := n.log.With("component", "dataplane")
-	switch vc.Protocol {
-	case "udp":
+	switch {
+	case vc.IsNAT():
+		if n.nat == nil {
+			return nil, fmt.Errorf("cluster %s: mode: nat needs a restart of the node", vc.Name)
+		}
+		rt.nat, err = dataplane.NewNATCluster(vc, ci, rt.pool, n.nat.engine)
+		rt.ln = rt.nat
+	case vc.Protocol == "udp":
 		rt.udp, err = dataplane.NewUDPCluster(vc, rt.pool, dataplane.UDPOptions{Sticky: opts.Sticky,
 			FdFlows: udpFdBudget / udpClusters, MaxFlows: udpParkedBudget / udpClusters}, dlog)
 		rt.ln = rt.udp
@@ -164,6 +171,9 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 			if s := pool.Server(c.Target.Server); s != nil {
 				s.SetHealthy(c.Healthy)
 				pool.Refresh()
+				if !c.Healthy {
+					n.cutFlows(rt, s, "health check failed")
+				}
 			}
 			verdict := "DOWN"
 			if c.Healthy {
@@ -247,6 +257,9 @@ func (n *Node) SetServerAdmin(cluster, server, state string) error {
 			"disabled": dataplane.Disabled}[state]
 		s.SetAdmin(a)
 		c.pool.Refresh()
+		if a == dataplane.Disabled {
+			n.cutFlows(c, s, "disabled by the operator")
+		}
 		n.log.Info("server admin state changed", "cluster", cluster, "server", server, "admin", state)
 		n.events.add("admin", "%s/%s %s by the operator", cluster, server, state)
 		return nil
@@ -259,9 +272,11 @@ func (n *Node) clusterStatus() []api.Cluster {
 	out := []api.Cluster{}
 	for _, c := range n.gen().clusters {
 		ac := api.Cluster{Name: c.cfg.Name, VIP: c.cfg.VIP, Port: c.cfg.Port, Protocol: c.cfg.Protocol,
-			Algorithm: c.cfg.Algorithm}
+			Algorithm: c.cfg.Algorithm, Mode: c.cfg.Mode}
 		var servers []dataplane.ServerStats
-		if c.udp != nil {
+		if c.nat != nil {
+			servers = n.natClusterStatus(c, &ac)
+		} else if c.udp != nil {
 			st := c.udp.Stats()
 			ac.ActiveConns, ac.TotalConns = st.Flows, st.FlowsTotal
 			ac.BytesIn, ac.BytesOut, ac.Serving = st.BytesIn, st.BytesOut, st.Serving

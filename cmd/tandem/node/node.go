@@ -56,7 +56,8 @@ type Node struct {
 	// engineRunning is set once engine.Run was started (at Run, or by
 	// the reload that added the first cluster).
 	engineRunning bool
-	repl          *replicate.Replicator // nil without persistence
+	repl          *replicate.Replicator // nil without persistence or nat clusters
+	nat           *natState             // nil without nat clusters
 	started       time.Time
 
 	// reload serialises reloads and owns the goroutines they start.
@@ -118,6 +119,13 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		witness: newWitness(),
 	}
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
+	if cfg.HasNAT() {
+		if n.nat, err = newNATState(cfg, log.With("component", "nat")); err != nil {
+			vm.Close()
+			return nil, err
+		}
+		n.nat.flows.onNew = n.natNewFlow
+	}
 	clusters, err := n.buildClusters(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -165,6 +173,14 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("remove leftover VIPs: %w", err)
 	}
 	defer n.vips.Close()
+	if n.nat != nil {
+		// Rules left by a crash are replaced whole, sticky maps included;
+		// whatever happens from here, none stays behind.
+		if err := n.nat.rules.Remove(); err != nil {
+			return fmt.Errorf("remove leftover nat rules: %w", err)
+		}
+		defer n.nat.close()
+	}
 
 	if err := n.listenClusters(); err != nil {
 		return err
@@ -206,6 +222,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { n.notify.Run(gctx); return nil })
 	g.Go(func() error { every(gctx, reconcileEvery, func() { n.reconcile(gctx) }); return nil })
 	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n, n), n.log) })
+	if n.nat != nil {
+		g.Go(func() error { return n.nat.run(gctx) })
+	}
 	if n.repl != nil {
 		g.Go(func() error { return n.repl.Run(gctx) })
 		g.Go(func() error { every(gctx, expireEvery, n.expireSticky); return nil })

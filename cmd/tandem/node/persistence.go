@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tandem-lb/tandem/dataplane"
+	"github.com/tandem-lb/tandem/failover"
 	"github.com/tandem-lb/tandem/pkg/api"
 	"github.com/tandem-lb/tandem/pkg/config"
 	"github.com/tandem-lb/tandem/pkg/replicate"
@@ -77,6 +78,12 @@ type stickyStore struct{ n *Node }
 
 // Apply stores an entry from the peer in its cluster's map.
 func (s stickyStore) Apply(e replicate.Entry) {
+	if e.Flow != "" {
+		if s.n.nat != nil {
+			s.n.nat.flows.apply(e.Flow)
+		}
+		return
+	}
 	clusters := s.n.gen().clusters
 	if int(e.Cluster) >= len(clusters) {
 		return
@@ -85,11 +92,18 @@ func (s stickyStore) Apply(e replicate.Entry) {
 	if st == nil || int(e.Server) >= len(st.pool.Servers()) {
 		return
 	}
-	st.m.Apply(dataplane.StickyEntry{Client: e.Client, Server: e.Server, Expires: e.Expires})
+	se := dataplane.StickyEntry{Client: e.Client, Server: e.Server, Expires: e.Expires}
+	st.m.Apply(se)
+	if c := clusters[e.Cluster]; c.nat != nil {
+		s.n.natStickyApplied(c, se)
+	}
 }
 
 // Snapshot visits every live entry of every cluster.
 func (s stickyStore) Snapshot(fn func(replicate.Entry) bool) {
+	if s.n.nat != nil && !s.n.nat.flows.snapshot(fn) {
+		return
+	}
 	now := time.Now().UnixNano()
 	for _, c := range s.n.gen().clusters {
 		if c.sticky == nil {
@@ -130,7 +144,7 @@ func syncAddr(hostport string) (string, error) {
 // buildReplication sets up the replicator when a cluster has persistence.
 // keys are the cluster keys, the primary first (none when insecure).
 func (n *Node) buildReplication(keys [][]byte) error {
-	any := false
+	any := n.nat != nil // conntrack entries travel on the same stream
 	for _, c := range n.gen().clusters {
 		any = any || c.sticky != nil
 	}
@@ -158,6 +172,11 @@ func (n *Node) buildReplication(keys [][]byte) error {
 		return fmt.Errorf("replication: %w", err)
 	}
 	n.repl = r
+	if n.nat != nil {
+		f := n.nat.flows
+		f.publish, f.resync = r.Publish, r.Resync
+		f.master = func() bool { return n.loop.Snapshot().State == failover.Master }
+	}
 	for _, c := range n.gen().clusters {
 		if c.sticky != nil {
 			c.sticky.publish = r.Publish
@@ -197,6 +216,13 @@ func (n *Node) persistenceStatus() api.Persistence {
 	p.LastBulkEntries = st.LastBulkEntries
 	p.LastBulkMs = float64(st.LastBulkDuration.Microseconds()) / 1000
 	p.Resyncs, p.Queued, p.Dropped = st.Resyncs, st.Queued, st.Dropped
+	if n.nat != nil {
+		f := n.nat.flows
+		p.ConntrackEntries = f.liveCounts().total
+		p.ConntrackInSync = st.State == replicate.StateInSync
+		p.FlowsSent, p.FlowsApplied, p.FlowOverflows = f.sent.Load(), f.applied.Load(), f.overflows.Load()
+		p.FlowErrors = f.errors()
+	}
 	return p
 }
 
@@ -240,6 +266,11 @@ func (n *Node) FlushSticky(cluster string) (int, error) {
 			return 0, nil
 		}
 		k := c.sticky.m.Flush()
+		if sk, ok := n.natSticky(c); ok {
+			if err := sk.FlushSticky(c.cfg.Name); err != nil {
+				return k, fmt.Errorf("cluster %s: flush the kernel's sticky map: %w", cluster, err)
+			}
+		}
 		n.log.Info("sticky table flushed", "cluster", cluster, "entries", k)
 		return k, nil
 	}

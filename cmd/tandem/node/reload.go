@@ -296,6 +296,12 @@ func (n *Node) reloadClusters(base context.Context, old *generation, cfg *config
 		if c.sticky != nil {
 			c.sticky.cluster.Store(uint32(ci))
 		}
+		if c.nat != nil {
+			c.nat.SetIndex(ci)
+		}
+	}
+	if n.nat != nil {
+		_ = n.nat.engine.Sync() // marks of moved clusters; logged by the engine
 	}
 	n.cur.Store(newGeneration(cfg, next))
 	n.servingMu.Unlock()
@@ -304,6 +310,14 @@ func (n *Node) reloadClusters(base context.Context, old *generation, cfg *config
 	// connections to the new listener) and drain in the background.
 	for _, c := range replaced {
 		c.halt()
+		if c.nat != nil {
+			// A changed nat cluster's new runtime took its place in the
+			// rules already; a removed one leaves them now. Its flows go
+			// on in the kernel until they end.
+			if err := c.nat.Close(); err != nil {
+				n.log.Error("reload: nat rules of a removed cluster", "cluster", c.cfg.Name, "err", err)
+			}
+		}
 		n.reload.wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(base), drainTimeout)
 			defer cancel()

@@ -1,0 +1,228 @@
+package node
+
+import (
+	"context"
+	"io"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tandem-lb/tandem/dataplane"
+	"github.com/tandem-lb/tandem/pkg/api"
+	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/ctsync"
+)
+
+// natRules is the kernel's netfilter table of Tandem (pkg/nft): the nat
+// engine writes it; the node removes it on stop.
+type natRules interface {
+	dataplane.NATKernel
+	// Remove deletes the table; no error when it is absent.
+	Remove() error
+}
+
+// natState is the node's part of the nat clusters: the engine that keeps
+// the kernel's rules in step with the pools, and the conntrack sync.
+type natState struct {
+	rules  natRules
+	engine *dataplane.NATEngine
+	flows  *flowSync
+	log    *slog.Logger
+
+	// totals counts, per conntrack mark, the new flows this box forwarded
+	// as master; servers per (mark, server).
+	mu      sync.Mutex
+	totals  map[uint32]*atomic.Uint64
+	servers map[serverKey]*atomic.Uint64
+}
+
+// newNATState opens the kernel's parts for the nat clusters of cfg, after
+// checking what they need: forwarding enabled, nf_tables, ctnetlink.
+func newNATState(cfg *config.Config, log *slog.Logger) (*natState, error) {
+	if err := checkForwarding(cfg); err != nil {
+		return nil, err
+	}
+	rules, table, err := openNAT(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &natState{
+		rules: rules, log: log,
+		totals:  map[uint32]*atomic.Uint64{},
+		servers: map[serverKey]*atomic.Uint64{},
+	}
+	s.engine = dataplane.NewNATEngine(rules, log)
+	s.flows = newFlowSync(table, log.With("component", "conntrack"))
+	s.flows.onNew = s.count
+	return s, nil
+}
+
+// stickyKernel loads persistence entries into the kernel's sticky maps
+// (nft.Manager through nftRules).
+type stickyKernel interface {
+	AddSticky(cluster string, client netip.Prefix, server netip.AddrPort, ttl time.Duration) error
+	FlushSticky(cluster string) error
+}
+
+// natNewFlow is told of each new flow this box forwards as master: it
+// counts it and, for a cluster with persistence, records the client in the
+// cluster's sticky table, which replicates it to the peer (whose kernel
+// map gets it through natStickyApplied).
+func (n *Node) natNewFlow(f ctsync.Flow) {
+	n.nat.count(f)
+	idx := int(f.Mark &^ dataplane.NATMarkMask)
+	clusters := n.gen().clusters
+	if idx >= len(clusters) {
+		return
+	}
+	c := clusters[idx]
+	if c.nat == nil || c.sticky == nil || c.nat.Mark() != f.Mark {
+		return
+	}
+	for _, s := range c.pool.Servers() {
+		if s.Addr == f.Server() {
+			c.sticky.Store(f.Orig.Src.Addr(), s.Name)
+			return
+		}
+	}
+}
+
+// natStickyApplied loads a sticky entry the peer replicated into the
+// kernel map of its nat cluster, so this box keeps the client on its
+// server once it is master.
+func (n *Node) natStickyApplied(c *vcluster, e dataplane.StickyEntry) {
+	k, ok := n.natSticky(c)
+	servers := c.pool.Servers()
+	if !ok || int(e.Server) >= len(servers) {
+		return
+	}
+	ttl := time.Until(time.Unix(0, e.Expires))
+	if ttl <= 0 {
+		return
+	}
+	if err := k.AddSticky(c.cfg.Name, e.Client, servers[e.Server].Addr, ttl); err != nil {
+		n.nat.flows.countErr("sticky", err)
+	}
+}
+
+// checkForwarding refuses to start nat clusters on a box that does not
+// forward packets: the rules would DNAT them and the kernel would drop
+// them. The node does not change the sysctl itself (the box's routing is
+// the operator's), it says which one to set.
+func checkForwarding(cfg *config.Config) error {
+	need := map[string]string{}
+	for _, vc := range cfg.Clusters {
+		if !vc.IsNAT() {
+			continue
+		}
+		if a, err := netip.ParseAddr(vc.VIP); err == nil && a.Unmap().Is4() {
+			need["/proc/sys/net/ipv4/ip_forward"] = "net.ipv4.ip_forward"
+		} else {
+			need["/proc/sys/net/ipv6/conf/all/forwarding"] = "net.ipv6.conf.all.forwarding"
+		}
+	}
+	var missing []string
+	for path, name := range need {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("mode: nat: cannot read %s: %w", name, err)
+		}
+		if strings.TrimSpace(string(b)) != "1" {
+			missing = append(missing, name+"=1")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("mode: nat clusters need packet forwarding: set %s (sysctl -w, and in /etc/sysctl.d to keep it)",
+			strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+// count records a new flow forwarded as master.
+func (s *natState) count(f ctsync.Flow) {
+	s.mu.Lock()
+	t := s.totals[f.Mark]
+	if t == nil {
+		t = &atomic.Uint64{}
+		s.totals[f.Mark] = t
+	}
+	k := serverKey{f.Mark, f.Server()}
+	st := s.servers[k]
+	if st == nil {
+		st = &atomic.Uint64{}
+		s.servers[k] = st
+	}
+	s.mu.Unlock()
+	t.Add(1)
+	st.Add(1)
+}
+
+// total returns the new flows counted for mark, and for a server of it.
+func (s *natState) total(mark uint32, server netip.AddrPort) (cluster, srv uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.totals[mark]; t != nil {
+		cluster = t.Load()
+	}
+	if t := s.servers[serverKey{mark, server}]; t != nil {
+		srv = t.Load()
+	}
+	return cluster, srv
+}
+
+// run reads conntrack events until ctx ends.
+func (s *natState) run(ctx context.Context) error { return s.flows.run(ctx) }
+
+// close removes Tandem's netfilter table: a stopped node leaves no rule
+// behind (the VIPs are gone already, so nothing reaches the rules).
+func (s *natState) close() {
+	if err := s.rules.Remove(); err != nil {
+		s.log.Warn("remove the nat rules", "err", err)
+	}
+	if c, ok := s.flows.t.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
+
+// natClusterStatus fills a nat cluster's status from connection tracking.
+func (n *Node) natClusterStatus(c *vcluster, ac *api.Cluster) []dataplane.ServerStats {
+	counts := n.nat.flows.liveCounts()
+	mark := c.nat.Mark()
+	ac.Mode = config.ModeNAT
+	ac.ActiveConns = counts.byMark[mark]
+	ac.TotalConns, _ = n.nat.total(mark, netip.AddrPort{})
+	ac.Serving = c.nat.Serving()
+	var out []dataplane.ServerStats
+	for _, s := range c.pool.Servers() {
+		_, total := n.nat.total(mark, s.Addr)
+		out = append(out, dataplane.ServerStats{Name: s.Name, Addr: s.Addr, Healthy: s.Healthy(),
+			Admin: s.Admin().String(), Active: counts.byServer[serverKey{mark, s.Addr}], Total: total})
+	}
+	return out
+}
+
+// cutFlows deletes the flows of a nat cluster's server taken out of
+// rotation when the cluster says nat.drain: false.
+func (n *Node) cutFlows(c *vcluster, s *dataplane.Server, why string) {
+	if c.nat == nil || c.cfg.NAT.Drains() || n.nat == nil {
+		return
+	}
+	if k := n.nat.flows.cut(c.nat.Mark(), s.Addr); k > 0 {
+		n.log.Info("flows cut", "cluster", c.cfg.Name, "server", s.Name, "flows", k, "why", why)
+		n.events.add("flows", "%s/%s: %d flows cut (%s, nat.drain: false)", c.cfg.Name, s.Name, k, why)
+	}
+}
+
+// natSticky returns the kernel's sticky maps when c is a nat cluster.
+func (n *Node) natSticky(c *vcluster) (stickyKernel, bool) {
+	if c.nat == nil || n.nat == nil {
+		return nil, false
+	}
+	k, ok := n.nat.rules.(stickyKernel)
+	return k, ok
+}
