@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
