@@ -288,11 +288,13 @@ func (m *Manager) queue(have tableState, r *rendered) (plan, error) {
 	for _, rule := range r.rules {
 		c.AddRule(rule)
 	}
-	for _, name := range p.DelChains {
-		c.DelChain(&nftables.Chain{Name: name, Table: r.table})
-	}
+	// Sets before chains: a verdict map holds references to the chains
+	// its elements go to.
 	for _, name := range p.DelSets {
 		c.DelSet(&nftables.Set{Name: name, Table: r.table})
+	}
+	for _, name := range p.DelChains {
+		c.DelChain(&nftables.Chain{Name: name, Table: r.table})
 	}
 	for _, key := range p.DelCounters {
 		var t nftables.ObjType
