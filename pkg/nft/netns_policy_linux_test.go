@@ -435,6 +435,17 @@ func TestNetnsNftListsFullRuleset(t *testing.T) {
 	if err := l.m.Check(); err != nil {
 		t.Errorf("Check beside our own table: %v", err)
 	}
+	// Every set reads back with the shape it was written with, so a
+	// re-apply refills or keeps it instead of recreating it.
+	have, err := l.m.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range render(spec).sets {
+		if got, want := have.Sets[rs.set.Name], shape(rs.set); got != want {
+			t.Errorf("set %s reads back as %q, written as %q", rs.set.Name, got, want)
+		}
+	}
 	if out, _ := l.nft("list", "tables"); strings.Contains(out, "probe") {
 		t.Errorf("the probe left a table:\n%s", out)
 	}

@@ -197,4 +197,10 @@ func TestShapeIgnoresContent(t *testing.T) {
 	if shape(a) != shape(b) || shape(a) == shape(c) || !strings.Contains(shape(a), "size=10") {
 		t.Errorf("shape: %q %q %q", shape(a), shape(b), shape(c))
 	}
+	// A slot table as rendered and as google/nftables reads it back.
+	want := &nftables.Set{IsMap: true, KeyType: nftables.TypeMark, DataType: nftables.TypeVerdict}
+	read := &nftables.Set{IsMap: true, KeyType: nftables.TypeVerdict, DataType: nftables.SetDatatype{Bytes: 16}}
+	if shape(want) != shape(read) {
+		t.Errorf("verdict map shapes differ: %q, %q", shape(want), shape(read))
+	}
 }
