@@ -201,6 +201,15 @@ func TestNetnsStickyFollowsEligible(t *testing.T) {
 	if len(entries) != 1 || entries[0].Expires < 50*time.Second {
 		t.Fatalf("StickyEntries = %+v; want the entry refreshed to ~1m by new flows", entries)
 	}
+	// Loading an entry the box already has sets its lifetime (the peer's
+	// copy is the fresher one on a backup).
+	if err := l.m.AddSticky("web", StickyEntry{Client: want, Server: addr[home], Expires: 10 * time.Second}); err != nil {
+		t.Fatalf("AddSticky of a present entry: %v", err)
+	}
+	entries, _ = l.m.StickyEntries("web")
+	if len(entries) != 1 || entries[0].Expires > 10*time.Second {
+		t.Errorf("StickyEntries = %+v; want the present entry's lifetime set to 10s", entries)
+	}
 	if _, err := l.m.StickyEntries("nope"); !errors.Is(err, ErrUnknownService) {
 		t.Errorf("StickyEntries(nope) = %v, want ErrUnknownService", err)
 	}
