@@ -211,8 +211,22 @@ func serveTCP(t *testing.T, ns, name string, addr netip.AddrPort, oneshot bool) 
 		ln, err = net.Listen("tcp", addr.String())
 		return err
 	})
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]bool{}
+	)
+	// Cleanup closes the live connections too: their clients' FINs may
+	// never arrive (a test that removed the NAT rules).
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -221,15 +235,23 @@ func serveTCP(t *testing.T, ns, name string, addr netip.AddrPort, oneshot bool) 
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
 				fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
 				if oneshot {
 					return
 				}
-				c.SetDeadline(time.Now().Add(20 * time.Second))
+				c.SetDeadline(time.Now().Add(10 * time.Second))
 				sc := bufio.NewScanner(c)
 				for sc.Scan() {
 					fmt.Fprintf(c, "%s echo %s\n", name, sc.Text())

@@ -34,6 +34,9 @@ type Manager struct {
 	nft   *nftables.Conn
 	raw   *netlink.Conn
 	last  *Spec // the last Spec applied, for the persistence and counter calls
+	// mutate, if set, edits the rendered ruleset before it is queued:
+	// tests use it to make the kernel refuse a transaction.
+	mutate func(*rendered)
 }
 
 // New opens netlink connections in the current network namespace for the
@@ -118,8 +121,13 @@ func (m *Manager) Exists() (bool, error) {
 	return m.owned()
 }
 
-// Remove deletes the table and everything in it (the pair's forwarding
-// stops); no error if it is absent. A foreign table is left alone.
+// Remove deletes the table and everything in it; no error if it is
+// absent. A foreign table is left alone. It ends established flows too:
+// with the last nat chain of the namespace gone the kernel unregisters
+// its NAT hooks, conntrack entries are no longer translated, and the
+// box resets the clients' next segments. Remove is for taking the nat
+// engine out of service, never part of a failover (both boxes keep the
+// table; only the VIP moves).
 func (m *Manager) Remove() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -171,6 +179,9 @@ func (m *Manager) Apply(spec Spec) error {
 		return fmt.Errorf("nft: apply: %w", err)
 	}
 	r := render(spec)
+	if m.mutate != nil {
+		m.mutate(r)
+	}
 	p, qerr := m.queue(have, r)
 	if qerr != nil {
 		// The connection cannot drop queued messages: end the batch with
@@ -277,11 +288,13 @@ func (m *Manager) queue(have tableState, r *rendered) (plan, error) {
 	for _, rule := range r.rules {
 		c.AddRule(rule)
 	}
-	for _, name := range p.DelChains {
-		c.DelChain(&nftables.Chain{Name: name, Table: r.table})
-	}
+	// Sets before chains: a verdict map holds references to the chains
+	// its elements go to.
 	for _, name := range p.DelSets {
 		c.DelSet(&nftables.Set{Name: name, Table: r.table})
+	}
+	for _, name := range p.DelChains {
+		c.DelChain(&nftables.Chain{Name: name, Table: r.table})
 	}
 	for _, key := range p.DelCounters {
 		var t nftables.ObjType

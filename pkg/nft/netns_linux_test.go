@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -200,7 +201,61 @@ func TestNetnsStickyFollowsEligible(t *testing.T) {
 	if len(entries) != 1 || entries[0].Expires < 50*time.Second {
 		t.Fatalf("StickyEntries = %+v; want the entry refreshed to ~1m by new flows", entries)
 	}
+	// Loading an entry the box already has sets its lifetime (the peer's
+	// copy is the fresher one on a backup).
+	if err := l.m.AddSticky("web", StickyEntry{Client: want, Server: addr[home], Expires: 10 * time.Second}); err != nil {
+		t.Fatalf("AddSticky of a present entry: %v", err)
+	}
+	entries, _ = l.m.StickyEntries("web")
+	if len(entries) != 1 || entries[0].Expires > 10*time.Second {
+		t.Errorf("StickyEntries = %+v; want the present entry's lifetime set to 10s", entries)
+	}
 	if _, err := l.m.StickyEntries("nope"); !errors.Is(err, ErrUnknownService) {
 		t.Errorf("StickyEntries(nope) = %v, want ErrUnknownService", err)
+	}
+}
+
+// Services are named by cluster, not position: reordering keeps their
+// persistence, removing one takes all its objects and leaves the others.
+func TestNetnsRemovingAServiceKeepsTheOthers(t *testing.T) {
+	l := newLab(t, true)
+	s1, s2 := ap(srv4[0], 8080), ap(srv4[1], 8080)
+	serveTCP(t, l.s1, "s1", s1, true)
+	serveTCP(t, l.s2, "s2", s2, true)
+	both := []netip.AddrPort{s1, s2}
+	web := Service{Name: "web", Mark: mark1, VIP: vip4, Port: 80, Proto: "tcp", Slots: both, Eligible: both,
+		Sticky: &Sticky{Timeout: time.Minute}}
+	old := Service{Name: "old app", Mark: mark1 + 1, VIP: vip4, Port: 81, Proto: "tcp", Slots: both, Eligible: both,
+		Sticky: &Sticky{Timeout: time.Minute}, Allow: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}, MaxConns: 9}
+	l.apply(Spec{Services: []Service{old, web}})
+	for _, port := range []uint16{80, 81} {
+		if c := dialTCP(t, l.client, netip.AddrPort{}, ap(vip4, port), 2*time.Second); c == nil {
+			t.Fatalf("port %d dropped", port)
+		}
+	}
+	before, _ := l.m.StickyEntries("web")
+	l.apply(Spec{Services: []Service{web}})
+	after, _ := l.m.StickyEntries("web")
+	if len(before) != 1 || len(after) != 1 || before[0].Server != after[0].Server {
+		t.Errorf("web's persistence across removing another service: %+v then %+v", before, after)
+	}
+	out, _ := l.nft("list", "table", "inet", "tandem")
+	if id := ServiceID("old app"); strings.Contains(out, id) {
+		t.Errorf("objects of the removed service %s left:\n%s", id, out)
+	}
+	var derr error
+	inNS(t, l.client, func() error {
+		c, err := net.DialTimeout("tcp", ap(vip4, 81).String(), 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		derr = err
+		return nil
+	})
+	if derr == nil {
+		t.Error("the removed service still forwards")
+	}
+	if c := dialTCP(t, l.client, netip.AddrPort{}, ap(vip4, 80), 2*time.Second); c == nil {
+		t.Error("the remaining service stopped")
 	}
 }

@@ -74,6 +74,13 @@ func (r *rendered) rule(c *nftables.Chain, exprs ...[]expr.Any) {
 
 // shape is what must match for an existing set to be reused.
 func shape(s *nftables.Set) string {
+	if s.IsMap && (s.DataType.GetNFTMagic() == nftables.TypeVerdict.GetNFTMagic() ||
+		s.KeyType.GetNFTMagic() == nftables.TypeVerdict.GetNFTMagic()) {
+		// google/nftables v0.3.0 reads a verdict map's data type into
+		// KeyType; the only verdict maps are the slot tables (key: a
+		// 4-byte index), so "verdict map" is shape enough.
+		return fmt.Sprintf("vmap interval=%t size=%d", s.Interval, s.Size)
+	}
 	return fmt.Sprintf("key=%x/%d data=%x/%d map=%t interval=%t dynamic=%t timeout=%t size=%d",
 		s.KeyType.GetNFTMagic(), s.KeyType.Bytes, s.DataType.GetNFTMagic(), s.DataType.Bytes,
 		s.IsMap, s.Interval, s.Dynamic, s.HasTimeout, s.Size)

@@ -2,8 +2,9 @@
 // that forwards the packets of nat clusters in the kernel: a cluster's
 // VIP:port is DNATed to a server picked from a slot table, flows are
 // marked with the cluster's ct mark so conntrack replication finds them,
-// source-IP persistence lives in a kernel map, and server-initiated
-// connections can be policed and SNATed on their way out.
+// source-IP persistence lives in kernel sets (one per eligible server),
+// and server-initiated connections can be policed and SNATed on their way
+// out.
 //
 // The whole ruleset is described by a Spec; Manager.Apply makes the
 // kernel match it in one netlink transaction, keeping the table and its
@@ -63,7 +64,8 @@ type Service struct {
 	// ServiceID), not from the position in Services, so reordering or
 	// removing clusters keeps the persistence maps of the others.
 	Name string
-	// Mark is the ct mark set on every flow of the service; replication
+	// Mark is the ct mark set on every flow of the service (all 32 bits:
+	// the table owns the ct mark of the flows it handles); replication
 	// finds the flows by it and the SNAT rule matches it. Non-zero and
 	// unique in the Spec.
 	Mark uint32
@@ -80,8 +82,11 @@ type Service struct {
 	// server may appear many times (weights, Maglev). Empty: no healthy
 	// server, new flows are dropped and counted ("no_server").
 	Slots []netip.AddrPort
-	// Eligible are the servers a persistence entry may still send a
-	// client to (healthy and enabled). Only used with Sticky.
+	// Eligible are the servers persistence may still send a client's new
+	// flows to (healthy and enabled; a draining server belongs in neither
+	// Slots nor Eligible). Each has a persistence set; a server that
+	// leaves Eligible loses its set, and its clients are picked afresh.
+	// Only used with Sticky.
 	Eligible []netip.AddrPort
 	// SNAT, if valid, also rewrites the source of the server-side flow to
 	// this address (return: snat); invalid means the servers route back
@@ -124,16 +129,20 @@ func (p Pick) String() string {
 	return fmt.Sprintf("Pick(%d)", int(p))
 }
 
-// Sticky is source-IP persistence held in a kernel map.
+// Sticky is source-IP persistence held in the kernel: a client (its
+// masked address) is kept on the server its first flow went to while new
+// flows keep coming within Timeout.
 type Sticky struct {
 	// Mask is the client prefix length entries are keyed by; 0 means a
 	// whole address (32 or 128).
 	Mask int
 	// Timeout is how long an entry lives after the last new flow that
-	// used it. At least a millisecond (the kernel's unit).
+	// used it (packets of established flows do not refresh it). At least
+	// a millisecond (the kernel's unit).
 	Timeout time.Duration
-	// MaxEntries bounds the map; 0 means DefaultStickyEntries. When full,
-	// new clients are still served, just not remembered.
+	// MaxEntries bounds the set of each server; 0 means
+	// DefaultStickyEntries. When full, new clients are still served, just
+	// not remembered.
 	MaxEntries uint32
 }
 

@@ -70,8 +70,10 @@ func (m *Manager) StickyEntries(service string) ([]StickyEntry, error) {
 
 // AddSticky loads persistence entries, typically replicated from the
 // peer, each with its remaining lifetime. Entries for servers that are
-// not eligible here are skipped (persistence would not use them), and an
-// entry already present keeps its own timeout.
+// not eligible here are skipped (persistence would not use them). An
+// entry already present takes the given lifetime (this kernel, 6.18,
+// updates an element's timeout on a repeated add): on a backup the
+// peer's copy is the fresher one.
 func (m *Manager) AddSticky(service string, entries ...StickyEntry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
