@@ -97,6 +97,8 @@ type sessionsSummary struct {
 	GapP50   float64        `json:"gap_p50_ms"`
 	GapMax   float64        `json:"gap_max_ms"`
 	Errors   map[string]int `json:"errors"`
+	First    string         `json:"first_failure"`
+	Last     string         `json:"last_failure"`
 }
 
 func (s *sessions) finish(t *testing.T) sessionsSummary {
@@ -128,11 +130,13 @@ func TestNATSessionsSurviveFailover(t *testing.T) {
 		return err == nil && st.Persistence.ConntrackEntries >= n
 	})
 
+	t.Logf("pull at %s", time.Now().UTC().Format(time.RFC3339Nano))
 	if err := l.script("pull", "lb1"); err != nil {
 		t.Fatal(err)
 	}
 	l.waitFor("lb2 MASTER", 5*time.Second, func() bool { return l.state("lb2") == "MASTER" && l.holdsVIP("lb2") })
 	time.Sleep(time.Second)
+	t.Logf("plug at %s", time.Now().UTC().Format(time.RFC3339Nano))
 	if err := l.script("plug", "lb1"); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +150,7 @@ func TestNATSessionsSurviveFailover(t *testing.T) {
 		st, err := l.status("lb2")
 		return err == nil && st.Persistence.State == "IN SYNC"
 	})
+	t.Logf("switchover at %s", time.Now().UTC().Format(time.RFC3339Nano))
 	out, err := exec.Command(binDir+"/tandem", "switchover", "--socket", l.dir+"/lb1.sock").CombinedOutput()
 	if err != nil {
 		t.Fatalf("switchover: %v\n%s", err, out)
@@ -156,8 +161,8 @@ func TestNATSessionsSurviveFailover(t *testing.T) {
 	time.Sleep(time.Second)
 
 	sum := s.finish(t)
-	t.Logf("sessions: %d of %d survived a pull, a preempt and a switchover; %d stalled; gap p50 %.0f ms, max %.0f ms; errors %v",
-		sum.Survived, sum.Sessions, sum.Stalled, sum.GapP50, sum.GapMax, sum.Errors)
+	t.Logf("sessions: %d of %d survived a pull, a preempt and a switchover; %d stalled; gap p50 %.0f ms, max %.0f ms; errors %v (first %s, last %s)",
+		sum.Survived, sum.Sessions, sum.Stalled, sum.GapP50, sum.GapMax, sum.Errors, sum.First, sum.Last)
 	if sum.Sessions != n || sum.Survived != n {
 		t.Fatalf("%d of %d sessions survived (errors %v)", sum.Survived, sum.Sessions, sum.Errors)
 	}

@@ -191,6 +191,36 @@ func (s *flowSync) snapshot(fn func(replicate.Entry) bool) bool {
 	return cont
 }
 
+// liberate rewrites every Tandem flow of this box's table with window
+// tracking off (BE_LIBERAL, as Write always sets it). A box that stops
+// being master keeps its own entries, and their TCP windows stop moving
+// while the peer forwards the flows; should the flows come back here (a
+// preempt, a switchover back) the kernel would find the packets out of
+// those stale windows, call them invalid, leave them un-NATed and reset
+// the connections. Entries written from the peer's records are liberal
+// already. It returns how many entries it rewrote.
+func (s *flowSync) liberate() int {
+	var flows []ctsync.Flow
+	err := s.t.Dump(dataplane.NATMarkBase, dataplane.NATMarkMask, func(f ctsync.Flow) bool {
+		if f.Proto == ctsync.ProtoTCP && (f.TCPFlags[0]&f.TCPFlags[1]&ctsync.TCPFlagBeLiberal) == 0 {
+			flows = append(flows, f)
+		}
+		return true
+	})
+	if err != nil {
+		s.countErr("dump", err)
+	}
+	n := 0
+	for _, f := range flows {
+		if err := s.t.Write(f); err != nil {
+			s.countErr("liberate", err)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
 // cut deletes the flows of cluster mark that go to server (a server taken
 // out with nat.drain: false): the clients' next packets start new flows
 // on another server.

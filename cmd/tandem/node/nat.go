@@ -33,6 +33,9 @@ type natState struct {
 	engine *dataplane.NATEngine
 	flows  *flowSync
 	log    *slog.Logger
+	// leftMaster (cap 1) wakes run's liberate when the box stops being
+	// master.
+	leftMaster chan struct{}
 
 	// totals counts, per conntrack mark, the new flows this box forwarded
 	// as master; servers per (mark, server).
@@ -52,7 +55,7 @@ func newNATState(cfg *config.Config, log *slog.Logger) (*natState, error) {
 		return nil, err
 	}
 	s := &natState{
-		rules: rules, log: log,
+		rules: rules, log: log, leftMaster: make(chan struct{}, 1),
 		totals:  map[uint32]*atomic.Uint64{},
 		servers: map[serverKey]*atomic.Uint64{},
 	}
@@ -175,8 +178,35 @@ func (s *natState) total(mark uint32, server netip.AddrPort) (cluster, srv uint6
 	return cluster, srv
 }
 
-// run reads conntrack events until ctx ends.
-func (s *natState) run(ctx context.Context) error { return s.flows.run(ctx) }
+// run reads conntrack events until ctx ends; it also rewrites this box's
+// own flows as liberal whenever it stops being master (see liberate).
+func (s *natState) run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.leftMaster:
+				if k := s.flows.liberate(); k > 0 {
+					s.log.Info("own flows handed to the peer: window tracking off for their return", "flows", k)
+				}
+			}
+		}
+	}()
+	err := s.flows.run(ctx)
+	<-done
+	return err
+}
+
+// noteLeftMaster asks run to liberate this box's flows (never blocks).
+func (s *natState) noteLeftMaster() {
+	select {
+	case s.leftMaster <- struct{}{}:
+	default:
+	}
+}
 
 // close removes Tandem's netfilter table: a stopped node leaves no rule
 // behind (the VIPs are gone already, so nothing reaches the rules).

@@ -415,6 +415,9 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 				n.gen().cfg.Failover.VIPs, n.vips.ifaces, max(n.gen().cfg.Failover.GARP.Count, 1), n.gen().cfg.Failover.GARP.Interval)
 		}
 	case failover.ReleaseVIPs:
+		if n.nat != nil {
+			n.nat.noteLeftMaster()
+		}
 		if err := n.vips.Release(); err != nil {
 			n.log.Error("release VIPs", "err", err)
 			n.events.add("vip", "release failed: %v", err)
