@@ -65,6 +65,12 @@ func newNATState(cfg *config.Config, log *slog.Logger) (*natState, error) {
 	return s, nil
 }
 
+// natCounters reads the packets the kernel dropped for a nat cluster, by
+// reason (allow, max_conns, no_server).
+type natCounters interface {
+	DropCounters(cluster string) (map[string]uint64, error)
+}
+
 // stickyKernel loads persistence entries into the kernel's sticky maps
 // (nft.Manager through nftRules).
 type stickyKernel interface {
@@ -227,6 +233,11 @@ func (n *Node) natClusterStatus(c *vcluster, ac *api.Cluster) []dataplane.Server
 	ac.ActiveConns = counts.byMark[mark]
 	ac.TotalConns, _ = n.nat.total(mark, netip.AddrPort{})
 	ac.Serving = c.nat.Serving()
+	if k, ok := n.nat.rules.(natCounters); ok {
+		if counts, err := k.DropCounters(c.cfg.Name); err == nil && len(counts) > 0 {
+			ac.Refused = counts
+		}
+	}
 	var out []dataplane.ServerStats
 	for _, s := range c.pool.Servers() {
 		_, total := n.nat.total(mark, s.Addr)

@@ -118,3 +118,19 @@ func (r *nftRules) FlushSticky(cluster string) error {
 	}
 	return nil
 }
+
+// DropCounters returns the packets the kernel dropped for cluster, by
+// reason, leaving out the reasons that never happened.
+func (r *nftRules) DropCounters(cluster string) (map[string]uint64, error) {
+	all, err := r.m.Counters()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for reason, v := range all[cluster] {
+		if v > 0 {
+			out[reason] = v
+		}
+	}
+	return out, nil
+}

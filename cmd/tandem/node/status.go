@@ -96,9 +96,9 @@ func (n *Node) Status() api.Status {
 	for _, h := range n.vips.Held() {
 		held[h.Prefix.String()] = h.Present
 	}
-	for _, pfx := range n.gen().cfg.Failover.Prefixes() {
-		st.VIPs = append(st.VIPs, api.VIP{Address: pfx.String(),
-			Interface: n.gen().cfg.Failover.Interface, Held: held[pfx.String()]})
+	for _, v := range n.gen().cfg.Failover.VIPList() {
+		st.VIPs = append(st.VIPs, api.VIP{Address: v.Prefix.String(),
+			Interface: v.Interface, Held: held[v.Prefix.String()]})
 	}
 	return st
 }
