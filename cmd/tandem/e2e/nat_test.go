@@ -160,8 +160,21 @@ func TestNATSessionsSurviveFailover(t *testing.T) {
 	})
 	time.Sleep(time.Second)
 
+	// A reload that changes the cluster rewrites the rules; the
+	// established flows go on.
+	changed := natOpts
+	changed.extra = strings.Replace(natCluster, "interval: 200ms", "interval: 300ms", 1)
+	for _, box := range []string{"lb1", "lb2"} {
+		l.config(box, changed)
+		out, err := exec.Command(binDir+"/tandem", "reload", "--socket", l.dir+"/"+box+".sock").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "cluster im changed") {
+			t.Fatalf("reload %s: %v\n%s", box, err, out)
+		}
+	}
+	time.Sleep(time.Second)
+
 	sum := s.finish(t)
-	t.Logf("sessions: %d of %d survived a pull, a preempt and a switchover; %d stalled; gap p50 %.0f ms, max %.0f ms; errors %v (first %s, last %s)",
+	t.Logf("sessions: %d of %d survived a pull, a preempt, a switchover and a reload; %d stalled; gap p50 %.0f ms, max %.0f ms; errors %v (first %s, last %s)",
 		sum.Survived, sum.Sessions, sum.Stalled, sum.GapP50, sum.GapMax, sum.Errors, sum.First, sum.Last)
 	if sum.Sessions != n || sum.Survived != n {
 		t.Fatalf("%d of %d sessions survived (errors %v)", sum.Survived, sum.Sessions, sum.Errors)
@@ -220,5 +233,93 @@ func TestNATRulesRemovedOnStopAndRelease(t *testing.T) {
 	}
 	if hasTable("lb1") {
 		t.Errorf("tandem release left the nat table:\n%s", out)
+	}
+}
+
+// A node that cannot serve its nat clusters does not start: forwarding
+// off, or a foreign table with Tandem's name (left untouched).
+func TestNATRefusesToStart(t *testing.T) {
+	l := newLab(t, "--inside")
+	run := func(want string) {
+		t.Helper()
+		cfg := l.config("lb1", natOpts)
+		cmd := exec.Command("ip", "netns", "exec", l.ns("lb1"), binDir+"/tandem", "run", "--config", cfg)
+		done := make(chan struct{})
+		var out []byte
+		var err error
+		go func() { out, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("tandem run did not refuse to start (want %q)", want)
+		}
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Fatalf("tandem run: %v, want an error saying %q:\n%s", err, want, out)
+		}
+		if l.holdsVIP("lb1") {
+			t.Errorf("a node that refused to start holds the VIP")
+		}
+	}
+	sysctl := func(v string) {
+		t.Helper()
+		if out, err := exec.Command("ip", "netns", "exec", l.ns("lb1"), "sysctl", "-qw", "net.ipv4.ip_forward="+v).CombinedOutput(); err != nil {
+			t.Fatalf("sysctl in the lab namespace: %v\n%s", err, out)
+		}
+	}
+	sysctl("0")
+	run("net.ipv4.ip_forward=1")
+	sysctl("1")
+	if out, err := exec.Command("ip", "netns", "exec", l.ns("lb1"), "nft", "add", "table", "inet", "tandem").CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	run("not Tandem's")
+	out, err := exec.Command("ip", "netns", "exec", l.ns("lb1"), "nft", "list", "tables").Output()
+	if err != nil || !strings.Contains(string(out), "table inet tandem") {
+		t.Errorf("the foreign table was touched: %v\n%s", err, out)
+	}
+}
+
+// The servers' own connections go out only as far as outbound.allow says,
+// SNATed to the front VIP (the outside does not route their subnet).
+func TestNATOutboundPolicy(t *testing.T) {
+	l := newLab(t, "--inside")
+	o := natOpts
+	o.extra = natCluster + `outbound:
+  interface: eth1
+  snat_address: 198.18.0.100
+  allow:
+    - {dest: 198.18.0.2/32, proto: tcp, ports: [8080]}
+`
+	for _, port := range []string{"8080", "8081"} {
+		cmd := exec.Command("ip", "netns", "exec", l.ns("client"), binDir+"/labtools", "respond", "-listen", "0.0.0.0:"+port, "-name", "client"+port)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{cmd: cmd, log: os.DevNull, done: make(chan error, 1)}
+		go func() { p.done <- cmd.Wait() }()
+		l.nodes["respond-"+port] = p
+	}
+	l.start("lb1", o)
+	l.waitFor("lb1 MASTER", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") })
+	probe := func(port string) summary {
+		t.Helper()
+		out, err := exec.Command("ip", "netns", "exec", l.ns("srv1"), binDir+"/labtools", "probe", "-q",
+			"-target", "198.18.0.2:"+port, "-interval", "20ms", "-timeout", "100ms", "-duration", "400ms").Output()
+		if err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		var s summary
+		if err := json.Unmarshal(out, &s); err != nil {
+			t.Fatalf("probe summary: %v\n%s", err, out)
+		}
+		return s
+	}
+	l.waitFor("srv1 to reach the allowed port through the pair", 5*time.Second, func() bool {
+		s := probe("8080")
+		return s.OK > 0 && s.Failed == 0
+	})
+	if s := probe("8081"); s.OK != 0 {
+		t.Errorf("srv1 reached a port outbound.allow does not list: %+v", s)
 	}
 }
