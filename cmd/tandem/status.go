@@ -191,13 +191,17 @@ func renderStatus(out io.Writer, st *api.Status) {
 				refused += n
 			}
 			extra := fmt.Sprintf("refused %d", refused)
-			if c.Protocol == "udp" {
+			algo := c.Algorithm
+			if c.Mode == "nat" {
+				algo = "nat, " + algo
+				extra = fmt.Sprintf("flows in the kernel; dropped %d", refused)
+			} else if c.Protocol == "udp" {
 				extra = fmt.Sprintf("flows; datagrams in %d out %d; dropped %d", c.DatagramsIn, c.DatagramsOut, refused)
 				if c.ParkedFlows > 0 {
 					extra += fmt.Sprintf("; %d flows parked in io_uring", c.ParkedFlows)
 				}
 			}
-			fmt.Fprintf(ctw, "  %s (%s, %s)\t%s:%d/%s\t%s\t\t%d\t%d\t%s\n", c.Name, c.Algorithm, serving,
+			fmt.Fprintf(ctw, "  %s (%s, %s)\t%s:%d/%s\t%s\t\t%d\t%d\t%s\n", c.Name, algo, serving,
 				c.VIP, c.Port, c.Protocol, "", c.ActiveConns, c.TotalConns, extra)
 			for _, s := range c.Servers {
 				health := "DOWN"
@@ -217,7 +221,7 @@ func renderStatus(out io.Writer, st *api.Status) {
 		}
 		ctw.Flush()
 	}
-	if p := st.Persistence; p.Enabled {
+	if p := st.Persistence; p.Enabled || p.State != "" {
 		fmt.Fprintf(out, "\nPersistence  %s", orDash(p.State))
 		if p.Peer != "" {
 			fmt.Fprintf(out, " with %s", p.Peer)
@@ -227,6 +231,13 @@ func renderStatus(out io.Writer, st *api.Status) {
 		}
 		fmt.Fprintf(out, "\n  entries %d  sent %d  received %d  acked %d  lag %.1fms  last bulk %d entries in %.0fms\n",
 			p.Entries, p.Sent, p.Received, p.Acked, p.LagMs, p.LastBulkEntries, p.LastBulkMs)
+		if p.ConntrackEntries > 0 || p.FlowsSent > 0 || p.FlowsApplied > 0 {
+			fmt.Fprintf(out, "  conntrack: %d entries of nat clusters, %d sent, %d applied", p.ConntrackEntries, p.FlowsSent, p.FlowsApplied)
+			for reason, n := range p.FlowErrors {
+				fmt.Fprintf(out, ", %d %s", n, reason)
+			}
+			fmt.Fprintln(out)
+		}
 	}
 	fmt.Fprintf(out, "\nAdverts  sent %d  received %d", st.Adverts.Sent, st.Adverts.Received)
 	for reason, n := range st.Adverts.Dropped {
