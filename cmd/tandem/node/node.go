@@ -23,6 +23,7 @@ import (
 	"github.com/tandem-lb/tandem/pkg/peer"
 	"github.com/tandem-lb/tandem/pkg/replicate"
 	"github.com/tandem-lb/tandem/pkg/vip"
+	"github.com/tandem-lb/tandem/pkg/witness"
 )
 
 // keepTransitions is how many transitions status shows (CONTRACT: ≥ 32).
@@ -48,7 +49,7 @@ type Node struct {
 	// VIPs; witness pings failover.witness.
 	rivals  *vip.RivalWatcher
 	ownMAC  atomic.Pointer[string]
-	witness *witness
+	witness *witness.Witness
 
 	events eventLog
 
@@ -73,10 +74,8 @@ type Node struct {
 	lastAdvert       peer.Received
 	lastSync         string
 	seq              uint64
-	// witnessLost and witnessBack follow the witness for the health
-	// settling after it answers again.
-	witnessLost bool
-	witnessBack time.Time
+	// holdMem is the hold policy's memory (failover.Config.Holds).
+	holdMem failover.HoldMemory
 }
 
 // New builds a node; nothing is opened until Run.
@@ -116,7 +115,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		vips:    vm,
 		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
 		rivals:  vip.NewRivalWatcher(f.Interface, f.PrefixesOn(f.Interface)),
-		witness: newWitness(),
+		witness: witness.New(witness.NewICMP(), log.With("component", "witness")),
 	}
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
 	if cfg.HasNAT() {
@@ -215,7 +214,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { n.forwardRivals(gctx, sightings); return nil })
 	g.Go(func() error {
-		return n.runWitness(gctx, n.witness,
+		return n.witness.Run(gctx,
 			func() string { return n.gen().cfg.Failover.Witness },
 			func() time.Duration { return n.gen().cfg.Failover.AdvertInterval / 2 })
 	})
@@ -238,7 +237,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// Warm before master: holds are posted before the election starts.
 	n.started = time.Now()
 	n.refreshHolds()
-	g.Go(func() error { n.manageHolds(gctx); return nil })
+	g.Go(func() error { every(gctx, holdEvery, n.refreshHolds); return nil })
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()

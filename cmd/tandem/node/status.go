@@ -51,10 +51,12 @@ func (n *Node) Status() api.Status {
 	rs := n.rivals.Stats()
 	st.SplitBrain = api.SplitBrain{ARPRead: rs.Read, ARPMalformed: rs.Malformed, Rivals: rs.Sightings}
 	if w := n.gen().cfg.Failover.Witness; w != "" {
-		ws := &api.Witness{Address: w, Sent: n.witness.sent.Load(), Answered: n.witness.answered.Load(), LastAnswerMs: -1,
-			Reachable: !n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval)}
-		if last := n.witness.lastReply.Load(); last != 0 {
-			ws.LastAnswerMs = now.Sub(time.Unix(0, last)).Milliseconds()
+		sent, answered := n.witness.Counts()
+		answer := n.witness.LastAnswer(w)
+		ws := &api.Witness{Address: w, Sent: sent, Answered: answered, LastAnswerMs: -1,
+			Reachable: !answer.IsZero() && now.Sub(answer) <= 2*n.gen().cfg.Failover.AdvertInterval}
+		if !answer.IsZero() {
+			ws.LastAnswerMs = now.Sub(answer).Milliseconds()
 		}
 		st.SplitBrain.Witness = ws
 	}
