@@ -71,10 +71,16 @@ established connections (see tandem reload).`,
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			// The SIGHUP loop ends with the node, whatever ends it.
+			hupCtx, endHUP := context.WithCancel(ctx)
+			hupDone := make(chan struct{})
 			go func() {
-				for range hup {
-					reload(n, log)
-				}
+				defer close(hupDone)
+				reloadOnHUP(hupCtx, hup, n, log)
+			}()
+			defer func() {
+				endHUP()
+				<-hupDone
 			}()
 			log.Info("starting", "version", versionString(), "config", cfgPath, "config_hash", cfg.Hash())
 			if err := n.Run(ctx); err != nil {
@@ -87,6 +93,18 @@ established connections (see tandem reload).`,
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file (YAML)")
 	return cmd
+}
+
+// reloadOnHUP reloads the node on each SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, n *node.Node, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			reload(n, log)
+		}
+	}
 }
 
 // reload applies the config file again on SIGHUP and logs the outcome:

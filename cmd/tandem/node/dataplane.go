@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/tandem-lb/tandem/dataplane"
 	"github.com/tandem-lb/tandem/healthcheck"
 	"github.com/tandem-lb/tandem/pkg/api"
@@ -199,20 +197,25 @@ func (n *Node) listenClusters() error {
 	return nil
 }
 
-// runClusters starts the engine, the accept loops and the health checks
-// (on both boxes: the standby is warm when it takes over).
-func (n *Node) runClusters(ctx context.Context, g *errgroup.Group) {
-	if len(n.gen().clusters) == 0 {
-		return
+// tcpMigrateReq is the sysctl that makes the kernel move the connections
+// queued on a closing SO_REUSEPORT listener to another listener of the
+// same port instead of resetting them (Linux 5.14+).
+const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// startClusters starts the engine, the accept loops and the health
+// checks under the runner, and from then on lets reloads start theirs
+// there. It also asks the kernel (best effort) to migrate the queue of a
+// listener a reload replaces.
+func (n *Node) startClusters(ctx context.Context) {
+	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
+		n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
 	}
-	n.engineRunning = true
-	g.Go(func() error { n.engine.Run(ctx); return nil })
+	n.runner.open(ctx)
+	if len(n.gen().clusters) > 0 {
+		n.runner.startEngine(n.engine)
+	}
 	for _, c := range n.gen().clusters {
-		cctx := c.start(ctx)
-		g.Go(func() error { defer close(c.served); return c.ln.Serve(cctx) })
-		if c.mon != nil {
-			g.Go(func() error { c.mon.Run(cctx); return nil })
-		}
+		n.runner.serve(c)
 	}
 }
 

@@ -54,14 +54,13 @@ type Node struct {
 	events eventLog
 
 	engine engine
-	// engineRunning is set once engine.Run was started (at Run, or by
-	// the reload that added the first cluster).
-	engineRunning bool
-	repl          *replicate.Replicator // nil without persistence or nat clusters
-	nat           *natState             // nil without nat clusters
-	started       time.Time
+	// runner owns the goroutines that run the clusters.
+	runner  *clusterRunner
+	repl    *replicate.Replicator // nil without persistence or nat clusters
+	nat     *natState             // nil without nat clusters
+	started time.Time
 
-	// reload serialises reloads and owns the goroutines they start.
+	// reload serialises reloads.
 	reload reloadState
 	// servingMu orders setServing with a reload's swap of the clusters, so
 	// a cluster added by a reload never misses a "serve" or "stop".
@@ -113,6 +112,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		events:  eventLog{node: cfg.Node.Name},
 		peer:    tr,
 		vips:    vm,
+		runner:  newClusterRunner(log.With("component", "dataplane")),
 		notify:  notify.New(f.Notify, cfg.Node.Name, log.With("component", "notify")),
 		rivals:  vip.NewRivalWatcher(f.Interface, f.PrefixesOn(f.Interface)),
 		witness: witness.New(witness.NewICMP(), log.With("component", "witness")),
@@ -231,8 +231,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if addr := n.gen().cfg.Node.MetricsListen; addr != "" {
 		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
 	}
-	n.runClusters(gctx, g)
-	n.startReloads(gctx)
+	n.startClusters(gctx)
 
 	// Warm before master: holds are posted before the election starts.
 	n.started = time.Now()
@@ -245,6 +244,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+	case runErr = <-n.runner.failed:
 	case <-gctx.Done():
 		// A part failed: step down before exiting.
 		runErr = g.Wait()
@@ -254,8 +254,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopElection()
 	<-electionDone
-	// No reload from here on: the clusters are what drains.
-	n.stopReloads()
+	// No reload from here on (one under way finishes first): the
+	// clusters are what drains.
+	n.reload.mu.Lock()
+	n.runner.close()
+	n.reload.mu.Unlock()
 	// Not master any more: new connections are refused; let the
 	// established ones finish.
 	n.setServing(false)
@@ -267,7 +270,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := g.Wait(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
 		runErr = err
 	}
-	n.reload.wg.Wait()
+	n.runner.wait()
 	if err := n.peer.Shutdown(); err != nil {
 		n.log.Warn("peer shutdown", "err", err)
 	}

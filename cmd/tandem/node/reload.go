@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -34,40 +33,12 @@ func newGeneration(cfg *config.Config, clusters []*vcluster) *generation {
 // gen returns the running generation.
 func (n *Node) gen() *generation { return n.cur.Load() }
 
-// reloadState serialises reloads and owns what they start.
+// reloadState serialises reloads (the goroutines they start belong to
+// the node's clusterRunner).
 type reloadState struct {
 	mu sync.Mutex
-	// base is Run's context, under which a reload starts clusters; nil
-	// before Run has started them and once it is stopping.
-	base context.Context
-	// wg counts the goroutines reloads started (accept loops, health
-	// checks, drains of replaced clusters); Run waits for them.
-	wg sync.WaitGroup
 	// keys are the running cluster keys, the primary first (see keys.go).
 	keys [][]byte
-}
-
-// tcpMigrateReq is the sysctl that makes the kernel move the connections
-// queued on a closing SO_REUSEPORT listener to another listener of the
-// same port instead of resetting them (Linux 5.14+).
-const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
-
-// startReloads lets reloads start clusters under ctx. It also asks the
-// kernel (best effort) to migrate the queue of a replaced listener.
-func (n *Node) startReloads(ctx context.Context) {
-	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
-		n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
-	}
-	n.reload.mu.Lock()
-	n.reload.base = ctx
-	n.reload.mu.Unlock()
-}
-
-// stopReloads refuses reloads from now on (the node is stopping).
-func (n *Node) stopReloads() {
-	n.reload.mu.Lock()
-	n.reload.base = nil
-	n.reload.mu.Unlock()
 }
 
 // Reload reads the config file again and applies what changed without
@@ -78,7 +49,7 @@ func (n *Node) stopReloads() {
 func (n *Node) Reload() ([]string, error) {
 	n.reload.mu.Lock()
 	defer n.reload.mu.Unlock()
-	base := n.reload.base
+	base := n.runner.context()
 	if base == nil {
 		return nil, errors.New("the node is starting or stopping: nothing reloaded")
 	}
@@ -109,7 +80,7 @@ func (n *Node) Reload() ([]string, error) {
 		n.events.add("reload", "failed: %v", err)
 		return nil, err
 	}
-	changes, err := n.reloadClusters(base, old, cfg)
+	changes, err := n.reloadClusters(old, cfg)
 	changes = append(keyChanges, changes...)
 	if err != nil {
 		n.log.Error("reload failed", "err", err)
@@ -199,7 +170,7 @@ func changedKeys(prefix string, a, b any) []string {
 // stops accepting. Established connections of replaced and removed
 // clusters finish in the background (drainTimeout at most). On an error
 // nothing changes, except a UDP cluster stopped to free its port.
-func (n *Node) reloadClusters(base context.Context, old *generation, cfg *config.Config) ([]string, error) {
+func (n *Node) reloadClusters(old *generation, cfg *config.Config) ([]string, error) {
 	oldBy := map[string]*vcluster{}
 	for _, c := range old.clusters {
 		oldBy[c.cfg.Name] = c
@@ -270,23 +241,12 @@ func (n *Node) reloadClusters(base context.Context, old *generation, cfg *config
 	}
 
 	// Start the new runtimes, then swap them in with the serving state.
-	if len(fresh) > 0 && !n.engineRunning {
-		// The node started without clusters: the engine runs from now on.
-		n.engineRunning = true
-		n.reload.wg.Go(func() { n.engine.Run(base) })
+	if len(fresh) > 0 {
+		// (The node may have started without clusters.)
+		n.runner.startEngine(n.engine)
 	}
 	for _, rt := range fresh {
-		cctx := rt.start(base)
-		n.reload.wg.Go(func() {
-			defer close(rt.served)
-			if err := rt.ln.Serve(cctx); err != nil {
-				n.log.Error("cluster stopped", "cluster", rt.cfg.Name, "err", err)
-				n.events.add("reload", "cluster %s stopped: %v", rt.cfg.Name, err)
-			}
-		})
-		if rt.mon != nil {
-			n.reload.wg.Go(func() { rt.mon.Run(cctx) })
-		}
+		n.runner.serve(rt)
 	}
 	n.servingMu.Lock()
 	for _, rt := range fresh {
@@ -318,12 +278,7 @@ func (n *Node) reloadClusters(base context.Context, old *generation, cfg *config
 				n.log.Error("reload: nat rules of a removed cluster", "cluster", c.cfg.Name, "err", err)
 			}
 		}
-		n.reload.wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(base), drainTimeout)
-			defer cancel()
-			c.ln.Drain(ctx)
-			n.log.Debug("replaced cluster drained", "cluster", c.cfg.Name)
-		})
+		n.runner.drain(c)
 	}
 	return changes, nil
 }

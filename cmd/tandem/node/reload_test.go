@@ -72,12 +72,12 @@ func TestReloadRefusesInvalidFile(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.File = path
-	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	n := &Node{log: slog.New(slog.NewTextHandler(io.Discard, nil)), runner: newClusterRunner(slog.New(slog.DiscardHandler))}
 	n.cur.Store(&generation{cfg: &cfg})
 	if _, err := n.Reload(); err == nil || !strings.Contains(err.Error(), "starting or stopping") {
 		t.Fatalf("reload before Run: %v", err)
 	}
-	n.reload.base = t.Context()
+	n.runner.open(t.Context())
 	_, err := n.Reload()
 	if err == nil {
 		t.Fatal("an invalid file was accepted")
