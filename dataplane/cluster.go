@@ -59,7 +59,7 @@ type TCPCluster struct {
 	addrs    map[*Server]string // dial strings, made once
 
 	serving atomic.Bool  // SetActive
-	open    atomic.Int64 // accepted and not yet finished (Drain)
+	open    inflight     // accepted and not yet finished, and their goroutines (Drain)
 	active  atomic.Int64 // past the checks: connecting or proxied (max_conns)
 	total   atomic.Uint64
 	bytesIn atomic.Uint64
@@ -201,7 +201,7 @@ func (c *TCPCluster) Serve(ctx context.Context) error {
 			continue
 		}
 		pause = 0
-		go c.handle(conn)
+		c.open.Go(func() { c.handle(conn) })
 	}
 }
 
@@ -213,22 +213,9 @@ func (c *TCPCluster) SetActive(on bool) { c.serving.Store(on) }
 // Active reports whether the cluster serves (SetActive).
 func (c *TCPCluster) Active() bool { return c.serving.Load() }
 
-// Drain waits until no connection is open or ctx ends.
-func (c *TCPCluster) Drain(ctx context.Context) { waitZero(ctx, &c.open) }
-
-// waitZero polls n every 10 ms until it is zero or ctx ends (Drain of
-// both cluster kinds).
-func waitZero(ctx context.Context, n *atomic.Int64) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for n.Load() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
+// Drain waits until no connection is open, nor any goroutine handling
+// one, or ctx ends.
+func (c *TCPCluster) Drain(ctx context.Context) { c.open.wait(ctx) }
 
 // ClusterStats is a snapshot of a cluster's counters.
 type ClusterStats struct {

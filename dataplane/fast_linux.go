@@ -115,7 +115,7 @@ func (c *TCPCluster) serveFast(ctx context.Context, ln *net.TCPListener) (bool, 
 // acceptFast runs the checks of handle on a bare client descriptor and
 // hands it to the engine, or resets it. A panic is recovered as in handle.
 func (c *TCPCluster) acceptFast(e *EpollEngine, cfd int, from netip.AddrPort) {
-	c.open.Add(1)
+	c.open.add()
 	fc := &fastConn{c: c, fd: cfd, owned: true, from: from}
 	defer func() {
 		if r := recover(); r != nil {
@@ -257,5 +257,5 @@ func (fc *fastConn) Done(t Traffic) {
 	if fc.active {
 		c.active.Add(-1)
 	}
-	c.open.Add(-1)
+	c.open.done()
 }

@@ -30,7 +30,7 @@ type tcpConn struct {
 // anywhere in it is recovered: the client is reset, the counters set
 // right, and the process carries on.
 func (c *TCPCluster) handle(client *net.TCPConn) {
-	c.open.Add(1)
+	c.open.add()
 	cn := &tcpConn{c: c, client: client}
 	defer func() {
 		if r := recover(); r != nil {
@@ -209,5 +209,5 @@ func (cn *tcpConn) finish(t Traffic) {
 	if cn.active {
 		c.active.Add(-1)
 	}
-	c.open.Add(-1)
+	c.open.done()
 }

@@ -118,7 +118,7 @@ type UDPCluster struct {
 	parked  atomic.Int64 // live parked flows, all loops
 
 	serving atomic.Bool
-	flows   atomic.Int64 // live, over all loops
+	flows   inflight // live, over all loops
 	panics  atomic.Uint64
 	dropLog [numUDPReasons]logLimiter
 
@@ -268,7 +268,7 @@ func (c *UDPCluster) Active() bool { return c.serving.Load() }
 // Drain waits until no flow is live or ctx ends. Flows have no end of
 // their own: they end when idle, within about two seconds once
 // SetActive(false).
-func (c *UDPCluster) Drain(ctx context.Context) { waitZero(ctx, &c.flows) }
+func (c *UDPCluster) Drain(ctx context.Context) { c.flows.wait(ctx) }
 
 // UDPStats is a snapshot of a UDP cluster's counters.
 type UDPStats struct {
@@ -302,7 +302,7 @@ func (c *UDPCluster) Stats() UDPStats {
 		Name:     c.name,
 		Addr:     c.addr,
 		Serving:  c.serving.Load(),
-		Flows:    c.flows.Load(),
+		Flows:    c.flows.load(),
 		MaxFlows: c.maxFlows,
 		Parked:   c.parked.Load(),
 		Drops:    make(map[string]uint64, numUDPReasons),

@@ -15,20 +15,20 @@ import (
 // the drop and returns nil.
 func (l *uloop) openFlow(client netip.AddrPort) *uflow {
 	c, k := l.c, &l.counters
-	if n := c.flows.Add(1); n > c.maxFlows {
-		c.flows.Add(-1)
+	if n := c.flows.add(); n > c.maxFlows {
+		c.flows.done()
 		c.drop(k, udpMaxConns, client, nil)
 		return nil
 	}
 	s := c.pick(client.Addr(), nil)
 	if s == nil {
-		c.flows.Add(-1)
+		c.flows.done()
 		c.drop(k, udpNoServer, client, nil)
 		return nil
 	}
 	f := &uflow{client: client, fd: -1, slot: -1}
 	if err := l.connect(f, s); err != nil {
-		c.flows.Add(-1)
+		c.flows.done()
 		c.drop(k, udpUpstreamError, client, err)
 		return nil
 	}
@@ -128,7 +128,7 @@ func (l *uloop) closeFlow(f *uflow) {
 	l.list[len(l.list)-1] = nil
 	l.list = l.list[:len(l.list)-1]
 	delete(l.flows, f.client)
-	l.c.flows.Add(-1)
+	l.c.flows.done()
 }
 
 // udpSweepMax is the most flows one sweep ends, and udpSweepPause the

@@ -201,7 +201,7 @@ func TestUDPSweepBounded(t *testing.T) {
 		l.list = append(l.list, f)
 		l.flows[f.client] = f
 	}
-	c.flows.Store(n)
+	c.flows.n.Store(n)
 	l.now = int64(10*time.Second + time.Millisecond)
 	var rounds []int
 	for done := false; !done; {
