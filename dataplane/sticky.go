@@ -153,23 +153,13 @@ func (t *StickyMap) key6(client netip.Addr) stickyKey6 {
 // hash4 and hash6 hash keys with the table's random seed, so that
 // clients cannot choose addresses that collide (the tables are open
 // addressed). The top bits pick the shard, the low bits the slot.
-func (t *StickyMap) hash4(k uint32) uint64 { return stickyMix(uint64(k) ^ t.seed) }
+func (t *StickyMap) hash4(k uint32) uint64 { return mix64(uint64(k) ^ t.seed) }
 
 func (t *StickyMap) hash6(k stickyKey6) uint64 {
-	return stickyMix(stickyMix(k.hi^t.seed) ^ k.lo)
+	return mix64(mix64(k.hi^t.seed) ^ k.lo)
 }
 
 func (t *StickyMap) shard(h uint64) *stickyShard { return &t.shards[h>>(64-stickyShardBits)] }
-
-// stickyMix is the murmur3 64-bit finalizer.
-func stickyMix(x uint64) uint64 {
-	x ^= x >> 33
-	x *= 0xff51afd7ed558ccd
-	x ^= x >> 33
-	x *= 0xc4ceb9fe1a85ec53
-	x ^= x >> 33
-	return x
-}
 
 // prefix4 and prefix6 turn keys back into the prefixes of StickyEntry.
 func (t *StickyMap) prefix4(k uint32) netip.Prefix {
@@ -312,7 +302,7 @@ func (t *StickyMap) Apply(e StickyEntry) {
 type stickyDecide func(server uint16, exp, rep int64) (changed bool, newRep int64)
 
 // set4 inserts k → (server, exp), reporting it changed, or asks decide
-// about the existing entry.
+// about the existing entry (update).
 func (t *StickyMap) set4(k uint32, server uint16, exp int64, decide stickyDecide) bool {
 	h := t.hash4(k)
 	s := t.shard(h)
@@ -322,37 +312,22 @@ func (t *StickyMap) set4(k uint32, server uint16, exp int64, decide stickyDecide
 	if tab != nil {
 		if i, found := tab.find(k, h); found {
 			sl := &tab.slots[i]
-			old := uint16(sl.kv.Load() >> 16)
-			changed, rep := decide(old, sl.exp.Load(), sl.rep)
-			if rep < 0 {
-				return false
-			}
-			if old != server {
-				s.seq.Add(1)
-				sl.kv.Store(uint64(k)<<32 | uint64(server)<<16 | 1)
-				sl.exp.Store(exp)
-				s.seq.Add(1)
-			} else {
-				sl.exp.Store(exp)
-			}
-			sl.rep = rep
-			return changed
+			return s.update(&sl.kv, &sl.exp, &sl.rep, server, exp, decide)
 		}
 	}
-	if t.atCap() {
+	if !t.admit(&s.n4) {
 		return false
 	}
-	if tab == nil || stickyFull(s.n4+1, len(tab.slots)) {
-		tab, _ = tab.rebuild(stickySlotsFor(s.n4+1), t.hash4, nil)
+	if tab == nil || stickyFull(s.n4, len(tab.slots)) {
+		tab, _ = tab.rebuild(stickySlotsFor(s.n4), t.hash4, nil)
 		s.t4.Store(tab)
 	}
 	i, _ := tab.find(k, h)
 	tab.put(i, k, server, exp, exp)
-	s.n4++
-	t.n.Add(1)
 	return true
 }
 
+// set6 is set4 for an IPv6 key.
 func (t *StickyMap) set6(k stickyKey6, server uint16, exp int64, decide stickyDecide) bool {
 	h := t.hash6(k)
 	s := t.shard(h)
@@ -362,33 +337,53 @@ func (t *StickyMap) set6(k stickyKey6, server uint16, exp int64, decide stickyDe
 	if tab != nil {
 		if i, found := tab.find(k, h); found {
 			sl := &tab.slots[i]
-			old := uint16(sl.meta.Load() >> 16)
-			changed, rep := decide(old, sl.exp.Load(), sl.rep)
-			if rep < 0 {
-				return false
-			}
-			if old != server {
-				s.seq.Add(1)
-				sl.meta.Store(uint64(server)<<16 | 1)
-				sl.exp.Store(exp)
-				s.seq.Add(1)
-			} else {
-				sl.exp.Store(exp)
-			}
-			sl.rep = rep
-			return changed
+			return s.update(&sl.meta, &sl.exp, &sl.rep, server, exp, decide)
 		}
 	}
-	if t.atCap() {
+	if !t.admit(&s.n6) {
 		return false
 	}
-	if tab == nil || stickyFull(s.n6+1, len(tab.slots)) {
-		tab, _ = tab.rebuild(stickySlotsFor(s.n6+1), t.hash6, nil)
+	if tab == nil || stickyFull(s.n6, len(tab.slots)) {
+		tab, _ = tab.rebuild(stickySlotsFor(s.n6), t.hash6, nil)
 		s.t6.Store(tab)
 	}
 	i, _ := tab.find(k, h)
 	tab.put(i, k, server, exp, exp)
-	s.n6++
+	return true
+}
+
+// update is set4's and set6's work on an existing entry, whose key and
+// server word (kv or meta: server<<16 | 1, under the key for IPv4),
+// expiry and reported expiry it is given: decide says whether it changed
+// and its new reported expiry, or leaves it. Rebinding to another server
+// holds the shard's sequence odd, so a reader never sees the new server
+// with the old expiry.
+func (s *stickyShard) update(word *atomic.Uint64, exp *atomic.Int64, rep *int64, server uint16, newExp int64, decide stickyDecide) bool {
+	w := word.Load()
+	old := uint16(w >> 16)
+	changed, r := decide(old, exp.Load(), *rep)
+	if r < 0 {
+		return false
+	}
+	if old != server {
+		s.seq.Add(1)
+		word.Store(w&^(0xffff<<16) | uint64(server)<<16)
+		exp.Store(newExp)
+		s.seq.Add(1)
+	} else {
+		exp.Store(newExp)
+	}
+	*rep = r
+	return changed
+}
+
+// admit counts a new entry of a shard's family (n, under its mutex),
+// unless the table is at its cap.
+func (t *StickyMap) admit(n *int) bool {
+	if t.atCap() {
+		return false
+	}
+	*n++
 	t.n.Add(1)
 	return true
 }
