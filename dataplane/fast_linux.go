@@ -74,7 +74,7 @@ func (c *TCPCluster) serveFast(ctx context.Context, ln *net.TCPListener) (bool, 
 		lf.Close()
 		return false, nil
 	}
-	var pause time.Duration
+	retry := acceptBackoff()
 	var errLog logLimiter
 	for {
 		var aerr error
@@ -83,7 +83,7 @@ func (c *TCPCluster) serveFast(ctx context.Context, ln *net.TCPListener) (bool, 
 				cfd, from, err := rawAccept4(int(fd))
 				switch err {
 				case nil:
-					pause = 0
+					retry.Reset()
 					c.acceptFast(e, cfd, from)
 				case unix.EAGAIN:
 					return false // wait in the poller for the next one
@@ -100,20 +100,15 @@ func (c *TCPCluster) serveFast(ctx context.Context, ln *net.TCPListener) (bool, 
 		if err == nil {
 			err = aerr
 		}
-		pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-		if ok, n := errLog.allow(time.Now()); ok {
-			c.log.Warn("accept failed", "err", err, "retry_in", pause, "suppressed", n)
-		}
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
+		if !c.acceptFailed(ctx, &retry, &errLog, err) {
 			return true, nil
 		}
 	}
 }
 
-// acceptFast runs the checks of handle on a bare client descriptor and
-// hands it to the engine, or resets it. A panic is recovered as in handle.
+// acceptFast runs the admission checks (admit) on a bare client
+// descriptor and hands it to the engine, or resets it. A panic is
+// recovered as in handle.
 func (c *TCPCluster) acceptFast(e *EpollEngine, cfd int, from netip.AddrPort) {
 	c.open.add()
 	fc := &fastConn{c: c, fd: cfd, owned: true, from: from}
@@ -137,26 +132,10 @@ func (c *TCPCluster) acceptFast(e *EpollEngine, cfd int, from netip.AddrPort) {
 		c.testHook(nil)
 	}
 	src := from.Addr().Unmap()
-	switch {
-	case !c.serving.Load():
-		fc.refuse(reasonStandby, nil)
-		return
-	case !c.allow.permits(src):
-		fc.refuse(reasonAllow, nil)
-		return
-	}
-	fc.active = true
-	if n := c.active.Add(1); c.maxConns > 0 && n > c.maxConns {
-		fc.refuse(reasonMaxConns, nil)
-		return
-	}
-	s, full := c.pick(src)
-	switch {
-	case s == nil && full:
-		fc.refuse(reasonMaxConns, nil)
-		return
-	case s == nil:
-		fc.refuse(reasonNoServer, nil)
+	s, counted, why := c.admit(src)
+	fc.active = counted
+	if s == nil {
+		fc.refuse(why, nil)
 		return
 	}
 	if !s.TryAcquire() {

@@ -56,27 +56,10 @@ func (c *TCPCluster) handle(client *net.TCPConn) {
 		cn.to = a.AddrPort()
 	}
 	from := cn.from.Addr().Unmap()
-	switch {
-	case !c.serving.Load():
-		cn.refuse(reasonStandby, nil)
-		return
-	case !c.allow.permits(from):
-		cn.refuse(reasonAllow, nil)
-		return
-	}
-	cn.active = true
-	if n := c.active.Add(1); c.maxConns > 0 && n > c.maxConns {
-		cn.refuse(reasonMaxConns, nil)
-		return
-	}
-
-	s, full := c.pick(from)
-	switch {
-	case s == nil && full:
-		cn.refuse(reasonMaxConns, nil)
-		return
-	case s == nil:
-		cn.refuse(reasonNoServer, nil)
+	s, counted, why := c.admit(from)
+	cn.active = counted
+	if s == nil {
+		cn.refuse(why, nil)
 		return
 	}
 	err := cn.connect(s)
@@ -97,6 +80,32 @@ func (c *TCPCluster) handle(client *net.TCPConn) {
 	c.total.Add(1)
 	idle := max(c.opts.IdleTimeout, 0)
 	c.eng.Proxy(client, cn.server, idle, cn.finish)
+}
+
+// admit runs the checks a new connection passes on either accept path
+// (handle, acceptFast): the cluster serves (this box is MASTER), the
+// client is on the allow list, the cluster is under max_conns, and a
+// server is available (pick). It returns the server, or nil and why the
+// connection is refused. counted says the connection was counted in
+// c.active, as it is once past the allow list; its finish uncounts it.
+func (c *TCPCluster) admit(client netip.Addr) (s *Server, counted bool, refuse reason) {
+	switch {
+	case !c.serving.Load():
+		return nil, false, reasonStandby
+	case !c.allow.permits(client):
+		return nil, false, reasonAllow
+	}
+	if n := c.active.Add(1); c.maxConns > 0 && n > c.maxConns {
+		return nil, true, reasonMaxConns
+	}
+	s, full := c.pick(client)
+	switch {
+	case s == nil && full:
+		return nil, true, reasonMaxConns
+	case s == nil:
+		return nil, true, reasonNoServer
+	}
+	return s, true, 0
 }
 
 // pick returns the client's sticky server while it is available and not
