@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tandem-lb/tandem/internal/backoff"
 	"github.com/tandem-lb/tandem/pkg/config"
 )
 
@@ -181,7 +182,7 @@ func (c *TCPCluster) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	var pause time.Duration
+	retry := acceptBackoff()
 	var errLog logLimiter
 	for {
 		conn, err := ln.AcceptTCP()
@@ -189,20 +190,30 @@ func (c *TCPCluster) Serve(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			if ok, n := errLog.allow(time.Now()); ok {
-				c.log.Warn("accept failed", "err", err, "retry_in", pause, "suppressed", n)
-			}
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
+			if !c.acceptFailed(ctx, &retry, &errLog, err) {
 				return nil
 			}
 			continue
 		}
-		pause = 0
+		retry.Reset()
 		c.open.Go(func() { c.handle(conn) })
 	}
+}
+
+// acceptBackoff paces the retries of a failing accept (out of
+// descriptors, say): 5ms, doubling to a second.
+func acceptBackoff() backoff.Backoff {
+	return backoff.Backoff{Min: 5 * time.Millisecond, Max: time.Second}
+}
+
+// acceptFailed logs a failed accept (at a limited rate) and waits before
+// the retry; false when ctx ended meanwhile. Both accept paths use it.
+func (c *TCPCluster) acceptFailed(ctx context.Context, retry *backoff.Backoff, errLog *logLimiter, err error) bool {
+	pause := retry.Next()
+	if ok, n := errLog.allow(time.Now()); ok {
+		c.log.Warn("accept failed", "err", err, "retry_in", pause, "suppressed", n)
+	}
+	return backoff.Sleep(ctx, pause)
 }
 
 // SetActive switches serving on (MASTER) or off: while off, connections

@@ -14,6 +14,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/backoff"
 )
 
 // Pinger opens echo sessions with one address at a time.
@@ -85,7 +87,7 @@ func (w *Witness) Run(ctx context.Context, target func() string, period func() t
 	for ctx.Err() == nil {
 		t := target()
 		if t == "" {
-			if !sleepCtx(ctx, retryAfter) {
+			if !backoff.Sleep(ctx, retryAfter) {
 				return nil
 			}
 			continue
@@ -96,7 +98,7 @@ func (w *Witness) Run(ctx context.Context, target func() string, period func() t
 		}
 		if err != nil {
 			w.log.Warn("witness: ping failed, retrying", "witness", t, "err", err)
-			sleepCtx(ctx, retryAfter)
+			backoff.Sleep(ctx, retryAfter)
 		}
 	}
 	return nil
@@ -144,21 +146,9 @@ func (w *Witness) session(ctx context.Context, addr string, target func() string
 		}
 		// A send error (no route while the cable is out) is a miss,
 		// like a lost answer.
-		if !sleepCtx(ctx, period()) {
+		if !backoff.Sleep(ctx, period()) {
 			return nil
 		}
 	}
 	return nil
-}
-
-// sleepCtx sleeps d or until ctx ends; false when ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
