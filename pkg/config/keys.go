@@ -5,12 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // ClusterKey returns the pair's primary (sending) key: cluster.secret, or
@@ -133,53 +130,4 @@ func decodeKey(s string) ([]byte, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("must be base64 of a 16, 24 or 32-byte key (`tandem keygen` makes one): got %d bytes", len(key))
-}
-
-// APIGroupID returns the gid of node.api_group, -1 when it is empty. A
-// number is taken as a gid as is; a name must exist in the group database.
-func (n Node) APIGroupID() (int, error) {
-	g := strings.TrimSpace(n.APIGroup)
-	if g == "" {
-		return -1, nil
-	}
-	if id, err := strconv.Atoi(g); err == nil {
-		if id < 0 {
-			return -1, fmt.Errorf("gid must not be negative (got %d)", id)
-		}
-		return id, nil
-	}
-	grp, err := user.LookupGroup(g)
-	if err != nil {
-		var unknown user.UnknownGroupError
-		if errors.As(err, &unknown) {
-			return -1, fmt.Errorf("unknown group %q: create it (groupadd %s) or give a numeric gid", g, g)
-		}
-		return -1, fmt.Errorf("look up group %q: %w", g, err)
-	}
-	id, err := strconv.Atoi(grp.Gid)
-	if err != nil {
-		return -1, fmt.Errorf("group %q has a non-numeric gid %q", g, grp.Gid)
-	}
-	return id, nil
-}
-
-// Prefixes returns failover.vips parsed, in order. It assumes a validated
-// config and skips an entry that does not parse.
-func (f Failover) Prefixes() []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(f.VIPs))
-	for _, s := range f.VIPs {
-		if p, _, err := parseVIP(s); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// MasterDownInterval is how long a backup waits without hearing the master
-// before taking over: three adverts plus a skew that is shorter for a
-// higher priority (as in VRRP), so that of two backups the better one
-// wins: 3*advert + (256-priority)*advert/256.
-func (c *Config) MasterDownInterval() time.Duration {
-	a := c.Failover.AdvertInterval
-	return 3*a + time.Duration(256-c.Failover.Priority)*a/256
 }
