@@ -74,7 +74,7 @@ type TCPCluster struct {
 	mu sync.Mutex
 	ln *net.TCPListener
 
-	// fast: Serve takes the fast accept path (fast_linux.go), on when
+	// fast: Serve takes the fast accept path (accept_fast_linux.go), on when
 	// the engine is an EpollEngine.
 	fast bool
 
