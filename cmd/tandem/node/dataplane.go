@@ -82,20 +82,6 @@ func newEngine(log *slog.Logger) (engine, string) {
 	return goEngine{dataplane.NewGoEngine(log)}, "go"
 }
 
-// buildClusters builds every cluster of cfg; nothing is bound yet. The
-// proxy engine is made with the first cluster.
-func (n *Node) buildClusters(cfg *config.Config, _ []*vcluster) ([]*vcluster, error) {
-	var out []*vcluster
-	for ci := range cfg.Clusters {
-		rt, err := n.buildCluster(cfg, ci)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rt)
-	}
-	return out, nil
-}
-
 // ensureEngine makes the proxy engine if there is none yet; it reports
 // whether it made one (whose Run the caller must start).
 func (n *Node) ensureEngine() bool {
@@ -170,7 +156,7 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 				s.SetHealthy(c.Healthy)
 				pool.Refresh()
 				if !c.Healthy {
-					n.cutFlows(rt, s, "health check failed")
+					n.nat.cut(rt, s, "health check failed")
 				}
 			}
 			verdict := "DOWN"
@@ -185,11 +171,11 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 	return rt, nil
 }
 
-// listenClusters binds every cluster's VIP and port (before the VIP
-// exists, thanks to IP_FREEBIND), so a failover never waits for a
-// listener. A failure here stops the node at start.
-func (n *Node) listenClusters() error {
-	for _, c := range n.gen().clusters {
+// listen binds every cluster's VIP and port (before the VIP exists,
+// thanks to IP_FREEBIND), so a failover never waits for a listener. A
+// failure here stops the node at start.
+func (g *generation) listen() error {
+	for _, c := range g.clusters {
 		if err := c.ln.Listen(); err != nil {
 			return fmt.Errorf("cluster %s: %w", c.cfg.Name, err)
 		}
@@ -237,11 +223,12 @@ func (n *Node) setServing(on bool) {
 	}
 }
 
-// drainClusters waits for established connections to finish.
-func (n *Node) drainClusters(ctx context.Context) {
+// drain waits for established connections to finish, drainTimeout at
+// most.
+func (g *generation) drain(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
-	for _, c := range n.gen().clusters {
+	for _, c := range g.clusters {
 		c.ln.Drain(ctx)
 	}
 }
@@ -261,7 +248,7 @@ func (n *Node) SetServerAdmin(cluster, server, state string) error {
 		s.SetAdmin(a)
 		c.pool.Refresh()
 		if a == dataplane.Disabled {
-			n.cutFlows(c, s, "disabled by the operator")
+			n.nat.cut(c, s, "disabled by the operator")
 		}
 		n.log.Info("server admin state changed", "cluster", cluster, "server", server, "admin", state)
 		n.events.add("admin", "%s/%s %s by the operator", cluster, server, state)
@@ -270,15 +257,16 @@ func (n *Node) SetServerAdmin(cluster, server, state string) error {
 	return fmt.Errorf("no cluster %q: %w", cluster, api.ErrNotFound)
 }
 
-// clusterStatus reports every cluster and server.
-func (n *Node) clusterStatus() []api.Cluster {
+// clusterStatus reports every cluster and server; nat is the node's nat
+// clusters' state.
+func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 	out := []api.Cluster{}
-	for _, c := range n.gen().clusters {
+	for _, c := range g.clusters {
 		ac := api.Cluster{Name: c.cfg.Name, VIP: c.cfg.VIP, Port: c.cfg.Port, Protocol: c.cfg.Protocol,
 			Algorithm: c.cfg.Algorithm, Mode: c.cfg.Mode}
 		var servers []dataplane.ServerStats
 		if c.nat != nil {
-			servers = n.natClusterStatus(c, &ac)
+			servers = nat.clusterStatus(c, &ac)
 		} else if c.udp != nil {
 			st := c.udp.Stats()
 			ac.ActiveConns, ac.TotalConns = st.Flows, st.FlowsTotal

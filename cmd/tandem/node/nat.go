@@ -33,6 +33,7 @@ type natState struct {
 	engine *dataplane.NATEngine
 	flows  *flowSync
 	log    *slog.Logger
+	events *eventLog
 	// leftMaster (cap 1) wakes run's liberate when the box stops being
 	// master.
 	leftMaster chan struct{}
@@ -46,7 +47,7 @@ type natState struct {
 
 // newNATState opens the kernel's parts for the nat clusters of cfg, after
 // checking what they need: forwarding enabled, nf_tables, ctnetlink.
-func newNATState(cfg *config.Config, log *slog.Logger) (*natState, error) {
+func newNATState(cfg *config.Config, events *eventLog, log *slog.Logger) (*natState, error) {
 	if err := checkForwarding(cfg); err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func newNATState(cfg *config.Config, log *slog.Logger) (*natState, error) {
 		return nil, err
 	}
 	s := &natState{
-		rules: rules, log: log, leftMaster: make(chan struct{}, 1),
+		rules: rules, log: log, events: events, leftMaster: make(chan struct{}, 1),
 		totals:  map[uint32]*atomic.Uint64{},
 		servers: map[serverKey]*atomic.Uint64{},
 	}
@@ -78,14 +79,14 @@ type stickyKernel interface {
 	FlushSticky(cluster string) error
 }
 
-// natNewFlow is told of each new flow this box forwards as master: it
-// counts it and, for a cluster with persistence, records the client in the
-// cluster's sticky table, which replicates it to the peer (whose kernel
-// map gets it through natStickyApplied).
-func (n *Node) natNewFlow(f ctsync.Flow) {
-	n.nat.count(f)
+// newFlow is told of each new flow this box forwards as master: it counts
+// it and, for a cluster with persistence, records the client in the
+// cluster's sticky table (clusters are the running ones), which
+// replicates it to the peer (whose kernel map gets it through
+// stickyApplied).
+func (s *natState) newFlow(clusters []*vcluster, f ctsync.Flow) {
+	s.count(f)
 	idx := int(f.Mark &^ dataplane.NATMarkMask)
-	clusters := n.gen().clusters
 	if idx >= len(clusters) {
 		return
 	}
@@ -93,19 +94,19 @@ func (n *Node) natNewFlow(f ctsync.Flow) {
 	if c.nat == nil || c.sticky == nil || c.nat.Mark() != f.Mark {
 		return
 	}
-	for _, s := range c.pool.Servers() {
-		if s.Addr == f.Server() {
-			c.sticky.Store(f.Orig.Src.Addr(), s.Name)
+	for _, srv := range c.pool.Servers() {
+		if srv.Addr == f.Server() {
+			c.sticky.Store(f.Orig.Src.Addr(), srv.Name)
 			return
 		}
 	}
 }
 
-// natStickyApplied loads a sticky entry the peer replicated into the
-// kernel map of its nat cluster, so this box keeps the client on its
-// server once it is master.
-func (n *Node) natStickyApplied(c *vcluster, e dataplane.StickyEntry) {
-	k, ok := n.natSticky(c)
+// stickyApplied loads a sticky entry the peer replicated into the kernel
+// map of its nat cluster, so this box keeps the client on its server once
+// it is master.
+func (s *natState) stickyApplied(c *vcluster, e dataplane.StickyEntry) {
+	k, ok := s.sticky(c)
 	servers := c.pool.Servers()
 	if !ok || int(e.Server) >= len(servers) {
 		return
@@ -115,7 +116,7 @@ func (n *Node) natStickyApplied(c *vcluster, e dataplane.StickyEntry) {
 		return
 	}
 	if err := k.AddSticky(c.cfg.Name, e.Client, servers[e.Server].Addr, ttl); err != nil {
-		n.nat.flows.countErr("sticky", err)
+		s.flows.countErr("sticky", err)
 	}
 }
 
@@ -225,45 +226,46 @@ func (s *natState) close() {
 	}
 }
 
-// natClusterStatus fills a nat cluster's status from connection tracking.
-func (n *Node) natClusterStatus(c *vcluster, ac *api.Cluster) []dataplane.ServerStats {
-	counts := n.nat.flows.liveCounts()
+// clusterStatus fills a nat cluster's status from connection tracking.
+func (s *natState) clusterStatus(c *vcluster, ac *api.Cluster) []dataplane.ServerStats {
+	counts := s.flows.liveCounts()
 	mark := c.nat.Mark()
 	ac.Mode = config.ModeNAT
 	ac.ActiveConns = counts.byMark[mark]
-	ac.TotalConns, _ = n.nat.total(mark, netip.AddrPort{})
+	ac.TotalConns, _ = s.total(mark, netip.AddrPort{})
 	ac.Serving = c.nat.Serving()
-	if k, ok := n.nat.rules.(natCounters); ok {
+	if k, ok := s.rules.(natCounters); ok {
 		if counts, err := k.DropCounters(c.cfg.Name); err == nil && len(counts) > 0 {
 			ac.Refused = counts
 		}
 	}
 	var out []dataplane.ServerStats
-	for _, s := range c.pool.Servers() {
-		_, total := n.nat.total(mark, s.Addr)
-		out = append(out, dataplane.ServerStats{Name: s.Name, Addr: s.Addr, Healthy: s.Healthy(),
-			Admin: s.Admin().String(), Active: counts.byServer[serverKey{mark, s.Addr}], Total: total})
+	for _, srv := range c.pool.Servers() {
+		_, total := s.total(mark, srv.Addr)
+		out = append(out, dataplane.ServerStats{Name: srv.Name, Addr: srv.Addr, Healthy: srv.Healthy(),
+			Admin: srv.Admin().String(), Active: counts.byServer[serverKey{mark, srv.Addr}], Total: total})
 	}
 	return out
 }
 
-// cutFlows deletes the flows of a nat cluster's server taken out of
-// rotation when the cluster says nat.drain: false.
-func (n *Node) cutFlows(c *vcluster, s *dataplane.Server, why string) {
-	if c.nat == nil || c.cfg.NAT.Drains() || n.nat == nil {
+// cut deletes the flows of a nat cluster's server taken out of rotation
+// when the cluster says nat.drain: false. s may be nil (no nat cluster).
+func (s *natState) cut(c *vcluster, srv *dataplane.Server, why string) {
+	if s == nil || c.nat == nil || c.cfg.NAT.Drains() {
 		return
 	}
-	if k := n.nat.flows.cut(c.nat.Mark(), s.Addr); k > 0 {
-		n.log.Info("flows cut", "cluster", c.cfg.Name, "server", s.Name, "flows", k, "why", why)
-		n.events.add("flows", "%s/%s: %d flows cut (%s, nat.drain: false)", c.cfg.Name, s.Name, k, why)
+	if k := s.flows.cut(c.nat.Mark(), srv.Addr); k > 0 {
+		s.log.Info("flows cut", "cluster", c.cfg.Name, "server", srv.Name, "flows", k, "why", why)
+		s.events.add("flows", "%s/%s: %d flows cut (%s, nat.drain: false)", c.cfg.Name, srv.Name, k, why)
 	}
 }
 
-// natSticky returns the kernel's sticky maps when c is a nat cluster.
-func (n *Node) natSticky(c *vcluster) (stickyKernel, bool) {
-	if c.nat == nil || n.nat == nil {
+// sticky returns the kernel's sticky maps when c is a nat cluster. s may
+// be nil (no nat cluster).
+func (s *natState) sticky(c *vcluster) (stickyKernel, bool) {
+	if s == nil || c.nat == nil {
 		return nil, false
 	}
-	k, ok := n.nat.rules.(stickyKernel)
+	k, ok := s.rules.(stickyKernel)
 	return k, ok
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/tandem-lb/tandem/failover"
 	"github.com/tandem-lb/tandem/pkg/api"
 	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/ctsync"
 	"github.com/tandem-lb/tandem/pkg/metrics"
 	"github.com/tandem-lb/tandem/pkg/notify"
 	"github.com/tandem-lb/tandem/pkg/peer"
@@ -48,7 +48,6 @@ type Node struct {
 	// rivals watches the VIP interface for other boxes announcing our
 	// VIPs; witness pings failover.witness.
 	rivals  *vip.RivalWatcher
-	ownMAC  atomic.Pointer[string]
 	witness *witness.Witness
 
 	events eventLog
@@ -119,15 +118,19 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	}
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
 	if cfg.HasNAT() {
-		if n.nat, err = newNATState(cfg, log.With("component", "nat")); err != nil {
+		if n.nat, err = newNATState(cfg, &n.events, log.With("component", "nat")); err != nil {
 			vm.Close()
 			return nil, err
 		}
-		n.nat.flows.onNew = n.natNewFlow
+		n.nat.flows.onNew = func(f ctsync.Flow) { n.nat.newFlow(n.gen().clusters, f) }
 	}
-	clusters, err := n.buildClusters(cfg, nil)
-	if err != nil {
-		return nil, err
+	var clusters []*vcluster // nothing is bound yet
+	for ci := range cfg.Clusters {
+		c, err := n.buildCluster(cfg, ci)
+		if err != nil {
+			return nil, err
+		}
+		clusters = append(clusters, c)
 	}
 	n.cur.Store(newGeneration(cfg, clusters))
 	n.reload.keys = keys
@@ -181,10 +184,10 @@ func (n *Node) Run(ctx context.Context) error {
 		defer n.nat.close()
 	}
 
-	if err := n.listenClusters(); err != nil {
+	if err := n.gen().listen(); err != nil {
 		return err
 	}
-	ln, err := n.listenAPI()
+	ln, err := listenAPI(n.gen().cfg.Node, n.log.With("component", "api"))
 	if err != nil {
 		return err
 	}
@@ -203,16 +206,12 @@ func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(others)
 	links := make(chan vip.LinkEvent, 16)
 	g.Go(func() error { return vip.WatchCarrier(gctx, n.gen().cfg.Failover.TrackInterfaces, links, n.log) })
-	g.Go(func() error { n.forwardLinks(gctx, links); return nil })
+	g.Go(func() error { forwardLinks(gctx, links, n.loop, n.log); return nil })
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	sightings := make(chan vip.Sighting, 64)
-	g.Go(func() error {
-		return n.rivals.Run(gctx, sightings, func(mac net.HardwareAddr) {
-			s := mac.String()
-			n.ownMAC.Store(&s)
-		}, n.log.With("component", "vip"))
-	})
-	g.Go(func() error { n.forwardRivals(gctx, sightings); return nil })
+	rf := &rivalFeed{loop: n.loop, log: n.log, events: &n.events}
+	g.Go(func() error { return n.rivals.Run(gctx, sightings, rf.own, n.log.With("component", "vip")) })
+	g.Go(func() error { rf.run(gctx, sightings); return nil })
 	g.Go(func() error {
 		return n.witness.Run(gctx,
 			func() string { return n.gen().cfg.Failover.Witness },
@@ -226,7 +225,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.repl != nil {
 		g.Go(func() error { return n.repl.Run(gctx) })
-		g.Go(func() error { every(gctx, expireEvery, n.expireSticky); return nil })
+		g.Go(func() error { every(gctx, expireEvery, func() { n.gen().expireSticky() }); return nil })
 	}
 	if addr := n.gen().cfg.Node.MetricsListen; addr != "" {
 		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
@@ -262,7 +261,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// Not master any more: new connections are refused; let the
 	// established ones finish.
 	n.setServing(false)
-	n.drainClusters(context.WithoutCancel(ctx))
+	n.gen().drain(context.WithoutCancel(ctx))
 	if err := n.peer.Leave(time.Second); err != nil {
 		n.log.Warn("leave", "err", err)
 	}
@@ -281,26 +280,6 @@ func (n *Node) Run(ctx context.Context) error {
 	return runErr
 }
 
-func (n *Node) forwardLinks(ctx context.Context, links <-chan vip.LinkEvent) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-links:
-			if ev.Up {
-				// Packets sent while the cable was out left unresolved
-				// neighbours; resolve afresh so adverts flow at once.
-				if k, err := vip.FlushUnresolved(ev.Iface); err != nil {
-					n.log.Debug("flush unresolved neighbours", "iface", ev.Iface, "err", err)
-				} else if k > 0 {
-					n.log.Debug("flushed unresolved neighbours", "iface", ev.Iface, "count", k)
-				}
-			}
-			n.loop.Post(failover.Link{Iface: ev.Iface, Up: ev.Up})
-		}
-	}
-}
-
 func (n *Node) forwardAdverts(ctx context.Context) {
 	for {
 		select {
@@ -316,61 +295,11 @@ func (n *Node) forwardAdverts(ctx context.Context) {
 			prev := n.lastAdvert
 			n.lastAdvert = r
 			n.mu.Unlock()
-			n.noteLateAdvert(prev, r)
+			noteLateAdvert(n.log, n.gen().cfg.Failover.AdvertInterval, prev, r)
 			// Holds that depend on this advert (drift, sync) first.
 			n.refreshHolds()
 			n.loop.Post(failover.Advert{Node: r.Advert.Node, Priority: r.Advert.Priority, State: st, Held: r.Advert.Held})
 		}
-	}
-}
-
-// forwardRivals hands other boxes' announcements of our VIPs to the
-// election, and reports the first of each streak.
-func (n *Node) forwardRivals(ctx context.Context, in <-chan vip.Sighting) {
-	var lastMAC string
-	var lastAt time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case s := <-in:
-			own := ""
-			if p := n.ownMAC.Load(); p != nil {
-				own = *p
-			}
-			mac := s.MAC.String()
-			// While the peer is heard its own announcements (a master
-			// whose adverts were late announces alone) are routine;
-			// they matter, and are reported, only when it is silent.
-			m := n.loop.Snapshot()
-			silent := m.Peer.LastHeard.IsZero() || s.At.Sub(m.Peer.LastHeard) > 3*n.loop.Config().AdvertInterval/2
-			if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
-				n.log.Info("another box announces a VIP while the peer is silent", "vip", s.VIP.String(), "mac", mac,
-					"state", m.State.String())
-				n.events.add("rival", "%s announced %s while the peer is silent (this node %s)", mac, s.VIP, m.State)
-				lastMAC, lastAt = mac, s.At
-			}
-			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own})
-		}
-	}
-}
-
-// noteLateAdvert warns when adverts arrive late or with gaps: the usual
-// cause of a flapping pair (a saturated box, a congested link).
-func (n *Node) noteLateAdvert(prev, r peer.Received) {
-	interval := n.gen().cfg.Failover.AdvertInterval
-	if !r.Advert.Sent.IsZero() {
-		if lat := r.At.Sub(r.Advert.Sent); lat > 2*interval {
-			n.log.Warn("late advert", "peer", r.Advert.Node, "seq", r.Advert.Seq, "latency_ms", lat.Milliseconds())
-		}
-	}
-	if prev.Advert.Node == r.Advert.Node && !prev.Advert.Sent.IsZero() && r.Advert.Seq == prev.Advert.Seq+1 {
-		if gap := r.Advert.Sent.Sub(prev.Advert.Sent); gap > 2*interval {
-			n.log.Warn("peer sent adverts late", "peer", r.Advert.Node, "seq", r.Advert.Seq, "gap_ms", gap.Milliseconds())
-		}
-	}
-	if prev.Advert.Node == r.Advert.Node && r.Advert.Seq > prev.Advert.Seq+1 {
-		n.log.Warn("adverts lost", "peer", r.Advert.Node, "missing", r.Advert.Seq-prev.Advert.Seq-1)
 	}
 }
 

@@ -95,7 +95,7 @@ func (s stickyStore) Apply(e replicate.Entry) {
 	se := dataplane.StickyEntry{Client: e.Client, Server: e.Server, Expires: e.Expires}
 	st.m.Apply(se)
 	if c := clusters[e.Cluster]; c.nat != nil {
-		s.n.natStickyApplied(c, se)
+		s.n.nat.stickyApplied(c, se)
 	}
 }
 
@@ -186,29 +186,31 @@ func (n *Node) buildReplication(keys [][]byte) error {
 }
 
 // expireSticky removes expired entries (run every expireEvery).
-func (n *Node) expireSticky() {
+func (g *generation) expireSticky() {
 	now := time.Now().UnixNano()
-	for _, c := range n.gen().clusters {
+	for _, c := range g.clusters {
 		if c.sticky != nil {
 			c.sticky.m.Expire(now)
 		}
 	}
 }
 
-// persistenceStatus sums the sticky tables and the replication health.
-func (n *Node) persistenceStatus() api.Persistence {
+// persistenceStatus sums the sticky tables and the health of the
+// replication (repl, nil without it) and of the nat clusters' conntrack
+// sync (nat, nil without them).
+func (g *generation) persistenceStatus(repl *replicate.Replicator, nat *natState) api.Persistence {
 	var p api.Persistence
-	for _, c := range n.gen().clusters {
+	for _, c := range g.clusters {
 		if c.sticky != nil {
 			p.Entries += uint64(c.sticky.m.Len())
 			p.TableFull += c.sticky.m.Full()
 			p.Enabled = true
 		}
 	}
-	if n.repl == nil {
+	if repl == nil {
 		return p
 	}
-	st := n.repl.Status()
+	st := repl.Status()
 	p.Sent, p.Received, p.Acked = st.Sent, st.Received, st.Acked
 	p.State, p.Reason, p.Peer = st.State, st.Reason, st.Peer
 	p.PeerConnected, p.BulkDone = st.PeerConnected, st.BulkDone
@@ -216,8 +218,8 @@ func (n *Node) persistenceStatus() api.Persistence {
 	p.LastBulkEntries = st.LastBulkEntries
 	p.LastBulkMs = float64(st.LastBulkDuration.Microseconds()) / 1000
 	p.Resyncs, p.Queued, p.Dropped = st.Resyncs, st.Queued, st.Dropped
-	if n.nat != nil {
-		f := n.nat.flows
+	if nat != nil {
+		f := nat.flows
 		p.ConntrackEntries = f.liveCounts().total
 		p.ConntrackInSync = st.State == replicate.StateInSync
 		p.FlowsSent, p.FlowsApplied, p.FlowOverflows = f.sent.Load(), f.applied.Load(), f.overflows.Load()
@@ -266,7 +268,7 @@ func (n *Node) FlushSticky(cluster string) (int, error) {
 			return 0, nil
 		}
 		k := c.sticky.m.Flush()
-		if sk, ok := n.natSticky(c); ok {
+		if sk, ok := n.nat.sticky(c); ok {
 			if err := sk.FlushSticky(c.cfg.Name); err != nil {
 				return k, fmt.Errorf("cluster %s: flush the kernel's sticky map: %w", cluster, err)
 			}

@@ -9,13 +9,6 @@ import (
 	"github.com/tandem-lb/tandem/pkg/api"
 )
 
-// peerAliveFor is how long after its last advert a peer still counts as
-// alive: twice the master-down interval, so one late advert does not
-// flip the display.
-func (n *Node) peerAliveFor() time.Duration {
-	return 2 * n.loop.Config().MasterDown()
-}
-
 // Status reports what this node knows of the pair (api.StatusSource).
 func (n *Node) Status() api.Status {
 	now := time.Now()
@@ -37,9 +30,9 @@ func (n *Node) Status() api.Status {
 		Transitions:      transitions,
 		Version:          n.version,
 		Now:              now,
-		Clusters:         n.clusterStatus(),
+		Clusters:         n.gen().clusterStatus(n.nat),
 		TransitionsTotal: total,
-		Persistence:      n.persistenceStatus(),
+		Persistence:      n.gen().persistenceStatus(n.repl, n.nat),
 		Peers:            []api.Peer{},
 	}
 	if !m.Since.IsZero() {
@@ -63,6 +56,9 @@ func (n *Node) Status() api.Status {
 	ps := n.peer.Stats()
 	st.Adverts = api.Adverts{Sent: ps.AdvertsSent, Received: ps.AdvertsReceived, Dropped: ps.Dropped}
 
+	// A peer counts as alive twice the master-down interval after its
+	// last advert, so one late advert does not flip the display.
+	aliveFor := 2 * n.loop.Config().MasterDown()
 	members := n.peer.Members()
 	for _, addr := range n.gen().cfg.Cluster.Peers {
 		p := api.Peer{Address: addr, State: "UNKNOWN", LastHeardMs: -1}
@@ -78,7 +74,7 @@ func (n *Node) Status() api.Status {
 			p.StateAgeMs = (a.StateAge + now.Sub(last.At)).Milliseconds()
 			// A peer that stopped (priority 0) or went quiet is not
 			// shown with a state it may no longer have.
-			if now.Sub(last.At) < n.peerAliveFor() && a.Priority != 0 {
+			if now.Sub(last.At) < aliveFor && a.Priority != 0 {
 				p.Alive = true
 				p.State = a.State
 			}
