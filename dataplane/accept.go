@@ -209,13 +209,19 @@ func (cn *tcpConn) finish(t Traffic) {
 	if !cn.done.CompareAndSwap(false, true) {
 		return
 	}
-	c := cn.c
+	cn.c.settle(t, cn.srv, cn.active)
+}
+
+// settle ends a connection on either accept path: it counts its traffic,
+// releases its server (srv, nil if none), frees its place under
+// max_conns (active: it was counted there) and in the open set.
+func (c *TCPCluster) settle(t Traffic, srv *Server, active bool) {
 	c.bytesIn.Add(t.In)
 	c.bytesOu.Add(t.Out)
-	if cn.srv != nil {
-		cn.srv.Release()
+	if srv != nil {
+		srv.Release()
 	}
-	if cn.active {
+	if active {
 		c.active.Add(-1)
 	}
 	c.open.done()

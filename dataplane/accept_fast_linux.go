@@ -226,15 +226,7 @@ func (fc *fastConn) Done(t Traffic) {
 	if !fc.done.CompareAndSwap(false, true) {
 		return
 	}
-	c := fc.c
-	c.bytesIn.Add(t.In)
-	c.bytesOu.Add(t.Out)
-	if fc.srv != nil {
-		fc.srv.Release()
-		fc.srv = nil
-	}
-	if fc.active {
-		c.active.Add(-1)
-	}
-	c.open.done()
+	srv := fc.srv
+	fc.srv = nil
+	fc.c.settle(t, srv, fc.active)
 }
