@@ -203,6 +203,9 @@ func (n *Node) Run(ctx context.Context) error {
 	others, cancelOthers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOthers()
 
+	// (The start-up grace counts from here; set before any goroutine
+	// that evaluates the holds.)
+	n.started = time.Now()
 	g, gctx := errgroup.WithContext(others)
 	links := make(chan vip.LinkEvent, 16)
 	g.Go(func() error { return vip.WatchCarrier(gctx, n.gen().cfg.Failover.TrackInterfaces, links, n.log) })
@@ -233,7 +236,6 @@ func (n *Node) Run(ctx context.Context) error {
 	n.startClusters(gctx)
 
 	// Warm before master: holds are posted before the election starts.
-	n.started = time.Now()
 	n.refreshHolds()
 	g.Go(func() error { every(gctx, holdEvery, n.refreshHolds); return nil })
 
