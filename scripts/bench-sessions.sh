@@ -139,19 +139,19 @@ start_bg() { # start_bg LOG CMD...: CMD in the background, tracked
 }
 
 lab_up() {
-    "${LAB[@]}" up --inside >/dev/null 2>"$TMP/lab-up.log" || { show_log "$TMP/lab-up.log"; return 1; }
+    "${LAB[@]}" up --inside >/dev/null 2>"$SD/lab-up.log" || { show_log "$SD/lab-up.log"; return 1; }
     LAB_MADE=1
     local s
     for s in srv1 srv2; do
-        start_bg "$TMP/echo-$s.log" ip netns exec "$P-$s" "$LABTOOLS" echo -listen "0.0.0.0:$PORT"
+        start_bg "$SD/echo-$s.log" ip netns exec "$P-$s" "$LABTOOLS" echo -listen "0.0.0.0:$PORT"
     done
     # address events of both boxes, timestamped by netlink: the take-overs
     for s in lb1 lb2; do
-        rm -f "$TMP/vip-$s.jsonl"
-        start_bg "$TMP/vipwatch-$s.log" ip netns exec "$P-$s" "$LABTOOLS" vipwatch -box "$s" \
-            -out "$TMP/vip-$s.jsonl"
+        rm -f "$SD/vip-$s.jsonl"
+        start_bg "$SD/vipwatch-$s.log" ip netns exec "$P-$s" "$LABTOOLS" vipwatch -box "$s" \
+            -out "$SD/vip-$s.jsonl"
     done
-    wait_for 5 grep -qs ready "$TMP/vip-lb1.jsonl" "$TMP/vip-lb2.jsonl" || { log "vipwatch did not start"; return 1; }
+    wait_for 5 grep -qs ready "$SD/vip-lb1.jsonl" "$SD/vip-lb2.jsonl" || { log "vipwatch did not start"; return 1; }
 }
 
 teardown() {
@@ -266,7 +266,7 @@ start_keepalived() { # start_keepalived ADVERT_SECONDS SYNC(0|1)
     fi
     for n in lb1 lb2; do
         dnat_rules "$n" || { log "nft DNAT rules failed in $n"; return 1; }
-        dir=$TMP/ka-$n
+        dir=$SD/ka-$n
         rm -rf "$dir"; mkdir -p "$dir"
         notify=""
         if [[ $sync -eq 1 ]]; then
@@ -300,7 +300,7 @@ vrrp_instance VI_1 {
 $notify
 }
 CONF
-        start_bg "$TMP/keepalived-$n.log" ip netns exec "$P-$n" keepalived -n -l -D -P \
+        start_bg "$SD/keepalived-$n.log" ip netns exec "$P-$n" keepalived -n -l -D -P \
             -f "$dir/keepalived.conf" -p "$dir/keepalived.pid" -r "$dir/vrrp.pid"
     done
 }
@@ -310,7 +310,7 @@ CONF
 # tandem_conf BOX MODE HB: a pair node with cluster `im` on VIP:PORT to
 # srv1 and srv2; MODE proxy or nat; HB 1 adds hb0 as a heartbeat path.
 tandem_conf() {
-    local n=$1 mode=$2 hb=$3 dir=$TMP/tandem-$1 paths="" vips cluster
+    local n=$1 mode=$2 hb=$3 dir=$SD/tandem-$1 paths="" vips cluster
     if [[ $hb -eq 1 ]]; then
         paths="  heartbeat_paths: [{bind: \"$(hb_addr "$n"):7946\", peer: \"$(hb_addr "$(peer_of "$n")"):7946\"}]"
     fi
@@ -355,15 +355,15 @@ CONF
 }
 
 # tandem_prepare MODE HB: writes and validates both configs; 3 when
-# validate refuses them (the reason in $TMP/validate-lb1.log).
+# validate refuses them (the reason in $SD/validate-lb1.log).
 tandem_prepare() {
     local mode=$1 hb=$2 n
     need_tandem || return 1
     [[ -s $TMP/cluster.key ]] || { "$TANDEM" keygen >"$TMP/cluster.key" && chmod 600 "$TMP/cluster.key"; } || return 1
     for n in lb1 lb2; do
-        mkdir -p "$TMP/tandem-$n"
-        tandem_conf "$n" "$mode" "$hb" >"$TMP/tandem-$n/tandem.yaml"
-        if ! "$TANDEM" validate --config "$TMP/tandem-$n/tandem.yaml" >"$TMP/validate-$n.log" 2>&1; then
+        mkdir -p "$SD/tandem-$n"
+        tandem_conf "$n" "$mode" "$hb" >"$SD/tandem-$n/tandem.yaml"
+        if ! "$TANDEM" validate --config "$SD/tandem-$n/tandem.yaml" >"$SD/validate-$n.log" 2>&1; then
             return 3
         fi
     done
@@ -371,12 +371,12 @@ tandem_prepare() {
 
 declare -A TPID=()
 start_tandem_node() { # start_tandem_node BOX
-    start_bg "$TMP/tandem-$1.log" ip netns exec "$P-$1" "$TANDEM" run --config "$TMP/tandem-$1/tandem.yaml"
+    start_bg "$SD/tandem-$1.log" ip netns exec "$P-$1" "$TANDEM" run --config "$SD/tandem-$1/tandem.yaml"
     TPID[$1]=$!
 }
 start_tandem() { start_tandem_node lb1; start_tandem_node lb2; }
 
-tstatus() { "$TANDEM" status --json --socket "$TMP/tandem-$1/tandem.sock" 2>/dev/null; }
+tstatus() { "$TANDEM" status --json --socket "$SD/tandem-$1/tandem.sock" 2>/dev/null; }
 tstate_is() { tstatus "$1" | jq -e --arg s "$2" '.state == $s' >/dev/null; }
 # in_sync BOX: BOX sees a live peer, its persistence (when enabled) is IN
 # SYNC and so is its conntrack replication (CONTRACT.md's
@@ -401,19 +401,20 @@ tandem_settled() { # tandem_settled MASTER
 
 gone() { ! kill -0 "$1" 2>/dev/null; }
 
-# takeover BOX T0: ms from T0 (ns since the epoch) to BOX's first add of
-# the VIP after it, from vipwatch; "-" when there was none within 5 s.
+# takeover BOX T0: TK, the ms from T0 (ns since the epoch) to BOX's first
+# add of the VIP after it (vipwatch), and ADDED_AT (ns); TK is "-" and
+# ADDED_AT empty when there was none within 5 s.
 takeover() {
-    local box=$1 t0=$2
-    wait_for 5 vip_added_since "$box" "$t0" || { echo -; return 0; }
-    echo $(( (ADDED_AT - t0) / 1000000 ))
+    TK=- ADDED_AT=
+    wait_for 5 vip_added_since "$1" "$2" || return 0
+    TK=$(( (ADDED_AT - $2) / 1000000 ))
 }
 vip_added_since() { # sets ADDED_AT
     local at t
     while read -r at; do
         t=$(date -d "$at" +%s%N)
         if (( t >= $2 )); then ADDED_AT=$t; return 0; fi
-    done < <(jq -r --arg a "$VIP/24" 'select(.op == "add" and .addr == $a) | .at' "$TMP/vip-$1.jsonl" 2>/dev/null)
+    done < <(jq -r --arg a "$VIP/24" 'select(.op == "add" and .addr == $a) | .at' "$SD/vip-$1.jsonl" 2>/dev/null)
     return 1
 }
 
@@ -444,26 +445,50 @@ sessions_stop() {
 
 # record SETUP KIND TRIAL TAKEOVER_MS: one line of $TMP/SETUP.rows
 record() {
-    local s=$1 kind=$2 i=$3 tk=$4
-    jq -r --arg k "$kind" --arg i "$i" --arg tk "$tk" \
+    local s=$1 kind=$2 i=$3 tk=$4 note=${5:-}
+    jq -r --arg k "$kind" --arg i "$i" --arg tk "$tk" --arg note "$note" \
         '[$k, $i, .survived, .sessions, .stalled, .gap_p50_ms, .gap_max_ms, $tk,
-          ((.errors // {}) | to_entries | map("\(.key) \(.value)") | join(", ")) ] | @tsv' \
+          ([((.errors // {}) | to_entries | map("\(.key) \(.value)") | join(", ")), $note]
+           | map(select(. != "")) | join("; ")) ] | @tsv' \
         "$SUM" >>"$TMP/$s.rows"
-    log "$s $kind $i: $(jq -c '{survived, sessions, stalled, gap_p50_ms, gap_max_ms, errors, first_failure}' "$SUM"), take-over ${tk} ms"
+    log "$s $kind $i: $(jq -c '{survived, sessions, stalled, gap_p50_ms, gap_max_ms, errors, first_failure}' "$SUM"), take-over ${tk} ms${note:+, $note}"
+}
+
+# commit_lag BOX: with conntrackd, "commit +N ms": when BOX's notify
+# script had committed the external cache, after the VIP was added
+# (ADDED_AT); connections that retransmit in between are picked up as new
+# flows and numgen sends half of them to the other server (RST)
+commit_lag() {
+    local f=$SD/ka-$1/notify.log
+    [[ -n $ADDED_AT && -f $f ]] || return 0
+    if wait_for 3 committed_since "$f" "$ADDED_AT"; then
+        echo "commit +$(( (COMMITTED_AT - ADDED_AT) / 1000000 )) ms"
+    else
+        echo "no commit within 3 s"
+    fi
+}
+committed_since() { # sets COMMITTED_AT; notify.log stamps are UTC times of day
+    local hms t
+    while read -r hms _; do
+        t=$(date -u -d "$(date -u -d "@$(( $2 / 1000000000 ))" +%F) $hms" +%s%N)
+        if (( t >= $2 - 1000000000 )); then COMMITTED_AT=$t; return 0; fi
+    done < <(grep ' committed$' "$1")
+    return 1
 }
 
 # trial SETUP KIND I MASTER FAULT [PREP]: the sessions through MASTER;
 # PREP ID (if any) once they all answer, FAULT MASTER, HOLD s measured,
 # the sessions stopped and the row recorded. The caller restores.
 trial() {
-    local s=$1 kind=$2 i=$3 m=$4 fault=$5 prep=${6:-} id="$1-$2-$3" tk
+    local s=$1 kind=$2 i=$3 m=$4 fault=$5 prep=${6:-} id="$1-$2-$3" note
     sessions_start "$id" || return 1
     if [[ -n $prep ]] && ! "$prep" "$id"; then sessions_stop "$id"; return 1; fi
     "$fault" "$m" || { log "$id: $fault $m failed"; sessions_stop "$id"; return 1; }
-    tk=$(takeover "$(peer_of "$m")" "$T0")
+    takeover "$(peer_of "$m")" "$T0"
+    note=$(commit_lag "$(peer_of "$m")")
     sleep "$HOLD"
     sessions_stop "$id" || return 1
-    record "$s" "$kind" "$i" "$tk"
+    record "$s" "$kind" "$i" "$TK" "$note"
 }
 
 # the faults; T0 (ns) is when the take-over may start: the cable is down
@@ -471,7 +496,7 @@ trial() {
 pull() { "${LAB[@]}" pull "$1" && T0=$(date +%s%N); }
 switchover() {
     T0=$(date +%s%N)
-    "$TANDEM" switchover --socket "$TMP/tandem-$1/tandem.sock" >>"$TMP/switchover.log" 2>&1
+    "$TANDEM" switchover --socket "$SD/tandem-$1/tandem.sock" >>"$SD/switchover.log" 2>&1
 }
 
 # pulls SETUP KIND SETTLED [PREP]: TRIALS pulls of lb1, each plugged back
@@ -499,7 +524,7 @@ run_keepalived() { # run_keepalived SETUP ADVERT SYNC
     local s=$1 adv=$2 sync=$3 i
     lab_up || return 1
     start_keepalived "$adv" "$sync" || return 1
-    wait_for 15 holds_alone lb1 || { log "$s: lb1 did not take the VIPs"; show_log "$TMP/keepalived-lb1.log"; return 1; }
+    wait_for 15 holds_alone lb1 || { log "$s: lb1 did not take the VIPs"; show_log "$SD/keepalived-lb1.log"; return 1; }
     wait_for 10 serves || { log "$s: the sessions service does not answer through $VIP"; return 1; }
     pulls "$s" pull ka_settled
 }
@@ -510,12 +535,12 @@ run_tandem_up() { # run_tandem_up SETUP MODE HB
     tandem_prepare "$2" "$3" || rc=$?
     if [[ $rc -eq 3 ]]; then
         log "SKIP $s: tandem validate refuses the $2 config:"
-        sed 's/^/    /' "$TMP/validate-lb1.log" >&2
+        sed 's/^/    /' "$SD/validate-lb1.log" >&2
         return 3
     fi
     [[ $rc -eq 0 ]] || return 1
     start_tandem
-    wait_for 20 tandem_settled lb1 || { log "$s: lb1 not MASTER alone within 20 s"; show_log "$TMP/tandem-lb1.log"; return 1; }
+    wait_for 20 tandem_settled lb1 || { log "$s: lb1 not MASTER alone within 20 s"; show_log "$SD/tandem-lb1.log"; return 1; }
     wait_for 10 serves || { log "$s: the sessions service does not answer through $VIP"; return 1; }
 }
 
@@ -583,7 +608,7 @@ table() {
     local s=$1
     echo "#### ${TITLE[$s]}"
     echo
-    echo "| trial | survived | stalled (gap > 150 ms) | median longest gap (ms) | longest gap (ms) | take-over (ms) | failures |"
+    echo "| trial | survived | stalled (gap > 150 ms) | median longest gap (ms) | longest gap (ms) | take-over (ms) | failures, notes |"
     echo "|---|---|---|---|---|---|---|"
     awk -F'\t' '
     function num(v) { return (v == "" || v == "-") ? "–" : sprintf("%.0f", v) }
@@ -623,6 +648,8 @@ FAILED=0
 for part in "${PART_LIST[@]}"; do
     log "=== $part: $TRIALS trials of $SESSIONS sessions"
     : >"$TMP/$part.rows"
+    SD=$TMP/$part # the setup's configs and logs
+    mkdir -p "$SD"
     rc=0
     run_part "$part" || rc=$?
     case $rc in
@@ -645,7 +672,7 @@ done
         case ${RESULT[$part]} in
             ok) table "$part" ;;
             skipped) printf '#### %s\n\nskipped: `tandem validate` refuses this config (%s)\n\n' "${TITLE[$part]}" \
-                "$(grep -m1 . "$TMP/validate-lb1.log" 2>/dev/null | tr '|' '/')" ;;
+                "$(grep -m1 . "$SD/validate-lb1.log" 2>/dev/null | tr '|' '/')" ;;
             *) printf '#### %s\n\nerror: the run failed; partial rows:\n\n' "${TITLE[$part]}"
                [[ -s $TMP/$part.rows ]] && table "$part" | tail -n +3 ;;
         esac
