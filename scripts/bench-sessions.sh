@@ -483,6 +483,9 @@ trial() {
     local s=$1 kind=$2 i=$3 m=$4 fault=$5 prep=${6:-} id="$1-$2-$3" note
     sessions_start "$id" || return 1
     if [[ -n $prep ]] && ! "$prep" "$id"; then sessions_stop "$id"; return 1; fi
+    # from just before the fault's command: on a busy machine `lab.sh pull`
+    # itself may take tens of ms to return after the cable is down
+    T0=$(date +%s%N)
     "$fault" "$m" || { log "$id: $fault $m failed"; sessions_stop "$id"; return 1; }
     takeover "$(peer_of "$m")" "$T0"
     note=$(commit_lag "$(peer_of "$m")")
@@ -491,13 +494,9 @@ trial() {
     record "$s" "$kind" "$i" "$TK" "$note"
 }
 
-# the faults; T0 (ns) is when the take-over may start: the cable is down
-# once `lab.sh pull` returns; `tandem switchover` returns when it is done
-pull() { "${LAB[@]}" pull "$1" && T0=$(date +%s%N); }
-switchover() {
-    T0=$(date +%s%N)
-    "$TANDEM" switchover --socket "$SD/tandem-$1/tandem.sock" >>"$SD/switchover.log" 2>&1
-}
+# the faults
+pull() { "${LAB[@]}" pull "$1"; }
+switchover() { "$TANDEM" switchover --socket "$SD/tandem-$1/tandem.sock" >>"$SD/switchover.log" 2>&1; }
 
 # pulls SETUP KIND SETTLED [PREP]: TRIALS pulls of lb1, each plugged back
 # and lb1 master alone again (SETTLED lb1) before the next
@@ -518,7 +517,7 @@ ka_settled() { holds_alone "$1"; }
 
 # ---- the setups -------------------------------------------------------------
 
-declare -A RESULT=() TITLE=()
+declare -A RESULT=() TITLE=() LOAD=()
 
 run_keepalived() { # run_keepalived SETUP ADVERT SYNC
     local s=$1 adv=$2 sync=$3 i
@@ -608,6 +607,8 @@ table() {
     local s=$1
     echo "#### ${TITLE[$s]}"
     echo
+    echo "${LOAD[$s]:-}"
+    echo
     echo "| trial | survived | stalled (gap > 150 ms) | median longest gap (ms) | longest gap (ms) | take-over (ms) | failures, notes |"
     echo "|---|---|---|---|---|---|---|"
     awk -F'\t' '
@@ -651,7 +652,9 @@ for part in "${PART_LIST[@]}"; do
     SD=$TMP/$part # the setup's configs and logs
     mkdir -p "$SD"
     rc=0
+    LOAD[$part]="load average $(cut -d' ' -f1 /proc/loadavg) at the start"
     run_part "$part" || rc=$?
+    LOAD[$part]+=", $(cut -d' ' -f1 /proc/loadavg) at the end"
     case $rc in
         0) RESULT[$part]=ok ;;
         3) RESULT[$part]=skipped ;;
@@ -666,13 +669,13 @@ done
     echo "\`$CMDLINE\` with TRIALS=$TRIALS SESSIONS=$SESSIONS HOLD=$HOLD, $(uname -r), $(nproc) cores;"
     echo "tandem ${TANDEM_SRC:-not built}. $SESSIONS sessions, a line every 100 ms each, each waiting for its echo;"
     echo "gap = time between two answered lines (100 ms when nothing happens), over the survivors;"
-    echo "stalled = survivors with a gap over 150 ms; take-over = from the pull (or switchover) command's return to the VIP's add on the other box (netlink)."
+    echo "stalled = survivors with a gap over 150 ms; take-over = from the start of the pull (or switchover) command to the VIP's add on the other box (netlink)."
     echo
     for part in "${PART_LIST[@]}"; do
         case ${RESULT[$part]} in
             ok) table "$part" ;;
             skipped) printf '#### %s\n\nskipped: `tandem validate` refuses this config (%s)\n\n' "${TITLE[$part]}" \
-                "$(grep -m1 . "$SD/validate-lb1.log" 2>/dev/null | tr '|' '/')" ;;
+                "$(grep -m1 . "$TMP/$part/validate-lb1.log" 2>/dev/null | sed 's#^.*tandem.yaml:##' | tr '|' '/')" ;;
             *) printf '#### %s\n\nerror: the run failed; partial rows:\n\n' "${TITLE[$part]}"
                [[ -s $TMP/$part.rows ]] && table "$part" | tail -n +3 ;;
         esac
