@@ -30,6 +30,9 @@
 #        TRIALS     pulls per setup [10]; SWITCHOVERS, RESTARTS for nat [TRIALS]
 #        SESSIONS   sessions per trial [200]
 #        HOLD       seconds measured after the pull or switchover [4]
+#        KA_RT_PRIORITY  keepalived's vrrp_rt_priority, as Tandem's default
+#                   node.rt_priority [10]; 0: none (conntrackd is real-time
+#                   by default)
 #        TANDEM_BIN tandem binary [built from ./cmd/tandem into a temp dir]
 #
 # One trial: `labtools sessions` in the client's namespace until every
@@ -59,6 +62,7 @@ SWITCHOVERS=${SWITCHOVERS:-$TRIALS}
 RESTARTS=${RESTARTS:-$TRIALS}
 SESSIONS=${SESSIONS:-200}
 HOLD=${HOLD:-4}
+KA_RT_PRIORITY=${KA_RT_PRIORITY:-10}
 VIP=198.18.0.100
 IVIP=198.19.1.1
 PORT=5222
@@ -82,6 +86,7 @@ for v in TRIALS SWITCHOVERS RESTARTS; do
 done
 [[ $SESSIONS =~ ^[0-9]+$ && $SESSIONS -ge 1 && $SESSIONS -le 2000 ]] || die "SESSIONS must be 1..2000"
 [[ $HOLD =~ ^[0-9]+$ && $HOLD -ge 1 && $HOLD -le 60 ]] || die "HOLD must be 1..60 (seconds)"
+[[ $KA_RT_PRIORITY =~ ^[0-9]+$ && $KA_RT_PRIORITY -le 99 ]] || die "KA_RT_PRIORITY must be 0..99"
 IFS=, read -ra PART_LIST <<<"$PARTS"
 for part in "${PART_LIST[@]}"; do
     case $part in keepalived|keepalived100|nosync|proxy|nat|nat-nohb) ;; *) die "unknown part '$part'" ;; esac
@@ -152,6 +157,8 @@ lab_up() {
             -out "$SD/vip-$s.jsonl"
     done
     wait_for 5 grep -qs ready "$SD/vip-lb1.jsonl" "$SD/vip-lb2.jsonl" || { log "vipwatch did not start"; return 1; }
+    # the switch's port events, timestamped: when a pull took effect
+    start_bg "$SD/links.log" ip -n "$P-sw" -ts monitor link
 }
 
 teardown() {
@@ -259,7 +266,10 @@ SH
 }
 
 start_keepalived() { # start_keepalived ADVERT_SECONDS SYNC(0|1)
-    local adv=$1 sync=$2 n dir notify
+    local adv=$1 sync=$2 n dir notify rt=""
+    # real-time scheduling as Tandem's default (node.rt_priority 10); on a
+    # busy machine keepalived without it flaps at 50 ms adverts
+    [[ $KA_RT_PRIORITY -gt 0 ]] && rt="    vrrp_rt_priority $KA_RT_PRIORITY"
     command -v keepalived >/dev/null || { log "keepalived missing: run scripts/deps.sh"; return 1; }
     if [[ $sync -eq 1 ]]; then
         command -v conntrackd >/dev/null || { log "conntrackd missing: run scripts/deps.sh conntrackd"; return 1; }
@@ -284,6 +294,7 @@ global_defs {
     vrrp_version 3
     script_user root
     enable_script_security
+$rt
 }
 vrrp_instance VI_1 {
     state BACKUP
@@ -409,6 +420,14 @@ takeover() {
     wait_for 5 vip_added_since "$1" "$2" || return 0
     TK=$(( (ADDED_AT - $2) / 1000000 ))
 }
+port_down_since() { # port_down_since BOX T: sets DOWN_AT, the first admin down of p-BOX after T
+    local at t
+    while read -r at; do
+        t=$(date -d "$at" +%s%N)
+        if (( t >= $2 )); then DOWN_AT=$t; return 0; fi
+    done < <(sed -n "s/^\[\([^]]*\)\] [0-9]*: p-$1@[^:]*: <BROADCAST,MULTICAST> .*/\1/p" "$SD/links.log")
+    return 1
+}
 vip_added_since() { # sets ADDED_AT
     local at t
     while read -r at; do
@@ -419,7 +438,8 @@ vip_added_since() { # sets ADDED_AT
 }
 
 # sessions_start ID: the sessions client; waits until every session has
-# answered once. Sets SESS (its PID) and SUM (its summary file).
+# answered once. Sets SESS (its PID) and SUM (its summary file). 2 (and
+# the client stopped) when some failed before any fault: no measurement.
 sessions_start() {
     local id=$1
     SUM=$TMP/$id.json
@@ -430,7 +450,15 @@ sessions_start() {
     PIDS+=($SESS)
     if ! wait_for 20 test -e "$TMP/$id.ready"; then
         log "$id: the sessions did not all answer within 20 s"
+        sessions_stop "$id"
         return 1
+    fi
+    local answered failed
+    read -r answered failed <"$TMP/$id.ready"
+    if (( failed > 0 )); then
+        sessions_stop "$id"
+        log "$id: $failed of $SESSIONS sessions failed before the fault ($(jq -c '{connected, errors}' "$SUM"); lb1 holds the VIP: $(holds lb1 && echo yes || echo no), lb2: $(holds lb2 && echo yes || echo no))"
+        return 2
     fi
     sleep 1
 }
@@ -480,19 +508,31 @@ committed_since() { # sets COMMITTED_AT; notify.log stamps are UTC times of day
 # PREP ID (if any) once they all answer, FAULT MASTER, HOLD s measured,
 # the sessions stopped and the row recorded. The caller restores.
 trial() {
-    local s=$1 kind=$2 i=$3 m=$4 fault=$5 prep=${6:-} id="$1-$2-$3" note
-    sessions_start "$id" || return 1
+    local s=$1 kind=$2 i=$3 m=$4 fault=$5 prep=${6:-} id="$1-$2-$3" note attempt rc
+    # a start where sessions failed before the fault is retried once
+    for attempt in 1 2; do
+        rc=0
+        sessions_start "$id" || rc=$?
+        [[ $rc -eq 2 ]] || break
+        sleep 2
+    done
+    [[ $rc -eq 0 ]] || return 1
     if [[ -n $prep ]] && ! "$prep" "$id"; then sessions_stop "$id"; return 1; fi
-    # from just before the fault's command: on a busy machine `lab.sh pull`
-    # itself may take tens of ms to return after the cable is down
+    # from the port going down (`ip monitor` in the switch; `lab.sh pull`
+    # may take tens of ms on a busy machine), or the switchover command
     T0=$(date +%s%N)
     "$fault" "$m" || { log "$id: $fault $m failed"; sessions_stop "$id"; return 1; }
+    if [[ $fault == pull ]] && wait_for 2 port_down_since "$m" "$T0"; then T0=$DOWN_AT; fi
     takeover "$(peer_of "$m")" "$T0"
     note=$(commit_lag "$(peer_of "$m")")
     sleep "$HOLD"
     sessions_stop "$id" || return 1
     record "$s" "$kind" "$i" "$TK" "$note"
 }
+
+# stably FN BOX: FN BOX holds now and still 1 s later (a pair that flaps
+# under load passes a single look)
+stably() { "$@" && sleep 1 && "$@"; }
 
 # the faults
 pull() { "${LAB[@]}" pull "$1"; }
@@ -503,8 +543,7 @@ switchover() { "$TANDEM" switchover --socket "$SD/tandem-$1/tandem.sock" >>"$SD/
 pulls() {
     local s=$1 kind=$2 settled=$3 prep=${4:-} i
     for i in $(seq 1 "$TRIALS"); do
-        wait_for 30 "$settled" lb1 || { log "$s $kind $i: lb1 is not master alone before the pull"; return 1; }
-        sleep 1
+        wait_for 30 stably "$settled" lb1 || { log "$s $kind $i: lb1 is not master alone (for 1 s) before the pull"; return 1; }
         trial "$s" "$kind" "$i" lb1 pull "$prep" || return 1
         "${LAB[@]}" plug lb1
         # Tandem's link hold-down may delay the preempt by up to 8 s
@@ -570,8 +609,7 @@ run_nat() { # run_nat SETUP HB
         wait_for 30 in_sync "$m" || { log "$s switchover $i: $m not IN SYNC within 30 s"; return 1; }
         trial "$s" switchover "$i" "$m" switchover || return 1
         m=$(peer_of "$m")
-        wait_for 10 tandem_settled "$m" || { log "$s switchover $i: $m not master alone"; return 1; }
-        sleep 1
+        wait_for 10 stably tandem_settled "$m" || { log "$s switchover $i: $m not master alone"; return 1; }
     done
     # back to lb1 before the restarts
     if [[ $m == lb2 ]]; then
@@ -666,10 +704,11 @@ done
 {
     echo "### Sessions across a failover ($DATE)"
     echo
-    echo "\`$CMDLINE\` with TRIALS=$TRIALS SESSIONS=$SESSIONS HOLD=$HOLD, $(uname -r), $(nproc) cores;"
+    echo "\`$CMDLINE\` with TRIALS=$TRIALS SESSIONS=$SESSIONS HOLD=$HOLD KA_RT_PRIORITY=$KA_RT_PRIORITY, $(uname -r), $(nproc) cores,"
+    echo "keepalived $(keepalived -v 2>&1 | sed -n '1s/^Keepalived v\([^ ]*\).*/\1/p'), conntrackd $(conntrackd -v 2>&1 | sed -n '1s/.* v\([0-9.]*\).*/\1/p');"
     echo "tandem ${TANDEM_SRC:-not built}. $SESSIONS sessions, a line every 100 ms each, each waiting for its echo;"
     echo "gap = time between two answered lines (100 ms when nothing happens), over the survivors;"
-    echo "stalled = survivors with a gap over 150 ms; take-over = from the start of the pull (or switchover) command to the VIP's add on the other box (netlink)."
+    echo "stalled = survivors with a gap over 150 ms; take-over = from the switch port going down (or the switchover command) to the VIP's add on the other box (netlink)."
     echo
     for part in "${PART_LIST[@]}"; do
         case ${RESULT[$part]} in
