@@ -22,6 +22,7 @@ TARGETS=(
     "./pkg/replicate FuzzDecode"
     "./dataplane FuzzProxyHeader"
     "./pkg/vip FuzzRivalInspect"
+    "./pkg/ctsync FuzzDecodeFlow"
 )
 CACHE=$(go env GOCACHE)/fuzz
 declare -A EXECS=()
