@@ -21,8 +21,9 @@ import (
 //	seq (8) | state age ns (8, >= 0) | sent unix ns (8, 0 = zero time)
 //
 // Version 2 is version 1 with a flags byte after the priority; bit 0 is
-// Held. An advert with no flag set is always sent as version 1, so
-// version 2 with flags 0 (or an unknown flag) is rejected as malformed.
+// Held; bit 1 says an epoch (8, not 0) follows the sent time. An advert
+// with no flag set is always sent as version 1, so version 2 with flags 0
+// (or an unknown flag) is rejected as malformed.
 //
 // Strings are UTF-8 and bounded; the decoder rejects anything else, so a
 // decoded advert always re-encodes to the same bytes.
@@ -32,6 +33,8 @@ const (
 	// advertVersionFlags carries the flags byte.
 	advertVersionFlags = 2
 	flagHeld           = 1
+	flagEpoch          = 2
+	knownFlags         = flagHeld | flagEpoch
 
 	// MaxNodeLen bounds Advert.Node in bytes.
 	MaxNodeLen = 128
@@ -42,7 +45,7 @@ const (
 
 	advertFixedLen = len(advertMagic) + 1 + 1 + 3 + 3*8
 	// MaxAdvertLen is the largest encoded advert.
-	MaxAdvertLen = advertFixedLen + 1 + MaxNodeLen + MaxStateLen + MaxConfigHashLen
+	MaxAdvertLen = advertFixedLen + 1 + MaxNodeLen + MaxStateLen + MaxConfigHashLen + 8
 )
 
 // Errors returned by UnmarshalBinary; wrapped with detail.
@@ -61,7 +64,13 @@ type Advert struct {
 	Priority   uint8         // 0 = "I am leaving, take over now"
 	State      string        // election state, opaque to this package
 	ConfigHash string        // "sha256:..." so the pair can spot config drift
-	Seq        uint64        // increases by one per advert sent by a node run
+	Seq        uint64        // increases with every advert sent in one Epoch
+	// Epoch is the sender's random per-run number (0: none, an older
+	// Tandem). With Seq it makes a replayed advert recognisable: the
+	// receiver accepts, per (node, epoch), only sequences it has not seen,
+	// and a new epoch only once the node has proved it is its current one
+	// (see freshness.go).
+	Epoch uint64
 	StateAge   time.Duration // how long the sender has been in State
 	Sent       time.Time     // sender clock, for display only
 	// Held says the sender must not be master now (its witness does not
@@ -91,10 +100,17 @@ func (a Advert) MarshalBinary() ([]byte, error) {
 		return nil, err
 	}
 
-	b := make([]byte, 0, advertFixedLen+len(a.Node)+len(a.State)+len(a.ConfigHash))
+	b := make([]byte, 0, advertFixedLen+len(a.Node)+len(a.State)+len(a.ConfigHash)+8)
 	b = append(b, advertMagic...)
+	var flags byte
 	if a.Held {
-		b = append(b, advertVersionFlags, a.Priority, flagHeld)
+		flags |= flagHeld
+	}
+	if a.Epoch != 0 {
+		flags |= flagEpoch
+	}
+	if flags != 0 {
+		b = append(b, advertVersionFlags, a.Priority, flags)
 	} else {
 		b = append(b, advertVersion, a.Priority)
 	}
@@ -104,6 +120,9 @@ func (a Advert) MarshalBinary() ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, a.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(a.StateAge))
 	b = binary.BigEndian.AppendUint64(b, uint64(sent))
+	if a.Epoch != 0 {
+		b = binary.BigEndian.AppendUint64(b, a.Epoch)
+	}
 	return b, nil
 }
 
@@ -130,15 +149,15 @@ func (a *Advert) UnmarshalBinary(b []byte) error {
 	if out.Priority, ok = r.byte(); !ok {
 		return ErrTruncated
 	}
+	var flags byte
 	if version == advertVersionFlags {
-		flags, ok := r.byte()
-		if !ok {
+		if flags, ok = r.byte(); !ok {
 			return ErrTruncated
 		}
-		if flags != flagHeld {
+		if flags == 0 || flags&^knownFlags != 0 {
 			return fmt.Errorf("%w: flags %#x", ErrBadField, flags)
 		}
-		out.Held = true
+		out.Held = flags&flagHeld != 0
 	}
 	var err error
 	if out.Node, err = r.string("node", MaxNodeLen); err != nil {
@@ -159,6 +178,14 @@ func (a *Advert) UnmarshalBinary(b []byte) error {
 	}
 	if sent, ok = r.uint64(); !ok {
 		return ErrTruncated
+	}
+	if flags&flagEpoch != 0 {
+		if out.Epoch, ok = r.uint64(); !ok {
+			return ErrTruncated
+		}
+		if out.Epoch == 0 {
+			return fmt.Errorf("%w: epoch flag with epoch 0", ErrBadField)
+		}
 	}
 	if len(r.b) != 0 {
 		return fmt.Errorf("%w: %d", ErrTrailing, len(r.b))
