@@ -60,19 +60,19 @@ var (
 // Advert is one heartbeat. State is "INIT"|"BACKUP"|"MASTER"|"FAULT"
 // (opaque here).
 type Advert struct {
-	Node       string        // sender's node name
-	Priority   uint8         // 0 = "I am leaving, take over now"
-	State      string        // election state, opaque to this package
-	ConfigHash string        // "sha256:..." so the pair can spot config drift
-	Seq        uint64        // increases with every advert sent in one Epoch
+	Node       string // sender's node name
+	Priority   uint8  // 0 = "I am leaving, take over now"
+	State      string // election state, opaque to this package
+	ConfigHash string // "sha256:..." so the pair can spot config drift
+	Seq        uint64 // increases with every advert sent in one Epoch
 	// Epoch is the sender's random per-run number (0: none, an older
 	// Tandem). With Seq it makes a replayed advert recognisable: the
 	// receiver accepts, per (node, epoch), only sequences it has not seen,
 	// and a new epoch only once the node has proved it is its current one
 	// (see freshness.go).
-	Epoch uint64
-	StateAge   time.Duration // how long the sender has been in State
-	Sent       time.Time     // sender clock, for display only
+	Epoch    uint64
+	StateAge time.Duration // how long the sender has been in State
+	Sent     time.Time     // sender clock, for display only
 	// Held says the sender must not be master now (its witness does not
 	// answer, for instance): a held master hands over to a peer that is
 	// not held.
