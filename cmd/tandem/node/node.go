@@ -49,6 +49,8 @@ type Node struct {
 	rivals  *vip.RivalWatcher
 	ownMAC  atomic.Pointer[string]
 	witness *witness
+	// conflicts are boxes other than the peer announcing our VIPs.
+	conflicts conflictLog
 
 	events eventLog
 
@@ -319,18 +321,22 @@ func (n *Node) forwardRivals(ctx context.Context, in <-chan vip.Sighting) {
 				own = *p
 			}
 			mac := s.MAC.String()
+			peerMAC := n.peerMAC()
 			// While the peer is heard its own announcements (a master
 			// whose adverts were late announces alone) are routine;
 			// they matter, and are reported, only when it is silent.
+			// Anyone else's are address conflicts.
 			m := n.loop.Snapshot()
 			silent := m.Peer.LastHeard.IsZero() || s.At.Sub(m.Peer.LastHeard) > 3*n.loop.Config().AdvertInterval/2
-			if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
+			if mac != peerMAC {
+				n.noteConflict(s, peerMAC, m.State)
+			} else if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
 				n.log.Info("another box announces a VIP while the peer is silent", "vip", s.VIP.String(), "mac", mac,
 					"state", m.State.String())
 				n.events.add("rival", "%s announced %s while the peer is silent (this node %s)", mac, s.VIP, m.State)
 				lastMAC, lastAt = mac, s.At
 			}
-			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own})
+			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own, PeerMAC: peerMAC})
 		}
 	}
 }
@@ -425,7 +431,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		err := n.peer.SendAdvert(peer.Advert{
 			Node: n.gen().cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
 			ConfigHash: n.gen().advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
-			Held: len(m.Holds) > 0,
+			Held: len(m.Holds) > 0, MAC: n.ownHW(),
 		})
 		if err != nil {
 			n.log.Debug("send advert", "err", err)
