@@ -81,6 +81,7 @@ type delegate struct {
 	bind       string // our envelope address
 	log        *slog.Logger
 	lastAnswer time.Time // guarded by mu
+	clash      NameClash // guarded by mu
 
 	mu    sync.Mutex
 	nodes map[string]nodeInfo // by node name
@@ -125,6 +126,9 @@ func (d *delegate) NotifyMsg(msg []byte) {
 	}
 	if a.Node == d.self {
 		d.c.drop(DropSelf)
+		if from != d.bind {
+			d.otherSelf(a, from)
+		}
 		return
 	}
 	if reason, ch := d.fresh.advert(a, d.now()); reason != "" {
@@ -144,6 +148,28 @@ func (d *delegate) NotifyMsg(msg []byte) {
 	default:
 		d.c.received.Add(^uint64(0))
 		d.c.drop(DropQueueFull)
+	}
+}
+
+// otherSelf handles an advert with our name from another address: a
+// second box configured with our node name. It is verified like any
+// advert (a replay must not raise the alarm), then recorded for
+// NameClash.
+func (d *delegate) otherSelf(a Advert, from string) {
+	now := d.now()
+	reason, ch := d.fresh.advert(a, now)
+	if ch != nil {
+		d.send(outMsg{msg: encodeEnvelope(msgChallenge, d.bind, ch.marshal()), alsoTo: from})
+	}
+	if reason != "" && reason != DropDuplicate {
+		return
+	}
+	d.mu.Lock()
+	first := d.clash.At.IsZero() || d.clash.From != from
+	d.clash = NameClash{From: from, At: now}
+	d.mu.Unlock()
+	if first {
+		d.log.Error("another box uses this node's name: give each box its own node.name", "node", d.self, "peer", from)
 	}
 }
 

@@ -342,6 +342,21 @@ func (t *Transport) outLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
+// NameClash is a box other than this one sending verified adverts under
+// this node's name: both boxes were given the same node.name.
+type NameClash struct {
+	From string    // its cluster address
+	At   time.Time // when its last advert arrived; zero: never
+}
+
+// NameClash reports the last box heard using this node's name. Its
+// adverts are never delivered (they count as "self").
+func (t *Transport) NameClash() NameClash {
+	t.del.mu.Lock()
+	defer t.del.mu.Unlock()
+	return t.del.clash
+}
+
 // Epoch is this run's random epoch, carried by every advert it sends.
 func (t *Transport) Epoch() uint64 { return t.del.epoch }
 

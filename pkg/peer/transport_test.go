@@ -436,3 +436,30 @@ func TestPeerRenamed(t *testing.T) {
 		return len(m) == 1 && m[0].Name == "lb2-new" && m[0].Alive && m[0].Addr == addrB
 	})
 }
+
+// TestSameNameOnBothBoxes: two boxes given the same node name each see
+// the other as a name clash (after verifying its epoch), deliver none of
+// its adverts, and count them as "self".
+func TestSameNameOnBothBoxes(t *testing.T) {
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := start(t, Config{NodeName: "lb1", Bind: addrA, Peers: []string{addrB}, Keys: [][]byte{keyA}})
+	b := start(t, Config{NodeName: "lb1", Bind: addrB, Peers: []string{addrA}, Keys: [][]byte{keyA}})
+	eventually(t, "both see the clash", func() bool {
+		a.SendAdvert(Advert{State: "MASTER", Priority: 150})
+		b.SendAdvert(Advert{State: "MASTER", Priority: 100})
+		return a.NameClash().From == addrB && b.NameClash().From == addrA
+	})
+	if c := a.NameClash(); time.Since(c.At) > 5*time.Second {
+		t.Fatalf("clash time %v", c.At)
+	}
+	if len(a.Adverts()) != 0 || len(b.Adverts()) != 0 || a.Stats().Dropped[DropSelf] == 0 {
+		t.Fatalf("delivered %d/%d, self drops %d", len(a.Adverts()), len(b.Adverts()), a.Stats().Dropped[DropSelf])
+	}
+	// Our own adverts coming back (a loop, a reflector) are no clash.
+	d := testDelegate("lb1", 1)
+	own, _ := Advert{Node: "lb1", State: "MASTER", Epoch: 1, Seq: 1}.MarshalBinary()
+	d.NotifyMsg(encodeEnvelope(msgAdvert, d.bind, own))
+	if d.clash.From != "" || len(d.outbox) != 0 {
+		t.Fatalf("own advert taken for a clash: %+v", d.clash)
+	}
+}

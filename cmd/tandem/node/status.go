@@ -90,6 +90,7 @@ func (n *Node) Status() api.Status {
 				}
 			}
 		}
+		nameClashPeer(&p, st.Node, n.peer.NameClash(), now)
 		st.Peers = append(st.Peers, p)
 	}
 
