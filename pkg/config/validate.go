@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 	v.cluster()
 	v.failover()
 	v.clusters()
+	v.ownAddresses()
 	return v.probs.err()
 }
 

@@ -27,6 +27,7 @@ func usage() {
   labtools backend -name NAME [-http 0.0.0.0:80] [-udp ADDR]
   labtools vipwatch [-iface eth0] [-box NAME] [-out F.jsonl] [-duration 1h]
   labtools chaos -out DIR [-seed N] [-pulls 20] [-features all|auto|none|LIST] ...  (scripts/chaos.sh)
+  labtools garp -ip ADDR -mac MAC [-iface eth0] [-count 50] [-interval 100ms]
 `)
 	os.Exit(2)
 }
@@ -51,6 +52,8 @@ func main() {
 		err = cmdVipwatch(os.Args[2:])
 	case "chaos":
 		err = cmdChaos(os.Args[2:])
+	case "garp":
+		err = cmdGarp(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:

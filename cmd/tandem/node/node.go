@@ -111,6 +111,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vip manager: %w", err)
 	}
+	vm.SetStateFile(vip.StateFile(cfg.Node.APISocket, f.Interface))
 	n := &Node{
 		log:     log,
 		version: version,
@@ -163,17 +164,22 @@ func hasHealthChecks(cfg *config.Config) bool {
 // priority-0 advert and releases its VIPs before the node leaves the
 // member list, so the peer takes over at once.
 func (n *Node) Run(ctx context.Context) error {
-	// A crash may have left VIPs on the interface; never start with them.
+	// The control socket first: a second node started with the same
+	// config stops here, before it touches the running node's VIPs.
+	ln, err := n.listenAPI()
+	if err != nil {
+		return err
+	}
+	// A crash may have left VIPs on the interface; never start with them,
+	// nor with a VIP that is the box's own address.
 	if err := n.vips.Cleanup(); err != nil {
-		return fmt.Errorf("remove leftover VIPs: %w", err)
+		ln.Close()
+		return fmt.Errorf("VIPs at start: %w", err)
 	}
 	defer n.vips.Close()
 
 	if err := n.listenClusters(); err != nil {
-		return err
-	}
-	ln, err := n.listenAPI()
-	if err != nil {
+		ln.Close()
 		return err
 	}
 	if err := n.peer.Start(ctx); err != nil {

@@ -1,0 +1,38 @@
+package config
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ownAddresses refuses a VIP that is one of the box's own addresses named
+// in the config (cluster.bind, a heartbeat path's bind): the release of
+// a VIP deletes the address, and with it the box's management and
+// heartbeats. (That a VIP is not on the interface already, put there by
+// the OS, is checked at start, where the interface can be read.)
+func (v *validator) ownAddresses() {
+	own := map[netip.Addr]string{}
+	if ap, err := netip.ParseAddrPort(v.c.Cluster.Bind); err == nil {
+		own[ap.Addr().Unmap()] = "cluster.bind"
+	}
+	for i, hp := range v.c.Cluster.HeartbeatPaths {
+		if ap, err := netip.ParseAddrPort(hp.Bind); err == nil {
+			own[ap.Addr().Unmap()] = "cluster.heartbeat_paths[" + strconv.Itoa(i) + "].bind"
+		}
+	}
+	for i, s := range v.c.Failover.VIPs {
+		f := strings.Fields(s) // "198.18.0.100/24", or with "dev IFACE" after it
+		if len(f) == 0 {
+			continue
+		}
+		p, err := netip.ParsePrefix(f[0])
+		if err != nil {
+			continue // reported by failover()
+		}
+		if key, ok := own[p.Addr().Unmap()]; ok {
+			v.add("failover.vips["+strconv.Itoa(i)+"]",
+				"%s is this box's own address (%s): a VIP must be an address only the master holds, or its release would delete the box's address", p.Addr(), key)
+		}
+	}
+}
