@@ -109,6 +109,9 @@ type Failover struct {
 	TrackInterfaces []string `mapstructure:"track_interfaces" json:"track_interfaces"`
 	// Notify is an executable run on every transition as NOTIFY STATE NODE.
 	Notify string `mapstructure:"notify" json:"notify"`
+	// NotifyRunAs, a user name or uid, runs Notify as that user (see
+	// HealthCheck.RunAs). [""]
+	NotifyRunAs string `mapstructure:"notify_run_as" json:"notify_run_as"`
 	// Witness, when set, is an IP address (such as the gateway) that must
 	// answer ICMP echo before this node may become master, so a box cut
 	// off from the network does not claim the VIPs. [""]
@@ -192,6 +195,10 @@ type HealthCheck struct {
 	Secret string `mapstructure:"secret" json:"-"`
 	// Command is run by exec; exit status 0 means up.
 	Command string `mapstructure:"command" json:"command"`
+	// RunAs, a user name or uid, runs exec's command as that user (the
+	// daemon must be root or hold CAP_SETUID and CAP_SETGID); "" runs it
+	// as the daemon's user. [""]
+	RunAs string `mapstructure:"run_as" json:"run_as"`
 	// Interval is the probe period [1s]; Timeout, at most Interval, bounds
 	// one probe [500ms].
 	Interval time.Duration `mapstructure:"interval" json:"interval"`

@@ -36,6 +36,7 @@ func (c *Config) Validate() error {
 	v.failover()
 	v.clusters()
 	v.ownAddresses()
+	v.runAs()
 	return v.probs.err()
 }
 

@@ -122,6 +122,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		rivals:  vip.NewRivalWatcher(f.Interface, f.Prefixes()),
 		witness: newWitness(),
 	}
+	n.notify.SetRunAs(f.NotifyRunAs)
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
 	clusters, err := n.buildClusters(cfg, nil)
 	if err != nil {

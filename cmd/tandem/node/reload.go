@@ -408,5 +408,9 @@ func (n *Node) reloadFailover(ctx context.Context, old, cfg *config.Config) []st
 		n.notify.SetPath(nf.Notify)
 		changes = append(changes, fmt.Sprintf("failover.notify %q -> %q", of.Notify, nf.Notify))
 	}
+	if of.NotifyRunAs != nf.NotifyRunAs {
+		n.notify.SetRunAs(nf.NotifyRunAs)
+		changes = append(changes, fmt.Sprintf("failover.notify_run_as %q -> %q", of.NotifyRunAs, nf.NotifyRunAs))
+	}
 	return changes
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"os/user"
 	"strconv"
 	"strings"
 )
@@ -33,6 +34,31 @@ func (v *validator) ownAddresses() {
 		if key, ok := own[p.Addr().Unmap()]; ok {
 			v.add("failover.vips["+strconv.Itoa(i)+"]",
 				"%s is this box's own address (%s): a VIP must be an address only the master holds, or its release would delete the box's address", p.Addr(), key)
+		}
+	}
+}
+
+// runAs checks that every run_as user exists, so a typo is found by
+// validate, not by the first failed check.
+func (v *validator) runAs() {
+	check := func(key, name string) {
+		if name == "" {
+			return
+		}
+		if _, err := user.Lookup(name); err == nil {
+			return
+		}
+		if _, err := strconv.Atoi(name); err == nil {
+			if _, err := user.LookupId(name); err == nil {
+				return
+			}
+		}
+		v.add(key, "no such user %q on this box", name)
+	}
+	check("failover.notify_run_as", v.c.Failover.NotifyRunAs)
+	for i, c := range v.c.Clusters {
+		if c.HealthCheck != nil {
+			check("clusters["+strconv.Itoa(i)+"].health_check.run_as", c.HealthCheck.RunAs)
 		}
 	}
 }
