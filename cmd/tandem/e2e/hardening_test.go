@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/pkg/api"
 )
 
 // runIn runs the tandem binary in box's namespace and returns its output
@@ -161,5 +163,107 @@ func TestOwnAddressAsVIPRefused(t *testing.T) {
 	b, err := exec.Command("ip", "-n", l.ns("lb1"), "-br", "addr", "show", "dev", "eth0").Output()
 	if err != nil || !strings.Contains(string(b), own) {
 		t.Fatalf("the box's own address is gone: %s %v", b, err)
+	}
+}
+
+// unitCaps are the packaged unit's capabilities (configs/tandem.service).
+const unitCaps = "+net_admin,+net_raw,+net_bind_service,+sys_nice"
+
+// TestNodeRunsUnprivileged runs a node the way the packaged unit does: an
+// unprivileged user (nobody here) with only the unit's capabilities. It
+// becomes master, holds and serves the VIP, stops cleanly releasing it,
+// and a release after a kill -9 works with the same rights.
+func TestNodeRunsUnprivileged(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("needs setpriv (util-linux)")
+	}
+	l := newLab(t)
+	l.respond("lb1")
+	dir, err := os.MkdirTemp("", "tandem-unpriv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	key, err := os.ReadFile(l.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(binDir + "/tandem") // binDir is root's alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+		data []byte
+	}{{dir + "/cluster.key", 0o600, key}, {dir + "/tandem", 0o755, bin}} {
+		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, dir + "/cluster.key"} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := l.config("lb1", nodeOpts{})
+	cfg = l.editConfig("lb1", "api_socket: "+l.dir+"/lb1.sock", "api_socket: "+dir+"/lb1.sock")
+	cfg = l.editConfig("lb1", "secret_file: "+l.key, "secret_file: "+dir+"/cluster.key")
+	b, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(dir+"/lb1.yaml", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg = dir + "/lb1.yaml"
+	asUnit := func(args ...string) *exec.Cmd {
+		return exec.Command("ip", append([]string{"netns", "exec", l.ns("lb1"), "setpriv",
+			"--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps=-all," + unitCaps, "--ambient-caps=-all," + unitCaps, "--bounding-set=-all," + unitCaps,
+			dir + "/tandem"}, args...)...)
+	}
+	logf, err := os.Create(dir + "/lb1.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	run := asUnit("run", "--config", cfg)
+	run.Stdout, run.Stderr = logf, logf
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: run, log: dir + "/lb1.log", done: make(chan error, 1)}
+	go func() { p.done <- run.Wait() }()
+	l.nodes["lb1"] = p
+	status := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := api.NewClient(dir + "/lb1.sock").Status(ctx)
+		if err != nil {
+			return "UNREACHABLE"
+		}
+		return st.State
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(dir + "/lb1.log")
+			t.Logf("---- log of the unprivileged lb1 ----\n%s", tail(string(b), 40))
+		}
+	})
+	l.waitFor("unprivileged lb1 MASTER holding the VIP", 10*time.Second, func() bool {
+		return status() == "MASTER" && l.holdsVIP("lb1")
+	})
+	l.onlyServedBy("lb1")
+	if log, _ := os.ReadFile(dir + "/lb1.log"); strings.Contains(string(log), "SCHED_RR refused") {
+		t.Errorf("real-time scheduling refused with CAP_SYS_NICE:\n%s", tail(string(log), 20))
+	}
+	l.kill9("lb1")
+	if !l.holdsVIP("lb1") {
+		t.Fatal("the VIP went with the killed node")
+	}
+	out, err := asUnit("release", "--config", cfg).CombinedOutput()
+	if err != nil || l.holdsVIP("lb1") {
+		t.Fatalf("unprivileged release: %v, VIP held %v\n%s", err, l.holdsVIP("lb1"), out)
 	}
 }

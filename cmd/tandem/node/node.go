@@ -233,6 +233,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()
+	g.Go(func() error { n.serviceManager(gctx, ctx); return nil })
 
 	var runErr error
 	select {

@@ -56,8 +56,12 @@ const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
 // startReloads lets reloads start clusters under ctx. It also asks the
 // kernel (best effort) to migrate the queue of a replaced listener.
 func (n *Node) startReloads(ctx context.Context) {
-	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
-		n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+	// Already on (the package's sysctl.d file sets it at boot): nothing
+	// to write, which the unit's ProtectKernelTunables would refuse.
+	if b, err := os.ReadFile(tcpMigrateReq); err != nil || strings.TrimSpace(string(b)) != "1" {
+		if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
+			n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+		}
 	}
 	n.reload.mu.Lock()
 	n.reload.base = ctx
