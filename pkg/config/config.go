@@ -38,6 +38,11 @@ type Node struct {
 	// client whose gid or supplementary groups include it is let in.
 	// Empty lets in only root and the daemon's own user. [""]
 	APIGroup string `mapstructure:"api_group" json:"api_group"`
+	// APIAdminGroup, a group name or numeric gid, may also act on the
+	// control API (switchover, server, reload, persistence flush);
+	// APIGroup's members may only read (status, events, persistence
+	// list). Root and the daemon's own user may always do both. [""]
+	APIAdminGroup string `mapstructure:"api_admin_group" json:"api_admin_group"`
 	// MetricsListen is the address of the Prometheus endpoint; "" disables
 	// it. With no host (":9110") it binds 127.0.0.1 only.
 	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`

@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 	v.clusters()
 	v.ownAddresses()
 	v.runAs()
+	v.apiAdminGroup()
 	return v.probs.err()
 }
 

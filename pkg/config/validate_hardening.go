@@ -62,3 +62,18 @@ func (v *validator) runAs() {
 		}
 	}
 }
+
+// APIAdminGroupID returns the gid of node.api_admin_group, -1 when it is
+// empty (see APIGroupID).
+func (n Node) APIAdminGroupID() (int, error) {
+	return Node{APIGroup: n.APIAdminGroup}.APIGroupID()
+}
+
+func (v *validator) apiAdminGroup() {
+	if v.c.Node.APIAdminGroup == "" {
+		return
+	}
+	if _, err := v.c.Node.APIAdminGroupID(); err != nil {
+		v.add("node.api_admin_group", "%v", err)
+	}
+}
