@@ -58,6 +58,9 @@ established connections (see tandem reload).`,
 				return err
 			}
 			log := newLogger(cfg.Node.LogLevel).With("node", cfg.Node.Name)
+			for _, w := range cfg.Warnings() {
+				log.Warn("config: " + w)
+			}
 			if how, err := raisePriority(cfg.Node.RTPriority); err != nil {
 				log.Warn("scheduling priority: heartbeats may be late under CPU load", "err", err)
 			} else {
@@ -129,6 +132,9 @@ func newValidateCmd() *cobra.Command {
 			}
 			if err := checkOwnAddresses(cfg, cmd.ErrOrStderr()); err != nil {
 				return err
+			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", cfgPath, w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (node %s, config %s)\n", cfgPath, cfg.Node.Name, cfg.Hash())
 			return nil

@@ -147,3 +147,69 @@ func TestTopBounded(t *testing.T) {
 		t.Fatalf("asked for %d entries, want at most %d", pers.asked, MaxTop)
 	}
 }
+
+// TestManyGroups: a client in more than 1024 groups (the first buffer)
+// is judged on all of them: the api_group beyond the 1024th lets it in,
+// and a client in 1100 groups none of which is api_group is refused
+// (the old code read the kernel's untouched buffer: 1024 times gid 0).
+func TestManyGroups(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client with many groups")
+	}
+	const nobody, grp = 65534, 4242
+	dir, err := os.MkdirTemp("", "tandem-api-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "api.test")
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		admin int // api_admin_group: 0 (root's group) shows the zero-filled buffer bug
+		last  uint32
+		want  string
+	}{
+		{"api_group past the 1024th group", -1, grp, "STATUS HTTP/1.0 200 OK"},
+		{"no api_group among 1100, gid 0 made admin", 0, 9999, "READ EOF"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sock := filepath.Join(dir, "m.sock")
+			l, err := ListenAccess(sock, Access{GID: grp, AdminGID: tt.admin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(sock, 0o666)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go Serve(ctx, l, Handler(fixed{Node: "lb1"}, nil, nil), slog.New(slog.DiscardHandler))
+			var groups []uint32
+			for g := uint32(10000); len(groups) < 1099; g++ {
+				groups = append(groups, g)
+			}
+			groups = append(groups, tt.last)
+			cmd := exec.Command(bin, "-test.run=^TestHelperDial$", "-test.v")
+			cmd.Env = append(os.Environ(), helperEnv+"="+sock)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: groups}}
+			out, _ := cmd.CombinedOutput()
+			got := ""
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "STATUS") || strings.HasPrefix(line, "DIAL") || strings.HasPrefix(line, "READ") {
+					got = line
+				}
+			}
+			if got != tt.want {
+				t.Fatalf("got %q, want %q\n%s", got, tt.want, out)
+			}
+		})
+	}
+}

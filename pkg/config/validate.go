@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	v.ownAddresses()
 	v.runAs()
 	v.apiAdminGroup()
+	v.counts()
 	return v.probs.err()
 }
 

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -76,4 +79,71 @@ func (v *validator) apiAdminGroup() {
 	if _, err := v.c.Node.APIAdminGroupID(); err != nil {
 		v.add("node.api_admin_group", "%v", err)
 	}
+}
+
+// MaxClusters and MaxServers bound clusters and each cluster's servers:
+// replication sends their indexes as 16-bit numbers, which must not wrap.
+const (
+	MaxClusters = 1 << 16
+	MaxServers  = 1 << 16
+)
+
+func (v *validator) counts() {
+	if n := len(v.c.Clusters); n > MaxClusters {
+		v.add("clusters", "%d clusters, at most %d", n, MaxClusters)
+	}
+	for i, c := range v.c.Clusters {
+		if n := len(c.Servers); n > MaxServers {
+			v.add("clusters["+strconv.Itoa(i)+"].servers", "%d servers, at most %d", n, MaxServers)
+		}
+	}
+}
+
+// exampleKey is the key printed in configs/example-full.yaml: public, so
+// never a real key.
+const exampleKey = "tandem-example-key-do-not-use!!!"
+
+// ExampleKeyInUse returns an error when a cluster key is the example key
+// of configs/example-full.yaml. It is no config error (the example must
+// validate), but a node refuses to run or reload with it: anyone who has
+// read the docs holds it.
+func (c *Config) ExampleKeyInUse() error {
+	keys, err := c.ClusterKeys()
+	if err != nil {
+		return nil // reported by Validate
+	}
+	for _, k := range keys {
+		if string(k) == exampleKey {
+			return errors.New("the cluster key is the example key published in configs/example-full.yaml: generate one with `tandem keygen`")
+		}
+	}
+	return nil
+}
+
+// Warnings lists what is valid but unsafe, for validate and run to print:
+// the example key, and a config holding a secret or a key file that
+// users other than the owner and group may read.
+func (c *Config) Warnings() []string {
+	var w []string
+	if err := c.ExampleKeyInUse(); err != nil {
+		w = append(w, err.Error())
+	}
+	secretInline := c.Cluster.Secret != "" || len(c.Cluster.AcceptSecrets) > 0
+	for _, vc := range c.Clusters {
+		if vc.HealthCheck != nil && vc.HealthCheck.Secret != "" {
+			secretInline = true
+		}
+	}
+	if c.File != "" && secretInline && worldReadable(c.File) {
+		w = append(w, fmt.Sprintf("%s holds a secret and others may read it: chmod o-rwx %s", c.File, c.File))
+	}
+	if f := c.Cluster.SecretFile; f != "" && worldReadable(f) {
+		w = append(w, fmt.Sprintf("cluster.secret_file %s: others may read the cluster key: chmod o-rwx %s", f, f))
+	}
+	return w
+}
+
+func worldReadable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().Perm()&0o004 != 0
 }

@@ -1,6 +1,11 @@
 package config
 
 import (
+	"encoding/base64"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -41,5 +46,54 @@ func TestVIPNotAHeartbeatBind(t *testing.T) {
 	c.Failover.VIPs = append(c.Failover.VIPs, "198.19.0.11/24")
 	if got := errString(c.Validate()); !strings.Contains(got, "failover.vips[1]: 198.19.0.11 is this box's own address (cluster.heartbeat_paths[0].bind)") {
 		t.Fatalf("Validate = %q", got)
+	}
+}
+
+func TestCountsBounded(t *testing.T) {
+	c := validInCode()
+	servers := make([]Server, MaxServers+1)
+	for i := range servers {
+		servers[i] = Server{Name: "s" + strconv.Itoa(i), Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 80).String(), Weight: 1}
+	}
+	c.Clusters[0].Servers = servers
+	if got := errString(c.Validate()); !strings.Contains(got, "clusters[0].servers: 65537 servers, at most 65536") {
+		t.Fatalf("Validate = %.300q", got)
+	}
+}
+
+// TestExampleKeyAndReadableSecrets: the published example key is named
+// (run and reload refuse it), and secrets others can read are warned
+// about.
+func TestExampleKeyAndReadableSecrets(t *testing.T) {
+	dir := t.TempDir()
+	c := validInCode()
+	c.Cluster.Insecure = false
+	c.Cluster.Secret = testKey // the example key
+	if err := c.ExampleKeyInUse(); err == nil || !strings.Contains(err.Error(), "tandem keygen") {
+		t.Fatalf("ExampleKeyInUse = %v", err)
+	}
+	c.File = filepath.Join(dir, "tandem.yaml")
+	if err := os.WriteFile(c.File, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	if !strings.Contains(w, "example key") || !strings.Contains(w, "holds a secret and others may read it") {
+		t.Fatalf("warnings:\n%s", w)
+	}
+	os.Chmod(c.File, 0o640)
+	key := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(key, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Cluster.Secret, c.Cluster.SecretFile = "", key
+	if err := c.ExampleKeyInUse(); err != nil {
+		t.Fatalf("a real key refused: %v", err)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "others may read the cluster key") {
+		t.Fatalf("warnings: %q", w)
+	}
+	os.Chmod(key, 0o640)
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("warnings for safe files: %q", w)
 	}
 }

@@ -86,6 +86,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster key: %w", err)
 	}
+	if err := cfg.ExampleKeyInUse(); err != nil {
+		return nil, err
+	}
 	f := cfg.Failover
 	var paths []peer.Path
 	for _, hp := range cfg.Cluster.HeartbeatPaths {

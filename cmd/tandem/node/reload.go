@@ -107,6 +107,11 @@ func (n *Node) Reload() ([]string, error) {
 		n.events.add("reload", "refused: %v", err)
 		return nil, err
 	}
+	if err := cfg.ExampleKeyInUse(); err != nil {
+		n.log.Warn("reload refused", "err", err)
+		n.events.add("reload", "refused: %v", err)
+		return nil, err
+	}
 
 	keyChanges, err := n.reloadKeys(cfg)
 	if err != nil {
