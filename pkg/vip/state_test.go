@@ -128,3 +128,30 @@ func TestReadStateMissingAndBroken(t *testing.T) {
 		t.Fatalf("broken file: exists %v, err %v", exists, err)
 	}
 }
+
+// FuzzReadState: a state file of any content is refused or read, never
+// panics, and what is read writes back to a file that reads the same.
+func FuzzReadState(f *testing.F) {
+	f.Add([]byte(`{"interface":"eth0","vips":["198.18.0.100/24","2001:db8::100/64"]}`))
+	f.Add([]byte(`{"interface":"eth0","vips":[]}`))
+	f.Add([]byte(`{"vips":["x"]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "s.vips")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		iface, vips, exists, err := ReadState(p)
+		if err != nil || !exists {
+			return
+		}
+		if err := writeState(p, iface, vips); err != nil {
+			t.Fatal(err)
+		}
+		iface2, vips2, _, err := ReadState(p)
+		if err != nil || iface2 != iface || !slices.Equal(vips, vips2) {
+			t.Fatalf("round trip: %q %v -> %q %v (%v)", iface, vips, iface2, vips2, err)
+		}
+	})
+}
