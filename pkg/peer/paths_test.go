@@ -53,6 +53,7 @@ func TestAdvertsTakeEveryPath(t *testing.T) {
 	b := start(t, Config{NodeName: "lb2", Bind: at("127.0.0.3"), Peers: []string{at("127.0.0.1")},
 		Paths: []Path{{Bind: at("127.0.0.4"), Peer: at("127.0.0.2")}}, Keys: [][]byte{keyA}, Label: "paths"})
 	sendUntil(t, a, b, Advert{State: "MASTER", Priority: 150})
+	time.Sleep(200 * time.Millisecond) // the second copies of sendUntil's adverts
 	drain(b)
 	before := b.Stats()
 	if err := a.SendAdvert(Advert{State: "MASTER", Priority: 150}); err != nil {
@@ -60,7 +61,7 @@ func TestAdvertsTakeEveryPath(t *testing.T) {
 	}
 	eventually(t, "the advert over both paths", func() bool {
 		s := b.Stats()
-		return s.AdvertsReceived == before.AdvertsReceived+1 && s.Dropped[DropDuplicate] == before.Dropped[DropDuplicate]+1
+		return s.AdvertsReceived >= before.AdvertsReceived+1 && s.Dropped[DropDuplicate] >= before.Dropped[DropDuplicate]+1
 	})
 	time.Sleep(100 * time.Millisecond)
 	if n := b.Stats().AdvertsReceived; n != before.AdvertsReceived+1 {
