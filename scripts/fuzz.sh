@@ -19,6 +19,8 @@ SAVE=0
 TARGETS=(
     "./pkg/config FuzzLoad"
     "./pkg/peer FuzzAdvert"
+    "./pkg/peer FuzzFreshnessMessages"
+    "./pkg/vip FuzzReadState"
     "./pkg/replicate FuzzDecode"
     "./dataplane FuzzProxyHeader"
     "./pkg/vip FuzzRivalInspect"

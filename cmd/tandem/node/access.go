@@ -16,5 +16,9 @@ func (n *Node) listenAPI() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node.api_group: %w", err)
 	}
-	return api.ListenAccess(nc.APISocket, api.Access{GID: gid, Log: n.log.With("component", "api")})
+	admin, err := nc.APIAdminGroupID()
+	if err != nil {
+		return nil, fmt.Errorf("node.api_admin_group: %w", err)
+	}
+	return api.ListenAccess(nc.APISocket, api.Access{GID: gid, AdminGID: admin, Log: n.log.With("component", "api")})
 }

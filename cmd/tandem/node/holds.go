@@ -99,6 +99,9 @@ func (n *Node) desiredHolds(now time.Time, m failover.Machine) map[string]bool {
 			h["waiting for health checks after the witness answered again"] = true
 		}
 	}
+	if r := nameClashHold(n.gen().cfg.Node.Name, n.peer.NameClash(), now); r != "" {
+		h[r] = true
+	}
 	p := n.peerNow(now)
 	liveMaster := p.alive && p.state == failover.Master.String() && p.priority != 0
 	if liveMaster {

@@ -49,6 +49,8 @@ type Node struct {
 	rivals  *vip.RivalWatcher
 	ownMAC  atomic.Pointer[string]
 	witness *witness
+	// conflicts are boxes other than the peer announcing our VIPs.
+	conflicts conflictLog
 
 	events eventLog
 
@@ -85,6 +87,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster key: %w", err)
 	}
+	if err := cfg.ExampleKeyInUse(); err != nil {
+		return nil, err
+	}
 	f := cfg.Failover
 	var paths []peer.Path
 	for _, hp := range cfg.Cluster.HeartbeatPaths {
@@ -108,6 +113,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vip manager: %w", err)
 	}
+	vm.SetStateFiles(cfg.Node.APISocket)
 	n := &Node{
 		log:     log,
 		version: version,
@@ -118,6 +124,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		rivals:  vip.NewRivalWatcher(f.Interface, f.PrefixesOn(f.Interface)),
 		witness: newWitness(),
 	}
+	n.notify.SetRunAs(f.NotifyRunAs)
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
 	if cfg.HasNAT() {
 		if n.nat, err = newNATState(cfg, log.With("component", "nat")); err != nil {
@@ -168,9 +175,17 @@ func hasHealthChecks(cfg *config.Config) bool {
 // priority-0 advert and releases its VIPs before the node leaves the
 // member list, so the peer takes over at once.
 func (n *Node) Run(ctx context.Context) error {
-	// A crash may have left VIPs on the interface; never start with them.
+	// The control socket first: a second node started with the same
+	// config stops here, before it touches the running node's VIPs.
+	ln, err := n.listenAPI()
+	if err != nil {
+		return err
+	}
+	// A crash may have left VIPs on the interface; never start with them,
+	// nor with a VIP that is the box's own address.
 	if err := n.vips.Cleanup(); err != nil {
-		return fmt.Errorf("remove leftover VIPs: %w", err)
+		ln.Close()
+		return fmt.Errorf("VIPs at start: %w", err)
 	}
 	defer n.vips.Close()
 	if n.nat != nil {
@@ -183,10 +198,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	if err := n.listenClusters(); err != nil {
-		return err
-	}
-	ln, err := n.listenAPI()
-	if err != nil {
+		ln.Close()
 		return err
 	}
 	if err := n.peer.Start(ctx); err != nil {
@@ -242,6 +254,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()
+	g.Go(func() error { n.serviceManager(gctx, ctx); return nil })
 
 	var runErr error
 	select {
@@ -337,18 +350,22 @@ func (n *Node) forwardRivals(ctx context.Context, in <-chan vip.Sighting) {
 				own = *p
 			}
 			mac := s.MAC.String()
+			peerMAC := n.peerMAC()
 			// While the peer is heard its own announcements (a master
 			// whose adverts were late announces alone) are routine;
 			// they matter, and are reported, only when it is silent.
+			// Anyone else's are address conflicts.
 			m := n.loop.Snapshot()
 			silent := m.Peer.LastHeard.IsZero() || s.At.Sub(m.Peer.LastHeard) > 3*n.loop.Config().AdvertInterval/2
-			if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
+			if mac != peerMAC {
+				n.noteConflict(s, peerMAC, m.State)
+			} else if silent && (mac != lastMAC || s.At.Sub(lastAt) > failover.RivalHold) {
 				n.log.Info("another box announces a VIP while the peer is silent", "vip", s.VIP.String(), "mac", mac,
 					"state", m.State.String())
 				n.events.add("rival", "%s announced %s while the peer is silent (this node %s)", mac, s.VIP, m.State)
 				lastMAC, lastAt = mac, s.At
 			}
-			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own})
+			n.loop.Post(failover.Rival{VIP: s.VIP.String(), MAC: mac, OwnMAC: own, PeerMAC: peerMAC})
 		}
 	}
 }
@@ -446,7 +463,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		err := n.peer.SendAdvert(peer.Advert{
 			Node: n.gen().cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
 			ConfigHash: n.gen().advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
-			Held: len(m.Holds) > 0,
+			Held: len(m.Holds) > 0, MAC: n.ownHW(),
 		})
 		if err != nil {
 			n.log.Debug("send advert", "err", err)

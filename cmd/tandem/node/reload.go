@@ -55,8 +55,12 @@ const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
 // startReloads lets reloads start clusters under ctx. It also asks the
 // kernel (best effort) to migrate the queue of a replaced listener.
 func (n *Node) startReloads(ctx context.Context) {
-	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
-		n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+	// Already on (the package's sysctl.d file sets it at boot): nothing
+	// to write, which the unit's ProtectKernelTunables would refuse.
+	if b, err := os.ReadFile(tcpMigrateReq); err != nil || strings.TrimSpace(string(b)) != "1" {
+		if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
+			n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+		}
 	}
 	n.reload.mu.Lock()
 	n.reload.base = ctx
@@ -98,6 +102,11 @@ func (n *Node) Reload() ([]string, error) {
 		return nil, re
 	}
 	if err := n.needsRestart(old.cfg, cfg); err != nil {
+		n.log.Warn("reload refused", "err", err)
+		n.events.add("reload", "refused: %v", err)
+		return nil, err
+	}
+	if err := cfg.ExampleKeyInUse(); err != nil {
 		n.log.Warn("reload refused", "err", err)
 		n.events.add("reload", "refused: %v", err)
 		return nil, err
@@ -424,6 +433,10 @@ func (n *Node) reloadFailover(ctx context.Context, old, cfg *config.Config) []st
 	if of.Notify != nf.Notify {
 		n.notify.SetPath(nf.Notify)
 		changes = append(changes, fmt.Sprintf("failover.notify %q -> %q", of.Notify, nf.Notify))
+	}
+	if of.NotifyRunAs != nf.NotifyRunAs {
+		n.notify.SetRunAs(nf.NotifyRunAs)
+		changes = append(changes, fmt.Sprintf("failover.notify_run_as %q -> %q", of.NotifyRunAs, nf.NotifyRunAs))
 	}
 	return changes
 }

@@ -50,6 +50,7 @@ func (n *Node) Status() api.Status {
 	}
 	rs := n.rivals.Stats()
 	st.SplitBrain = api.SplitBrain{ARPRead: rs.Read, ARPMalformed: rs.Malformed, Rivals: rs.Sightings}
+	n.conflictStatus(&st.SplitBrain)
 	if w := n.gen().cfg.Failover.Witness; w != "" {
 		ws := &api.Witness{Address: w, Sent: n.witness.sent.Load(), Answered: n.witness.answered.Load(), LastAnswerMs: -1,
 			Reachable: !n.witness.lost(w, now, 2*n.gen().cfg.Failover.AdvertInterval)}
@@ -89,6 +90,7 @@ func (n *Node) Status() api.Status {
 				}
 			}
 		}
+		nameClashPeer(&p, st.Node, n.peer.NameClash(), now)
 		st.Peers = append(st.Peers, p)
 	}
 

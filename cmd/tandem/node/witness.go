@@ -90,6 +90,7 @@ func (n *Node) pingLoop(ctx context.Context, w *witness, addr string, target fun
 	defer c.Close()
 	w.lastReply.Store(0)
 	w.target.Store(&ip)
+	book := newEchoBook(w.id)
 
 	done := make(chan struct{})
 	defer func() { <-done }()
@@ -112,9 +113,9 @@ func (n *Node) pingLoop(ctx context.Context, w *witness, addr string, target fun
 			if err != nil || m.Type != reply {
 				continue
 			}
-			e, ok := m.Body.(*icmp.Echo)
+			e, _ := m.Body.(*icmp.Echo)
 			src, _ := netip.ParseAddr(from.String())
-			if !ok || e.ID != w.id || src.Unmap() != ip.Unmap() {
+			if !book.answers(e) || src.Unmap() != ip.Unmap() {
 				continue
 			}
 			w.answered.Add(1)
@@ -126,7 +127,7 @@ func (n *Node) pingLoop(ctx context.Context, w *witness, addr string, target fun
 	for ctx.Err() == nil && target() == addr {
 		// (A reload that changes the witness ends this loop; run starts
 		// another for the new address.)
-		msg := icmp.Message{Type: echo, Body: &icmp.Echo{ID: w.id, Seq: int(w.seq.Add(1) & 0xffff), Data: []byte("tandem witness")}}
+		msg := icmp.Message{Type: echo, Body: book.request(int(w.seq.Add(1) & 0xffff))}
 		b, err := msg.Marshal(nil)
 		if err != nil {
 			return fmt.Errorf("build echo: %w", err)
