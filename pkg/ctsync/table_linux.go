@@ -25,7 +25,7 @@ import (
 // are safe for concurrent use.
 type Table struct {
 	log  *slog.Logger
-	nsfd int // owned; every socket is opened in this namespace
+	nsfd int // owned; every socket is opened in this namespace; 0: the caller's (Open)
 
 	// EventOptions tune Events; set them before calling Events.
 	EventOptions EventOptions
@@ -41,14 +41,12 @@ type Table struct {
 
 // Open opens the conntrack table of the calling goroutine's network
 // namespace.
+//
+// Its sockets are opened where the caller is, without entering a
+// namespace: setns, even into one's own namespace, needs CAP_SYS_ADMIN,
+// which the daemon does not have (it runs with NET_ADMIN and NET_RAW).
 func Open(log *slog.Logger) (*Table, error) {
-	runtime.LockOSThread()
-	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	runtime.UnlockOSThread()
-	if err != nil {
-		return nil, fmt.Errorf("open own network namespace: %w", err)
-	}
-	return open(fd, log)
+	return open(0, log)
 }
 
 // OpenNetns opens the conntrack table of the network namespace fd refers
@@ -69,7 +67,9 @@ func open(nsfd int, log *slog.Logger) (*Table, error) {
 	t := &Table{log: log, nsfd: nsfd, buf: make([]byte, 64<<10)}
 	var err error
 	if t.req, err = t.dial(); err != nil {
-		unix.Close(nsfd)
+		if nsfd > 0 {
+			unix.Close(nsfd)
+		}
 		return nil, classifyProbe(err, true, nil)
 	}
 	return t, nil
@@ -96,7 +96,9 @@ func (t *Table) Close() error {
 		t.dump = nil
 	}
 	t.dumpMu.Unlock()
-	unix.Close(t.nsfd)
+	if t.nsfd > 0 {
+		unix.Close(t.nsfd)
+	}
 	return err
 }
 
@@ -161,6 +163,9 @@ func (t *Table) EventsMode() (int, error) {
 // thread cannot be switched back it stays locked, so the runtime retires
 // it instead of reusing it in the wrong namespace.
 func (t *Table) inNetns(fn func() error) error {
+	if t.nsfd == 0 { // the caller's own namespace (Open)
+		return fn()
+	}
 	runtime.LockOSThread()
 	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
