@@ -210,7 +210,7 @@ func startEvents(t *testing.T, tb *Table, mark, mask uint32, size int) (<-chan E
 	ch := make(chan Event, size)
 	errc := make(chan error, 1)
 	go func() { errc <- tb.Events(ctx, mark, mask, ch) }()
-	stop := func() error { cancel(); return <-errc }
+	stop := sync.OnceValue(func() error { cancel(); return <-errc })
 	t.Cleanup(func() { stop() })
 
 	probe := dnatFlow()
