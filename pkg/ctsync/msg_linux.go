@@ -1,6 +1,7 @@
 package ctsync
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/mdlayher/netlink"
@@ -42,6 +43,9 @@ func family(f Flow) netfilter.ProtoFamily {
 func newFlowMessage(f Flow, create, withStatus bool) (netlink.Message, error) {
 	if err := f.Valid(); err != nil {
 		return netlink.Message{}, err
+	}
+	if f.Proto != ProtoTCP && f.Proto != ProtoUDP {
+		return netlink.Message{}, fmt.Errorf("%w: protocol %d (only tcp and udp can be written)", ErrInvalidFlow, f.Proto)
 	}
 	ae := netfilter.NewAttributeEncoder()
 	ae.Nested(ctaTupleOrig, tupleEncoder(f.Proto, f.Orig))

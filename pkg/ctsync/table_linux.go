@@ -311,9 +311,6 @@ func (t *Table) WriteBatch(fs []Flow) error {
 }
 
 func (t *Table) create(f Flow) error {
-	if f.Proto != ProtoTCP && f.Proto != ProtoUDP {
-		return fmt.Errorf("%w: protocol %d (only tcp and udp)", ErrInvalidFlow, f.Proto)
-	}
 	m, err := newFlowMessage(f, true, true)
 	if err != nil {
 		return err

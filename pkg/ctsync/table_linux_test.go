@@ -247,3 +247,47 @@ func TestNetnsDecodeMatchesTiMo(t *testing.T) {
 		}
 	}
 }
+
+func TestNetnsWriteBatch(t *testing.T) {
+	l := newLab(t, "wb")
+	ns := l.ns("box")
+	nft(t, ns, natRuleset)
+	tb := openTable(t, ns)
+	flow := func(i int) Flow {
+		f := dnatFlow()
+		f.Orig.Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 70, byte(i >> 8)}), uint16(1000+i))
+		f.Reply.Dst = f.Orig.Src
+		return f
+	}
+	// Already there: one with the same binding, one with another.
+	same, other := flow(3), flow(4)
+	other.Reply.Src = ap("198.19.60.99:1")
+	for _, f := range []Flow{same, other} {
+		if err := tb.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var batch []Flow
+	for i := range 600 { // three datagrams
+		batch = append(batch, flow(i))
+	}
+	bad := flow(9999)
+	bad.Proto = 1
+	batch = append(batch, bad)
+	err := tb.WriteBatch(batch)
+	if !errors.Is(err, ErrInvalidFlow) {
+		t.Errorf("WriteBatch error %v, want the invalid flow's", err)
+	}
+	got := dumpAll(t, tb, testMark, 0xffffffff)
+	if len(got) != 600 {
+		t.Fatalf("%d entries after WriteBatch, want 600", len(got))
+	}
+	for i := range 600 {
+		if f := flow(i); got[f.Key()].Reply != f.Reply {
+			t.Errorf("entry %d: reply %v, want %v", i, got[f.Key()].Reply, f.Reply)
+		}
+	}
+	if st := tb.Stats(); st.Created != 2+598 || st.Updated != 1 || st.Replaced != 1 || st.WriteErrors != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
