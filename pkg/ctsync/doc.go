@@ -37,9 +37,12 @@
 //   - An existing entry accepts timeout, status, mark and TCP protoinfo
 //     changes, never NAT changes (EOPNOTSUPP): Write deletes and re-creates
 //     an entry whose binding differs, after a GET.
-//   - TCP entries get IP_CT_TCP_FLAG_BE_LIBERAL on both directions: an
-//     injected entry has no window history, and without it the first
-//     packets after a failover can be judged out of window. With
+//   - TCP entries get IP_CT_TCP_FLAG_BE_LIBERAL on both directions, as
+//     conntrackd's do: an injected entry has no window history. The kernel
+//     learns the windows from the first packets it sees (the failover test
+//     passes without the flag too), but a scaled window learned from one
+//     mid-stream packet can make later in-flight segments look out of
+//     window; the flag keeps window checks from dropping them. With
 //     net.netfilter.nf_conntrack_tcp_loose=0 (recommended on Tandem boxes,
 //     and set in the tests) a mid-stream packet without an entry is
 //     invalid: the replicated entry is then the only way a session goes
