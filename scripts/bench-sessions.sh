@@ -705,10 +705,10 @@ done
     echo "### Sessions across a failover ($DATE)"
     echo
     echo "\`$CMDLINE\` with TRIALS=$TRIALS SESSIONS=$SESSIONS HOLD=$HOLD KA_RT_PRIORITY=$KA_RT_PRIORITY, $(uname -r), $(nproc) cores,"
-    echo "keepalived $(keepalived -v 2>&1 | sed -n '1s/^Keepalived v\([^ ]*\).*/\1/p'), conntrackd $(conntrackd -v 2>&1 | sed -n '1s/.* v\([0-9.]*\).*/\1/p');"
+    echo "keepalived $(keepalived -v 2>&1 | sed -n '1s/^Keepalived v\([^ ]*\).*/\1/p'), conntrackd $(conntrackd -v 2>&1 | sed -n '1s/.* v\([0-9][0-9.]*[0-9]\).*/\1/p');"
     echo "tandem ${TANDEM_SRC:-not built}. $SESSIONS sessions, a line every 100 ms each, each waiting for its echo;"
     echo "gap = time between two answered lines (100 ms when nothing happens), over the survivors;"
-    echo "stalled = survivors with a gap over 150 ms; take-over = from the switch port going down (or the switchover command) to the VIP's add on the other box (netlink)."
+    echo "stalled = survivors with a gap over 150 ms; take-over = from the switch port going down (ip monitor; its stamp may come late on a busy machine) or the switchover command, to the VIP's add on the other box (netlink)."
     echo
     for part in "${PART_LIST[@]}"; do
         case ${RESULT[$part]} in
