@@ -30,9 +30,10 @@
 #        TRIALS     pulls per setup [10]; SWITCHOVERS, RESTARTS for nat [TRIALS]
 #        SESSIONS   sessions per trial [200]
 #        HOLD       seconds measured after the pull or switchover [4]
-#        KA_RT_PRIORITY  keepalived's vrrp_rt_priority, as Tandem's default
-#                   node.rt_priority [10]; 0: none (conntrackd is real-time
-#                   by default)
+#        KA_RT_PRIORITY  keepalived's vrrp_rt_priority [0: none, as packaged];
+#                   Tandem's default node.rt_priority is 10, conntrackd is
+#                   real-time by default. On a busy 2-core VM keepalived's
+#                   VRRP child at 10 was killed by RLIMIT_RTTIME.
 #        TANDEM_BIN tandem binary [built from ./cmd/tandem into a temp dir]
 #
 # One trial: `labtools sessions` in the client's namespace until every
@@ -62,7 +63,7 @@ SWITCHOVERS=${SWITCHOVERS:-$TRIALS}
 RESTARTS=${RESTARTS:-$TRIALS}
 SESSIONS=${SESSIONS:-200}
 HOLD=${HOLD:-4}
-KA_RT_PRIORITY=${KA_RT_PRIORITY:-10}
+KA_RT_PRIORITY=${KA_RT_PRIORITY:-0}
 VIP=198.18.0.100
 IVIP=198.19.1.1
 PORT=5222
@@ -267,8 +268,7 @@ SH
 
 start_keepalived() { # start_keepalived ADVERT_SECONDS SYNC(0|1)
     local adv=$1 sync=$2 n dir notify rt=""
-    # real-time scheduling as Tandem's default (node.rt_priority 10); on a
-    # busy machine keepalived without it flaps at 50 ms adverts
+    # optional real-time scheduling (Tandem's default is SCHED_RR 10)
     [[ $KA_RT_PRIORITY -gt 0 ]] && rt="    vrrp_rt_priority $KA_RT_PRIORITY"
     command -v keepalived >/dev/null || { log "keepalived missing: run scripts/deps.sh"; return 1; }
     if [[ $sync -eq 1 ]]; then
@@ -705,10 +705,10 @@ done
     echo "### Sessions across a failover ($DATE)"
     echo
     echo "\`$CMDLINE\` with TRIALS=$TRIALS SESSIONS=$SESSIONS HOLD=$HOLD KA_RT_PRIORITY=$KA_RT_PRIORITY, $(uname -r), $(nproc) cores,"
-    echo "keepalived $(keepalived -v 2>&1 | sed -n '1s/^Keepalived v\([^ ]*\).*/\1/p'), conntrackd $(conntrackd -v 2>&1 | sed -n '1s/.* v\([0-9.]*\).*/\1/p');"
+    echo "keepalived $(keepalived -v 2>&1 | sed -n '1s/^Keepalived v\([^ ]*\).*/\1/p'), conntrackd $(conntrackd -v 2>&1 | sed -n '1s/.* v\([0-9][0-9.]*[0-9]\).*/\1/p');"
     echo "tandem ${TANDEM_SRC:-not built}. $SESSIONS sessions, a line every 100 ms each, each waiting for its echo;"
     echo "gap = time between two answered lines (100 ms when nothing happens), over the survivors;"
-    echo "stalled = survivors with a gap over 150 ms; take-over = from the switch port going down (or the switchover command) to the VIP's add on the other box (netlink)."
+    echo "stalled = survivors with a gap over 150 ms; take-over = from the switch port going down (ip monitor; its stamp may come late on a busy machine) or the switchover command, to the VIP's add on the other box (netlink)."
     echo
     for part in "${PART_LIST[@]}"; do
         case ${RESULT[$part]} in
