@@ -31,6 +31,11 @@ const (
 	// HoldWitnessSettling: the witness answers again, but the health
 	// checks that failed while the box was cut off have not caught up.
 	HoldWitnessSettling
+	// HoldNameClash: another box advertises under this node's own name,
+	// so the election never sees a peer and both would become master. A
+	// plain hold: a running master keeps its VIPs (it was serving); a
+	// backup or a newly started box does not take them.
+	HoldNameClash
 	// HoldDrift: a live master's config differs from this node's.
 	HoldDrift
 	// HoldSync: a live master's persistence table has not fully arrived,
@@ -42,7 +47,7 @@ const (
 )
 
 var holdKindNames = [...]string{"", "first-health", "fault-settling", "witness-lost", "witness-settling",
-	"drift", "sync", "startup-grace"}
+	"name-clash", "drift", "sync", "startup-grace"}
 
 func (k HoldKind) String() string {
 	if int(k) < len(holdKindNames) && k != 0 {
@@ -54,6 +59,12 @@ func (k HoldKind) String() string {
 // HandsOver reports whether a hold of this kind impairs a master too (see
 // Hold.HandOver); the others only keep a backup back.
 func (k HoldKind) HandsOver() bool { return k == HoldWitnessLost }
+
+// NameClashFor is how long after the last advert heard under this node's
+// name from another box the node stays held: the other box's adverts
+// arrive every advert interval, so a few seconds of silence means it was
+// renamed or stopped.
+const NameClashFor = 5 * time.Second
 
 // StartupGrace is how long a node with persistence waits for a peer it
 // has never heard before it may become master alone.
@@ -80,6 +91,11 @@ type HoldFacts struct {
 	// last answered (zero: never, or not since it was configured).
 	Witness       string
 	WitnessAnswer time.Time
+	// Node is this node's name; NameClashFrom is the box last heard
+	// advertising under it, at NameClashAt (zero: never).
+	Node          string
+	NameClashFrom string
+	NameClashAt   time.Time
 	// Peer is the peer's last advert; zero when none was heard.
 	Peer PeerAdvert
 	// ConfigDiff names the config sections in which the peer's last
@@ -133,6 +149,7 @@ type HoldMemory struct {
 //   - while failover.witness does not answer, so a box cut off from the
 //     network does not claim the VIPs (and, once it answers again, until
 //     the health checks that failed meanwhile have caught up);
+//   - while another box advertises under this node's name;
 //   - while a live master's config differs from this node's (drift);
 //   - while a live master's sticky table has not fully arrived, so sticky
 //     clients keep their server across the hand-over;
@@ -176,6 +193,9 @@ func (c Config) Holds(m Machine, f HoldFacts, mem HoldMemory, now time.Time) ([]
 			want(HoldWitnessSettling, "waiting for health checks after the witness answered again")
 		}
 	}
+	if NameClash(f.NameClashAt, now) {
+		want(HoldNameClash, "node name %q is also used by the box at %s: give each box its own node.name", f.Node, f.NameClashFrom)
+	}
 	p := f.Peer
 	alive := !p.At.IsZero() && now.Sub(p.At) < c.MasterDown()
 	liveMaster := alive && p.State == Master.String() && p.Priority != 0
@@ -192,6 +212,12 @@ func (c Config) Holds(m Machine, f HoldFacts, mem HoldMemory, now time.Time) ([]
 		want(HoldStartupGrace, "start-up grace: waiting up to %s for the peer", StartupGrace)
 	}
 	return h, mem
+}
+
+// NameClash reports whether an advert under this node's own name from
+// another box, last heard at (zero: never), still holds the node at now.
+func NameClash(at, now time.Time) bool {
+	return !at.IsZero() && now.Sub(at) <= NameClashFor
 }
 
 // HealthSettling reports whether the health verdicts of a box that left

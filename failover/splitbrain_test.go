@@ -9,6 +9,8 @@ import (
 const (
 	macLo = "02:00:00:00:00:01"
 	macHi = "02:00:00:00:00:02"
+	// macStranger is neither node's: a misconfigured box or a spoofer.
+	macStranger = "02:00:00:00:00:99"
 )
 
 // TestSplitBrainDefence covers the second heartbeat path (a FAULT advert
@@ -42,7 +44,7 @@ func TestSplitBrainDefence(t *testing.T) {
 		{name: "a master announces 1.5 intervals after the peer went silent", cfg: lb1, setup: lb1Heard,
 			ev: Tick{}, now: 326, want: Master, acts: []string{"advert", "announce"}},
 		{name: "a rival with precedence makes a master with a silent peer step down", cfg: lb2, setup: lb2Took,
-			ev: Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}, now: 300, want: Backup,
+			ev: Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo, PeerMAC: macHi}, now: 300, want: Backup,
 			acts: []string{"MASTER>BACKUP", "release", "advert"}, reason: "peer lb1 has precedence",
 			checkFn: func(t *testing.T, m Machine) {
 				if !m.RivalUntil.Equal(at(300).Add(RivalHold)) || m.Rival != macHi {
@@ -50,7 +52,7 @@ func TestSplitBrainDefence(t *testing.T) {
 				}
 			}},
 		{name: "a backup holds back while the rival announces", cfg: lb2,
-			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}),
+			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo, PeerMAC: macHi}}),
 			ev:    Tick{}, now: 600, want: Backup,
 			checkFn: func(t *testing.T, m Machine) {
 				if d := m.Deadline(); d.Before(at(600)) {
@@ -58,10 +60,10 @@ func TestSplitBrainDefence(t *testing.T) {
 				}
 			}},
 		{name: "the backup takes over once the rival stops announcing", cfg: lb2,
-			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}, timed{600, Tick{}}),
+			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo, PeerMAC: macHi}}, timed{600, Tick{}}),
 			ev:    Tick{}, now: 300 + 3000, want: Master, reason: "stopped announcing"},
 		{name: "an advert ends the rival hold", cfg: lb2,
-			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}),
+			setup: append(slices.Clone(lb2Took), timed{300, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo, PeerMAC: macHi}}),
 			ev:    masterAdvert("lb1", 150), now: 400, want: Backup, acts: none,
 			checkFn: func(t *testing.T, m Machine) {
 				if !m.RivalUntil.IsZero() {
@@ -70,12 +72,12 @@ func TestSplitBrainDefence(t *testing.T) {
 			}},
 		{name: "a master that wins the tie-break announces again", cfg: lb1,
 			setup: []timed{{0, Start{}}, {10, Advert{Node: "lb2", Priority: 100, State: Backup}}, {200, Tick{}}},
-			ev:    Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 300, want: Master,
+			ev:    Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi, PeerMAC: macLo}, now: 300, want: Master,
 			acts: []string{"announce"}},
 		{name: "answers to a rival are rate-limited", cfg: lb1,
 			setup: []timed{{0, Start{}}, {10, Advert{Node: "lb2", Priority: 100, State: Backup}}, {200, Tick{}},
-				{300, Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}}},
-			ev: Rival{VIP: "198.18.0.101", MAC: macLo, OwnMAC: macHi}, now: 320, want: Master, acts: none},
+				{300, Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi, PeerMAC: macLo}}},
+			ev: Rival{VIP: "198.18.0.101", MAC: macLo, OwnMAC: macHi, PeerMAC: macLo}, now: 320, want: Master, acts: none},
 		{name: "a master announces again when the silent peer is heard again", cfg: lb1,
 			setup: append(slices.Clone(lb1Heard), timed{326, Tick{}}),
 			ev:    Advert{Node: "lb2", Priority: 100, State: Backup}, now: 900, want: Master, acts: []string{"announce"}},
@@ -83,15 +85,36 @@ func TestSplitBrainDefence(t *testing.T) {
 			setup: append(slices.Clone(lb1Heard), timed{326, Tick{}}),
 			ev:    masterAdvert("lb2", 100), now: 900, want: Master, acts: []string{"advert", "announce"}},
 		{name: "a rival is ignored while the peer is heard", cfg: lb1, setup: lb1Heard,
-			ev: Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 260, want: Master, acts: none},
-		{name: "with no peer known the lower MAC wins (rival lower)", cfg: lb1,
+			ev: Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi, PeerMAC: macLo}, now: 260, want: Master, acts: none},
+		{name: "with no peer known another box is a conflict, however low its MAC", cfg: lb1,
 			setup: []timed{{0, Start{}}, {200, Tick{}}},
-			ev:    Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 300, want: Backup, reason: "lower"},
-		{name: "with no peer known the lower MAC wins (ours lower)", cfg: lb1,
-			setup: []timed{{0, Start{}}, {200, Tick{}}},
-			ev:    Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}, now: 300, want: Master, acts: []string{"announce"}},
+			ev:    Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macHi}, now: 300, want: Master, acts: []string{"announce"}},
+		{name: "a stranger does not hold a backup back", cfg: lb2,
+			setup: []timed{{0, Start{}}, {10, masterAdvert("lb1", 150)}, {100, Rival{VIP: "198.18.0.100", MAC: macStranger, OwnMAC: macLo, PeerMAC: macHi}}},
+			ev:    Tick{}, now: 200, want: Master, reason: "silent"},
+		{name: "a stranger with a lower MAC does not make a master step down", cfg: lb2, setup: lb2Took,
+			ev: Rival{VIP: "198.18.0.100", MAC: "02:00:00:00:00:00", OwnMAC: macLo, PeerMAC: macHi}, now: 300, want: Master,
+			acts: []string{"announce"},
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.RivalUntil.IsZero() || m.Rival != "" {
+					t.Errorf("a stranger armed the rival hold: %q until %v", m.Rival, m.RivalUntil)
+				}
+			}},
+		{name: "a master answers a stranger even while the peer is heard", cfg: lb1, setup: lb1Heard,
+			ev: Rival{VIP: "198.18.0.100", MAC: macStranger, OwnMAC: macHi, PeerMAC: macLo}, now: 260, want: Master,
+			acts: []string{"announce"}},
+		{name: "answers to a stranger are rate-limited", cfg: lb1,
+			setup: append(slices.Clone(lb1Heard), timed{260, Rival{VIP: "198.18.0.100", MAC: macStranger, OwnMAC: macHi, PeerMAC: macLo}}),
+			ev:    Rival{VIP: "198.18.0.100", MAC: macStranger, OwnMAC: macHi, PeerMAC: macLo}, now: 280, want: Master, acts: none},
+		{name: "a backup ignores a stranger", cfg: lb2, setup: []timed{{0, Start{}}, {10, masterAdvert("lb1", 150)}},
+			ev: Rival{VIP: "198.18.0.100", MAC: macStranger, OwnMAC: macLo, PeerMAC: macHi}, now: 100, want: Backup, acts: none,
+			checkFn: func(t *testing.T, m Machine) {
+				if !m.RivalUntil.IsZero() {
+					t.Errorf("rival hold armed by a stranger")
+				}
+			}},
 		{name: "a backup with a silent peer does not claim while a rival announces", cfg: lb2,
-			setup: []timed{{0, Start{}}, {10, masterAdvert("lb1", 150)}, {100, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo}}},
+			setup: []timed{{0, Start{}}, {10, masterAdvert("lb1", 150)}, {100, Rival{VIP: "198.18.0.100", MAC: macHi, OwnMAC: macLo, PeerMAC: macHi}}},
 			ev:    Tick{}, now: 200, want: Backup},
 		{name: "our own announcements are not a rival", cfg: lb2, setup: lb2Took,
 			ev: Rival{VIP: "198.18.0.100", MAC: macLo, OwnMAC: macLo}, now: 300, want: Master, acts: none},

@@ -306,16 +306,21 @@ type Hold struct {
 
 // Rival is another box announcing one of this node's VIPs: a gratuitous
 // ARP for it from a hardware address (MAC) that is not this node's own
-// (OwnMAC). While the peer's adverts are heard they decide and a Rival is
-// ignored; while the peer is silent a master applies the election's
-// tie-break (against the last advert heard, else the lower MAC wins) and
-// the loser steps down, and a backup holds back from taking over
-// (RivalHold), so a cut heartbeat path on a shared LAN does not leave two
-// masters.
+// (OwnMAC). Only the peer's own address (PeerMAC, learned from its
+// authenticated adverts) can show that the peer still holds the VIP:
+// while its adverts are heard they decide and the Rival is ignored; while
+// the peer is silent a master applies the election's tie-break (against
+// the last advert heard) and the loser steps down, and a backup holds
+// back from taking over (RivalHold), so a cut heartbeat path on a shared
+// LAN does not leave two masters. Any other address is an address
+// conflict (a misconfigured box, or someone spoofing): never a reason to
+// leave the VIP unserved; a master announces the VIP again to win the
+// LAN's caches back.
 type Rival struct {
-	VIP    string
-	MAC    string
-	OwnMAC string
+	VIP     string
+	MAC     string
+	OwnMAC  string
+	PeerMAC string // "" while the peer's address is unknown
 }
 
 func (Rival) event() {}

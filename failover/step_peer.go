@@ -1,7 +1,8 @@
 package failover
 
-// What the peer and other boxes say: adverts, and rivals announcing the
-// VIPs while the peer is silent.
+// What the peer and other boxes say: adverts, rivals announcing the VIPs
+// while the peer is silent, and address conflicts (anyone else announcing
+// them).
 
 import (
 	"fmt"
@@ -127,7 +128,14 @@ func (s *stepper) advertAsMaster(a Advert, prev State) {
 
 // rival handles another box announcing one of the VIPs (see Rival).
 func (s *stepper) rival(r Rival) {
-	if !s.peerSilent() || r.MAC == "" || r.MAC == r.OwnMAC {
+	if r.MAC == "" || strings.EqualFold(r.MAC, r.OwnMAC) {
+		return
+	}
+	if !strings.EqualFold(r.MAC, r.PeerMAC) {
+		s.conflict(r)
+		return
+	}
+	if !s.peerSilent() {
 		return
 	}
 	switch s.m.State {
@@ -147,6 +155,19 @@ func (s *stepper) rival(r Rival) {
 		}
 	case Backup:
 		s.m.RivalUntil, s.m.Rival = s.now.Add(RivalHold), r.MAC
+	}
+}
+
+// conflict answers a box that is not the peer announcing one of the VIPs:
+// a master announces it again (at most once an advert interval); nobody
+// holds back or steps down for it.
+func (s *stepper) conflict(r Rival) {
+	if s.m.State != Master || !s.m.LeaveBy.IsZero() {
+		return
+	}
+	if s.m.rivalAnnouncedAt.IsZero() || s.now.Sub(s.m.rivalAnnouncedAt) >= s.c.AdvertInterval {
+		s.m.rivalAnnouncedAt = s.now
+		s.do(Announce{Reason: fmt.Sprintf("address conflict: %s, not the peer, announced %s; this node keeps it", r.MAC, r.VIP)})
 	}
 }
 

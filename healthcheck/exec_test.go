@@ -24,7 +24,10 @@ func TestExec(t *testing.T) {
 		{"exit 1 with output", "echo boom >&2; exit 1", false, "exit status 1: boom"},
 		{"env", `test "$TANDEM_SERVER_ADDR" = 127.0.0.1:8080 && test "$TANDEM_SERVER_HOST" = 127.0.0.1 && test "$TANDEM_SERVER_PORT" = 8080`, true, "exit 0"},
 		{"output capped", "head -c 100000 /dev/zero | tr '\\0' x; exit 3", false, "exit status 3: xxx"},
+		{"the cluster key stays out", `test -z "$TANDEM_CLUSTER_SECRET" && test -z "$HC_TEST_SECRET" && test -n "$PATH"`, true, "exit 0"},
 	}
+	t.Setenv("TANDEM_CLUSTER_SECRET", "c2VjcmV0")
+	t.Setenv("HC_TEST_SECRET", "x")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := check(t, mustNew(t, config.HealthCheck{Type: "exec", Command: tt.command}), addr, 5*time.Second)
@@ -50,8 +53,8 @@ func TestExecKillsProcessGroup(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "pgid")
-			t.Setenv("F", f)
-			c := mustNew(t, config.HealthCheck{Type: "exec", Command: tt.command})
+			// The daemon's environment does not reach the command.
+			c := mustNew(t, config.HealthCheck{Type: "exec", Command: "F=" + f + "; " + tt.command})
 			start := time.Now()
 			res := check(t, c, netip.MustParseAddrPort("127.0.0.1:1"), 300*time.Millisecond)
 			if took := time.Since(start); took > 3*time.Second {

@@ -69,7 +69,7 @@ func New(hc config.HealthCheck) (Checker, error) {
 		if hc.Command == "" {
 			return nil, errors.New("health_check: exec check needs a command")
 		}
-		return &execChecker{command: hc.Command}, nil
+		return &execChecker{command: hc.Command, runAs: hc.RunAs}, nil
 	case "dns":
 		return newDNSChecker(hc)
 	case "radius":

@@ -19,9 +19,12 @@ SAVE=0
 TARGETS=(
     "./pkg/config FuzzLoad"
     "./pkg/peer FuzzAdvert"
+    "./pkg/peer FuzzFreshnessMessages"
+    "./pkg/vip FuzzReadState"
     "./pkg/replicate FuzzDecode"
     "./dataplane FuzzProxyHeader"
     "./pkg/vip FuzzRivalInspect"
+    "./pkg/ctsync FuzzDecodeFlow"
 )
 CACHE=$(go env GOCACHE)/fuzz
 declare -A EXECS=()

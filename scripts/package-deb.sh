@@ -14,11 +14,22 @@ trap 'rm -rf "$ROOT"' EXIT
 command -v dpkg-deb >/dev/null || { echo "package-deb: dpkg-deb missing (apt-get install -y dpkg)" >&2; exit 1; }
 
 mkdir -p "$ROOT/DEBIAN" "$ROOT/usr/bin" "$ROOT/lib/systemd/system" \
+    "$ROOT/usr/lib/sysusers.d" "$ROOT/usr/lib/sysctl.d" \
     "$ROOT/usr/share/doc/tandem/examples" "$ROOT/usr/share/man/man1" \
     "$ROOT/usr/share/bash-completion/completions" "$ROOT/usr/share/zsh/vendor-completions"
 
 CGO_ENABLED=0 GOARCH=$ARCH go build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$ROOT/usr/bin/tandem" ./cmd/tandem
 install -m 0644 configs/tandem.service "$ROOT/lib/systemd/system/tandem.service"
+# The unit runs as the system user tandem (group tandem: node.api_group's
+# default readers of the control socket).
+cat >"$ROOT/usr/lib/sysusers.d/tandem.conf" <<'SYSUSERS'
+u tandem - "Tandem load-balancer node" /nonexistent /usr/sbin/nologin
+SYSUSERS
+# The unit's ProtectKernelTunables keeps the node from setting this itself:
+# a reload that replaces a TCP listener hands its queued connections over.
+cat >"$ROOT/usr/lib/sysctl.d/60-tandem.conf" <<'SYSCTL'
+net.ipv4.tcp_migrate_req = 1
+SYSCTL
 install -m 0644 configs/lb1.yaml configs/lb2.yaml configs/example-full.yaml "$ROOT/usr/share/doc/tandem/examples/"
 install -m 0644 README.md "$ROOT/usr/share/doc/tandem/README.md"
 install -m 0644 LICENSE "$ROOT/usr/share/doc/tandem/copyright"
@@ -44,13 +55,27 @@ cat >"$ROOT/DEBIAN/postinst" <<'POSTINST'
 #!/bin/sh
 set -e
 if [ "$1" = configure ]; then
+    if command -v systemd-sysusers >/dev/null; then
+        systemd-sysusers tandem.conf
+    elif ! getent passwd tandem >/dev/null; then
+        adduser --system --group --no-create-home --home /nonexistent tandem
+    fi
+    if [ -x /lib/systemd/systemd-sysctl ]; then
+        /lib/systemd/systemd-sysctl 60-tandem.conf || true
+    fi
     mkdir -p /etc/tandem
     if [ ! -e /etc/tandem/cluster.key ]; then
         umask 077
         /usr/bin/tandem keygen >/etc/tandem/cluster.key
         echo "tandem: wrote a new cluster key to /etc/tandem/cluster.key: copy the same key to the peer"
     fi
-    echo "tandem: write /etc/tandem/tandem.yaml (examples in /usr/share/doc/tandem/examples), then: systemctl enable --now tandem"
+    # The node runs as tandem: it reads its config and key through the
+    # group; nobody else may read the key.
+    chgrp tandem /etc/tandem /etc/tandem/cluster.key
+    chmod 0750 /etc/tandem
+    chmod 0640 /etc/tandem/cluster.key
+    echo "tandem: write /etc/tandem/tandem.yaml (mode 0640, group tandem; examples in /usr/share/doc/tandem/examples), then: systemctl enable --now tandem"
+    echo "tandem: members of the tandem group may read the control socket (node.api_group: tandem); node.api_admin_group may act"
 fi
 POSTINST
 chmod 0755 "$ROOT/DEBIAN/postinst"

@@ -19,6 +19,7 @@ import (
 	"github.com/tandem-lb/tandem/cmd/tandem/node"
 	"github.com/tandem-lb/tandem/pkg/api"
 	"github.com/tandem-lb/tandem/pkg/config"
+	"github.com/tandem-lb/tandem/pkg/vip"
 )
 
 // loadConfig reads and validates a config; every problem is printed as
@@ -57,6 +58,9 @@ established connections (see tandem reload).`,
 				return err
 			}
 			log := newLogger(cfg.Node.LogLevel).With("node", cfg.Node.Name)
+			for _, w := range cfg.Warnings() {
+				log.Warn("config: " + w)
+			}
 			if how, err := raisePriority(cfg.Node.RTPriority); err != nil {
 				log.Warn("scheduling priority: heartbeats may be late under CPU load", "err", err)
 			} else {
@@ -144,12 +148,32 @@ func newValidateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkOwnAddresses(cfg, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			for _, w := range cfg.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", cfgPath, w)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (node %s, config %s)\n", cfgPath, cfg.Node.Name, cfg.Hash())
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "config file (YAML)")
 	return cmd
+}
+
+// checkOwnAddresses refuses, on the box itself, a VIP that its interface
+// already has and that no Tandem node put there (the box's own address):
+// the node would refuse to start with it.
+func checkOwnAddresses(cfg *config.Config, stderr io.Writer) error {
+	f := cfg.Failover
+	foreign, err := vip.Foreign(f.Interface, f.Prefixes(), vip.StateFile(cfg.Node.APISocket, f.Interface))
+	if err != nil || len(foreign) == 0 {
+		return nil // not this box, or its addresses cannot be read: the start checks again
+	}
+	fmt.Fprintf(stderr, "%s: failover.vips: %v already on %s and not put there by Tandem (the box's own address?): a VIP must be an address only the master holds\n",
+		cfg.File, foreign, f.Interface)
+	return exitCode(2, fmt.Errorf("%s: 1 problem(s)", cfg.File))
 }
 
 func newKeygenCmd() *cobra.Command {

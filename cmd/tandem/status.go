@@ -306,4 +306,8 @@ func printSplitBrain(out io.Writer, sb api.SplitBrain) {
 		fmt.Fprintf(out, "ARP      %d frames read, %d malformed; %d announcements of our VIPs by another box\n",
 			sb.ARPRead, sb.ARPMalformed, sb.Rivals)
 	}
+	if c := sb.LastConflict; c != nil {
+		fmt.Fprintf(out, "CONFLICT %d announcements of our VIPs by boxes that are not the peer; last %s announced %s at %s\n",
+			sb.AddressConflicts, c.MAC, c.VIP, c.At.Format(time.RFC3339))
+	}
 }

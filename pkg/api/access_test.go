@@ -83,6 +83,9 @@ func TestSocketGroupMode(t *testing.T) {
 // the HTTP status it got (see TestHelperDial).
 const helperEnv = "TANDEM_API_TEST_DIAL"
 
+// helperReqEnv, when set, is the helper's request line ("POST /v1/reload").
+const helperReqEnv = "TANDEM_API_TEST_REQ"
+
 // TestHelperDial is not a test: run by TestPeerCredentials as another
 // user, it asks for /v1/status and prints the status line or the error.
 func TestHelperDial(t *testing.T) {
@@ -97,7 +100,11 @@ func TestHelperDial(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(c, "GET /v1/status HTTP/1.0\r\nHost: tandem\r\n\r\n")
+	req := "GET /v1/status"
+	if r := os.Getenv(helperReqEnv); r != "" {
+		req = r
+	}
+	fmt.Fprint(c, req+" HTTP/1.0\r\nHost: tandem\r\nContent-Length: 0\r\n\r\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		fmt.Println("READ", err)

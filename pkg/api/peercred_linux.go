@@ -8,9 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxPeerGroups bounds the supplementary groups read (NGROUPS_MAX is 65536;
-// a client in more groups than this is judged on the first ones).
-const maxPeerGroups = 1024
+// maxPeerGroups is the kernel's NGROUPS_MAX: no process has more
+// supplementary groups.
+const maxPeerGroups = 65536
+
+// firstPeerGroups is the buffer tried first; a client in more groups is
+// asked again with the size the kernel says it needs.
+const firstPeerGroups = 1024
 
 // peerCred reads the client's pid, uid and gid (SO_PEERCRED) and returns
 // a function that reads its supplementary groups (SO_PEERGROUPS, Linux
@@ -49,18 +53,33 @@ func peerCred(c net.Conn) (Cred, func() ([]int, error), error) {
 	return cred, groups, nil
 }
 
+// peerGroups reads the client's supplementary groups. When the buffer is
+// too small the kernel copies nothing, answers ERANGE and says how much
+// it needs: the call is made again with that size (never reading a
+// buffer it did not fill, which would list gid 0).
 func peerGroups(fd int) ([]int, error) {
-	buf := make([]uint32, maxPeerGroups)
-	n := uint32(len(buf) * 4)
-	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
-		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-	if errno != 0 && errno != unix.ERANGE {
-		return nil, fmt.Errorf("SO_PEERGROUPS: %w", errno)
+	size := firstPeerGroups
+	for {
+		buf := make([]uint32, size)
+		n := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		switch {
+		case errno == unix.ERANGE:
+			need := int(n / 4)
+			if need <= size || need > maxPeerGroups {
+				return nil, fmt.Errorf("SO_PEERGROUPS: the client has %d groups", need)
+			}
+			size = need
+			continue
+		case errno != 0:
+			return nil, fmt.Errorf("SO_PEERGROUPS: %w", errno)
+		}
+		k := min(int(n/4), len(buf))
+		out := make([]int, k)
+		for i := range k {
+			out[i] = int(buf[i])
+		}
+		return out, nil
 	}
-	k := min(int(n/4), len(buf))
-	out := make([]int, k)
-	for i := range k {
-		out[i] = int(buf[i])
-	}
-	return out, nil
 }

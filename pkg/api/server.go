@@ -100,6 +100,7 @@ func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Ha
 		if top <= 0 {
 			top = 20
 		}
+		top = min(top, MaxTop)
 		list, err := pers.StickyEntries(r.URL.Query().Get("cluster"), top)
 		if err != nil {
 			writeErr(w, err)
@@ -170,7 +171,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // replace a socket that a live daemon still answers on. Only root and the
 // daemon's own user may connect (see ListenAccess).
 func Listen(path string) (net.Listener, error) {
-	return ListenAccess(path, Access{GID: -1})
+	return ListenAccess(path, Access{GID: -1, AdminGID: -1})
 }
 
 // listenSocket opens the socket; ListenAccess sets its mode and group.
@@ -211,12 +212,16 @@ const (
 	idleTimeout       = 10 * time.Second
 )
 
+// MaxTop bounds the entries `persistence list --top N` returns.
+const MaxTop = 10000
+
 // Serve answers on l until ctx ends, then removes the socket file. A
 // handler that panics is logged with its stack and answered 500; the
 // server and the node keep running.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := &http.Server{
-		Handler:           recoverPanics(http.MaxBytesHandler(h, MaxBodyBytes), log),
+		Handler:           recoverPanics(http.MaxBytesHandler(gate(h, log), MaxBodyBytes), log),
+		ConnContext:       withLevel,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -224,7 +229,13 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	l = netutil.LimitListener(l, MaxConns)
+	if cl, ok := l.(*credListener); ok {
+		// It limits itself, so the connections it returns are its own
+		// and carry their level.
+		cl.slots = make(chan struct{}, MaxConns)
+	} else {
+		l = netutil.LimitListener(l, MaxConns)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

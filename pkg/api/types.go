@@ -42,6 +42,18 @@ type SplitBrain struct {
 	Rivals       uint64 `json:"rival_announcements"`
 	// Witness is empty when failover.witness is not set.
 	Witness *Witness `json:"witness,omitempty"`
+	// AddressConflicts counts announcements of our VIPs by boxes that
+	// are not the peer (whose address its adverts carry); LastConflict is
+	// the latest. They never hold a node back.
+	AddressConflicts uint64    `json:"address_conflicts"`
+	LastConflict     *Conflict `json:"last_conflict,omitempty"`
+}
+
+// Conflict is another box announcing one of our VIPs.
+type Conflict struct {
+	VIP string    `json:"vip"`
+	MAC string    `json:"mac"`
+	At  time.Time `json:"at"`
 }
 
 // Witness is failover.witness and how it answers.

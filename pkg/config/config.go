@@ -42,6 +42,11 @@ type Node struct {
 	// client whose gid or supplementary groups include it is let in.
 	// Empty lets in only root and the daemon's own user. [""]
 	APIGroup string `mapstructure:"api_group" json:"api_group"`
+	// APIAdminGroup, a group name or numeric gid, may also act on the
+	// control API (switchover, server, reload, persistence flush);
+	// APIGroup's members may only read (status, events, persistence
+	// list). Root and the daemon's own user may always do both. [""]
+	APIAdminGroup string `mapstructure:"api_admin_group" json:"api_admin_group"`
 	// MetricsListen is the address of the Prometheus endpoint; "" disables
 	// it. With no host (":9110") it binds 127.0.0.1 only.
 	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`
@@ -115,6 +120,9 @@ type Failover struct {
 	TrackInterfaces []string `mapstructure:"track_interfaces" json:"track_interfaces"`
 	// Notify is an executable run on every transition as NOTIFY STATE NODE.
 	Notify string `mapstructure:"notify" json:"notify"`
+	// NotifyRunAs, a user name or uid, runs Notify as that user (see
+	// HealthCheck.RunAs). [""]
+	NotifyRunAs string `mapstructure:"notify_run_as" json:"notify_run_as"`
 	// Witness, when set, is an IP address (such as the gateway) that must
 	// answer ICMP echo before this node may become master, so a box cut
 	// off from the network does not claim the VIPs. [""]
@@ -207,6 +215,10 @@ type HealthCheck struct {
 	Secret string `mapstructure:"secret" json:"-"`
 	// Command is run by exec; exit status 0 means up.
 	Command string `mapstructure:"command" json:"command"`
+	// RunAs, a user name or uid, runs exec's command as that user (the
+	// daemon must be root or hold CAP_SETUID and CAP_SETGID); "" runs it
+	// as the daemon's user. [""]
+	RunAs string `mapstructure:"run_as" json:"run_as"`
 	// Interval is the probe period [1s]; Timeout, at most Interval, bounds
 	// one probe [500ms].
 	Interval time.Duration `mapstructure:"interval" json:"interval"`

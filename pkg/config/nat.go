@@ -23,10 +23,6 @@ const (
 // NATAlgorithms are the algorithms the kernel can run for a nat cluster.
 var NATAlgorithms = []string{"round_robin", "weighted_round_robin", "source_hash", "maglev"}
 
-// MaxClusters bounds the virtual clusters of a config: cluster indexes
-// travel as 16-bit numbers (replication) and name conntrack marks.
-const MaxClusters = 4096
-
 // NAT tunes a `mode: nat` cluster.
 type NAT struct {
 	// Return is how the servers' answers come back: gateway (the servers'

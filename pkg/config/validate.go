@@ -35,6 +35,10 @@ func (c *Config) Validate() error {
 	v.cluster()
 	v.failover()
 	v.clusters()
+	v.ownAddresses()
+	v.runAs()
+	v.apiAdminGroup()
+	v.counts()
 	return v.probs.err()
 }
 

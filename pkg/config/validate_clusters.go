@@ -24,9 +24,6 @@ func (v *validator) clusters() {
 	}
 	names := make(map[string]int)
 	listeners := make(map[listener]int)
-	if len(v.c.Clusters) > MaxClusters {
-		v.add("clusters", "at most %d clusters (got %d)", MaxClusters, len(v.c.Clusters))
-	}
 	v.outbound(vips)
 	for i := range v.c.Clusters {
 		vc := &v.c.Clusters[i]

@@ -80,6 +80,8 @@ func TestValidateProblems(t *testing.T) {
 			"FILE:13: failover.vips: required: at least one VIP in CIDR form, like 198.18.0.100/24",
 			"FILE:18: clusters[0].vip: 198.18.0.100 is not the address of any of failover.vips",
 		}},
+		{"vip is the box's own address", edit(t, "vips: [198.18.0.100/24]", "vips: [198.18.0.100/24, 198.18.0.11/24]"),
+			[]string{"FILE:13: failover.vips[1]: 198.18.0.11 is this box's own address (cluster.bind): a VIP must be an address only the master holds, or its release would delete the box's address"}},
 		{"vip not CIDR", edit(t, "vips: [198.18.0.100/24]", "vips: [198.18.0.100/24, 198.18.0.101]"),
 			[]string{`FILE:13: failover.vips[1]: must be an address in CIDR form, like 198.18.0.100/24 (got "198.18.0.101")`}},
 		{"vip duplicate", edit(t, "vips: [198.18.0.100/24]", "vips:\n    - 198.18.0.100/24\n    - 198.18.0.100/32"),

@@ -205,12 +205,12 @@ func (e *echoConn) roundTrip(line string, within time.Duration) error {
 // the listener is subscribed: a flow written on purpose comes back as an
 // event. The listener must exist before flows are created, since with
 // nf_conntrack_events=2 entries born without one never report.
-func startEvents(t *testing.T, tb *Table, mark, mask uint32, size int) (<-chan Event, func() error) {
+func startEvents(t testing.TB, tb *Table, mark, mask uint32, size int) (<-chan Event, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan Event, size)
 	errc := make(chan error, 1)
 	go func() { errc <- tb.Events(ctx, mark, mask, ch) }()
-	stop := func() error { cancel(); return <-errc }
+	stop := sync.OnceValue(func() error { cancel(); return <-errc })
 	t.Cleanup(func() { stop() })
 
 	probe := dnatFlow()
@@ -242,7 +242,7 @@ func startEvents(t *testing.T, tb *Table, mark, mask uint32, size int) (<-chan E
 	}
 }
 
-func drainUntil(t *testing.T, ch <-chan Event, done func(Event) bool) []Event {
+func drainUntil(t testing.TB, ch <-chan Event, done func(Event) bool) []Event {
 	t.Helper()
 	var evs []Event
 	timeout := time.After(5 * time.Second)
@@ -274,14 +274,7 @@ func overTheWire(t *testing.T, f Flow) Flow {
 func replicate(t *testing.T, to *Table, evs []Event) {
 	t.Helper()
 	for _, ev := range evs {
-		var err error
-		switch ev.Type {
-		case New, Update:
-			err = to.Write(overTheWire(t, ev.Flow))
-		case Destroy:
-			err = to.Delete(overTheWire(t, ev.Flow))
-		}
-		if err != nil {
+		if err := to.Apply(Event{Type: ev.Type, Flow: overTheWire(t, ev.Flow)}); err != nil {
 			t.Fatalf("replicate %v: %v", ev.Type, err)
 		}
 	}
@@ -340,12 +333,14 @@ func testFailover(t *testing.T, snat, sync bool) {
 	if sync {
 		// The stream the node replicates: every event, then a bulk.
 		replicate(t, fl.t2, evs)
+		var bulk []Flow
 		if err := fl.t1.Dump(0x7a000000, tandem, func(f Flow) bool {
-			if err := fl.t2.Write(overTheWire(t, f)); err != nil {
-				t.Fatal(err)
-			}
+			bulk = append(bulk, overTheWire(t, f))
 			return true
 		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fl.t2.WriteBatch(bulk); err != nil {
 			t.Fatal(err)
 		}
 		got := dumpAll(t, fl.t2, 0x7a000001, 0xffffffff)[master.Key()]

@@ -5,56 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
-)
-
-// ctnetlink message types and attributes (uapi nfnetlink_conntrack.h).
-// ti-mo/conntrack keeps its copies unexported and has no NAT attributes,
-// so the messages that create entries are built here.
-const (
-	msgCTNew    = 0 // IPCTNL_MSG_CT_NEW
-	msgCTGet    = 1 // IPCTNL_MSG_CT_GET
-	msgCTDelete = 2 // IPCTNL_MSG_CT_DELETE
-	msgCTStats  = 5 // IPCTNL_MSG_CT_GET_STATS
-
-	ctaTupleOrig  = 1
-	ctaTupleReply = 2
-	ctaStatus     = 3
-	ctaProtoInfo  = 4
-	ctaNATSrc     = 6
-	ctaTimeout    = 7
-	ctaMark       = 8
-	ctaNATDst     = 13
-	ctaZone       = 18
-	ctaMarkMask   = 21
-
-	ctaTupleIP    = 1
-	ctaTupleProto = 2
-
-	ctaIPv4Src = 1
-	ctaIPv4Dst = 2
-	ctaIPv6Src = 3
-	ctaIPv6Dst = 4
-
-	ctaProtoNum     = 1
-	ctaProtoSrcPort = 2
-	ctaProtoDstPort = 3
-
-	ctaProtoInfoTCP         = 1
-	ctaProtoInfoTCPState    = 1
-	ctaProtoInfoTCPWScaleO  = 2
-	ctaProtoInfoTCPWScaleR  = 3
-	ctaProtoInfoTCPFlagsO   = 4
-	ctaProtoInfoTCPFlagsR   = 5
-	ctaNATv4MinIP           = 1
-	ctaNATv4MaxIP           = 2
-	ctaNATProto             = 3
-	ctaNATv6MinIP           = 4
-	ctaNATv6MaxIP           = 5
-	ctaProtoNATPortMin      = 1
-	ctaProtoNATPortMax      = 2
-	defaultCreateTimeoutSec = 120
 )
 
 // settableStatus are the status bits ctnetlink lets userspace set; they
@@ -92,6 +43,9 @@ func family(f Flow) netfilter.ProtoFamily {
 func newFlowMessage(f Flow, create, withStatus bool) (netlink.Message, error) {
 	if err := f.Valid(); err != nil {
 		return netlink.Message{}, err
+	}
+	if f.Proto != ProtoTCP && f.Proto != ProtoUDP {
+		return netlink.Message{}, fmt.Errorf("%w: protocol %d (only tcp and udp can be written)", ErrInvalidFlow, f.Proto)
 	}
 	ae := netfilter.NewAttributeEncoder()
 	ae.Nested(ctaTupleOrig, tupleEncoder(f.Proto, f.Orig))
@@ -234,57 +188,4 @@ func dumpMessage(mark, mask uint32) (netlink.Message, error) {
 		Family:      netfilter.ProtoUnspec,
 		Flags:       netlink.Request | netlink.Dump,
 	}, ae)
-}
-
-// decodeMessage decodes a ctnetlink entry message (an event, a dump part
-// or a GET answer) with ti-mo/conntrack.
-func decodeMessage(m netlink.Message) (EventType, Flow, error) {
-	var ev conntrack.Event
-	if err := ev.Unmarshal(m); err != nil {
-		return 0, Flow{}, err
-	}
-	if ev.Flow == nil {
-		return 0, Flow{}, fmt.Errorf("not a conntrack entry message")
-	}
-	var t EventType
-	switch ev.Type {
-	case conntrack.EventNew:
-		t = New
-	case conntrack.EventUpdate:
-		t = Update
-	case conntrack.EventDestroy:
-		t = Destroy
-	default:
-		return 0, Flow{}, fmt.Errorf("unexpected conntrack event type %v", ev.Type)
-	}
-	f, err := fromConntrack(ev.Flow)
-	return t, f, err
-}
-
-func fromConntrack(c *conntrack.Flow) (Flow, error) {
-	o, r := c.TupleOrig, c.TupleReply
-	f := Flow{
-		Proto:   o.Proto.Protocol,
-		Orig:    Tuple{Src: addrPort(o.IP.SourceAddress, o.Proto.SourcePort), Dst: addrPort(o.IP.DestinationAddress, o.Proto.DestinationPort)},
-		Reply:   Tuple{Src: addrPort(r.IP.SourceAddress, r.Proto.SourcePort), Dst: addrPort(r.IP.DestinationAddress, r.Proto.DestinationPort)},
-		Mark:    c.Mark,
-		Zone:    c.Zone,
-		Status:  uint32(c.Status),
-		Timeout: c.Timeout,
-	}
-	if tcp := c.ProtoInfo.TCP; tcp != nil {
-		f.TCPState = tcp.State
-		// Each flags attribute is struct nf_ct_tcp_flags {flags, mask},
-		// read by ti-mo as one big-endian uint16.
-		f.TCPFlags = [2]uint8{uint8(tcp.OriginalFlags >> 8), uint8(tcp.ReplyFlags >> 8)}
-		f.TCPWScale = [2]uint8{tcp.OriginalWindowScale, tcp.ReplyWindowScale}
-	}
-	if err := f.Valid(); err != nil {
-		return Flow{}, err
-	}
-	return f, nil
-}
-
-func addrPort(a netip.Addr, port uint16) netip.AddrPort {
-	return netip.AddrPortFrom(a.Unmap(), port)
 }

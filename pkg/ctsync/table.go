@@ -44,10 +44,10 @@ func (c *counters) snapshot() Stats {
 
 // EventOptions tune Events; the zero value means the defaults.
 type EventOptions struct {
-	// Buffer is the event socket's receive buffer in bytes [16 MiB]: it
+	// Buffer is the event socket's receive buffer in bytes [32 MiB]: it
 	// absorbs bursts while the reader or its consumer is busy. As root it
-	// is set with SO_RCVBUFFORCE, past net.core.rmem_max. About 300 bytes
-	// an event: 16 MiB holds ~50,000.
+	// is set with SO_RCVBUFFORCE, past net.core.rmem_max. The kernel
+	// accounts about 1 KiB a queued event: 32 MiB absorbs ~30,000.
 	Buffer int
 	// Stall is how long the reader waits for a full consumer channel
 	// before it drops the event and owes an Overflow [250ms].
@@ -56,7 +56,7 @@ type EventOptions struct {
 
 func (o EventOptions) withDefaults() EventOptions {
 	if o.Buffer <= 0 {
-		o.Buffer = 16 << 20
+		o.Buffer = 32 << 20
 	}
 	if o.Stall <= 0 {
 		o.Stall = 250 * time.Millisecond

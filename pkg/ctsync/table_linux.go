@@ -1,7 +1,6 @@
 package ctsync
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,8 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 
 	"github.com/mdlayher/netlink"
 	"github.com/ti-mo/netfilter"
@@ -25,30 +22,25 @@ import (
 // are safe for concurrent use.
 type Table struct {
 	log  *slog.Logger
-	nsfd int // owned; every socket is opened in this namespace
+	nsfd int // owned; every socket is opened in this namespace; 0: the caller's (Open)
 
 	// EventOptions tune Events; set them before calling Events.
 	EventOptions EventOptions
 
-	req *netlink.Conn
-
-	dumpMu sync.Mutex
-	dump   *netlink.Conn // nil after a failed read: reopened on next use
-	buf    []byte
+	req  *conn // single requests: Write, Delete
+	bulk *conn // dumps and batched writes
 
 	stats counters
 }
 
 // Open opens the conntrack table of the calling goroutine's network
 // namespace.
+//
+// Its sockets are opened where the caller is, without entering a
+// namespace: setns, even into one's own namespace, needs CAP_SYS_ADMIN,
+// which the daemon does not have (it runs with NET_ADMIN and NET_RAW).
 func Open(log *slog.Logger) (*Table, error) {
-	runtime.LockOSThread()
-	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	runtime.UnlockOSThread()
-	if err != nil {
-		return nil, fmt.Errorf("open own network namespace: %w", err)
-	}
-	return open(fd, log)
+	return open(0, log)
 }
 
 // OpenNetns opens the conntrack table of the network namespace fd refers
@@ -66,37 +58,32 @@ func open(nsfd int, log *slog.Logger) (*Table, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Table{log: log, nsfd: nsfd, buf: make([]byte, 64<<10)}
+	t := &Table{log: log, nsfd: nsfd}
 	var err error
-	if t.req, err = t.dial(); err != nil {
-		unix.Close(nsfd)
+	if t.req, err = dialConn(nsfd, 0); err == nil {
+		// Acks of a batch of creates queue up while the kernel works
+		// through it: room for a few batches.
+		if t.bulk, err = dialConn(nsfd, 8<<20); err != nil {
+			t.req.close()
+		}
+	}
+	if err != nil {
+		if nsfd > 0 {
+			unix.Close(nsfd)
+		}
 		return nil, classifyProbe(err, true, nil)
 	}
 	return t, nil
 }
 
-func (t *Table) dial() (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: t.nsfd})
-	if err != nil {
-		return nil, err
-	}
-	// Kernel error messages in acks, and no copy of the request in them.
-	_ = c.SetOption(netlink.ExtendedAcknowledge, true)
-	_ = c.SetOption(netlink.CapAcknowledge, true)
-	return c, nil
-}
-
 // Close closes the Table's sockets. Events calls end on their own
 // context; close them first.
 func (t *Table) Close() error {
-	err := t.req.Close()
-	t.dumpMu.Lock()
-	if t.dump != nil {
-		t.dump.Close()
-		t.dump = nil
+	err := t.req.close()
+	t.bulk.close()
+	if t.nsfd > 0 {
+		unix.Close(t.nsfd)
 	}
-	t.dumpMu.Unlock()
-	unix.Close(t.nsfd)
 	return err
 }
 
@@ -133,8 +120,7 @@ func (t *Table) Probe() error {
 	if err != nil {
 		return err
 	}
-	_, qerr := t.req.Execute(m)
-	return classifyProbe(nil, loaded, qerr)
+	return classifyProbe(nil, loaded, t.req.execute(m, nil))
 }
 
 // EventsMode returns net.netfilter.nf_conntrack_events of the Table's
@@ -161,6 +147,9 @@ func (t *Table) EventsMode() (int, error) {
 // thread cannot be switched back it stays locked, so the runtime retires
 // it instead of reusing it in the wrong namespace.
 func (t *Table) inNetns(fn func() error) error {
+	if t.nsfd == 0 { // the caller's own namespace (Open)
+		return fn()
+	}
 	runtime.LockOSThread()
 	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -187,8 +176,7 @@ func (t *Table) inNetns(fn func() error) error {
 // created again, since the kernel cannot change a binding. Only TCP and
 // UDP flows can be written.
 func (t *Table) Write(f Flow) error {
-	err := t.write(f)
-	if err != nil {
+	if err := t.write(f); err != nil {
 		t.stats.writeErrors.Add(1)
 		return fmt.Errorf("write conntrack entry %v: %w", f, err)
 	}
@@ -196,9 +184,6 @@ func (t *Table) Write(f Flow) error {
 }
 
 func (t *Table) write(f Flow) error {
-	if f.Proto != ProtoTCP && f.Proto != ProtoUDP {
-		return fmt.Errorf("%w: protocol %d (only tcp and udp)", ErrInvalidFlow, f.Proto)
-	}
 	err := t.create(f)
 	if err == nil {
 		t.stats.created.Add(1)
@@ -206,6 +191,11 @@ func (t *Table) write(f Flow) error {
 	if !errors.Is(err, unix.EEXIST) {
 		return err
 	}
+	return t.rebindOrUpdate(f)
+}
+
+// rebindOrUpdate handles a create that met EEXIST.
+func (t *Table) rebindOrUpdate(f Flow) error {
 	cur, err := t.get(f)
 	switch {
 	case errors.Is(err, unix.ENOENT):
@@ -224,18 +214,39 @@ func (t *Table) write(f Flow) error {
 		t.stats.replaced.Add(1)
 		return nil
 	}
+	return t.update(f)
+}
+
+// Update writes f over the entry with its original tuple without
+// checking the entry's NAT binding first: one round trip instead of
+// three. Use it for update events of flows whose new event went through
+// Write (which checked the binding). A missing entry is created as by
+// Write.
+func (t *Table) Update(f Flow) error {
+	err := t.update(f)
+	if errors.Is(err, unix.ENOENT) {
+		err = t.write(f)
+	}
+	if err != nil {
+		t.stats.writeErrors.Add(1)
+		return fmt.Errorf("update conntrack entry %v: %w", f, err)
+	}
+	return nil
+}
+
+func (t *Table) update(f Flow) error {
 	m, err := newFlowMessage(f, false, true)
 	if err != nil {
 		return err
 	}
-	_, err = t.req.Execute(m)
+	err = t.req.execute(m, nil)
 	if errors.Is(err, unix.EBUSY) {
 		// The entry has a status bit f lacks (SEEN_REPLY or ASSURED,
 		// which cannot be cleared): update the rest.
 		if m, err = newFlowMessage(f, false, false); err != nil {
 			return err
 		}
-		_, err = t.req.Execute(m)
+		err = t.req.execute(m, nil)
 	}
 	if err != nil {
 		return err
@@ -244,12 +255,72 @@ func (t *Table) write(f Flow) error {
 	return nil
 }
 
+// Apply applies one replicated event: New with Write, Update with Update,
+// Destroy with Delete. An Overflow is the caller's to handle.
+func (t *Table) Apply(ev Event) error {
+	switch ev.Type {
+	case New:
+		return t.Write(ev.Flow)
+	case Update:
+		return t.Update(ev.Flow)
+	case Destroy:
+		return t.Delete(ev.Flow)
+	}
+	return fmt.Errorf("apply %v event: not a flow event", ev.Type)
+}
+
+// batchSize bounds a batch so its acks fit the bulk socket's buffer.
+const batchSize = 256
+
+// WriteBatch writes many flows, as Write does each, for bulk transfers
+// and resyncs: creates go to the kernel in batches of 256 per datagram
+// and only the flows that exist already take Write's slower path. It
+// returns the errors of the flows that failed, joined.
+func (t *Table) WriteBatch(fs []Flow) error {
+	var errs []error
+	msgs := make([]netlink.Message, 0, batchSize)
+	idx := make([]int, 0, batchSize)
+	for start := 0; start < len(fs); start += batchSize {
+		msgs, idx = msgs[:0], idx[:0]
+		for i, f := range fs[start:min(start+batchSize, len(fs))] {
+			m, err := newFlowMessage(f, true, true)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("write conntrack entry %v: %w", f, err))
+				t.stats.writeErrors.Add(1)
+				continue
+			}
+			msgs, idx = append(msgs, m), append(idx, start+i)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		res, err := t.bulk.exchange(msgs, nil)
+		if err != nil {
+			t.stats.writeErrors.Add(uint64(len(msgs)))
+			return errors.Join(append(errs, fmt.Errorf("write conntrack batch: %w", err))...)
+		}
+		for k, err := range res {
+			f := fs[idx[k]]
+			if errors.Is(err, unix.EEXIST) {
+				err = t.rebindOrUpdate(f)
+			} else if err == nil {
+				t.stats.created.Add(1)
+			}
+			if err != nil {
+				t.stats.writeErrors.Add(1)
+				errs = append(errs, fmt.Errorf("write conntrack entry %v: %w", f, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (t *Table) create(f Flow) error {
 	m, err := newFlowMessage(f, true, true)
 	if err != nil {
 		return err
 	}
-	if _, err := t.req.Execute(m); err != nil {
+	if err := t.req.execute(m, nil); err != nil {
 		if errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("kernel refused the NAT binding (is nf_nat available?): %w", err)
 		}
@@ -264,18 +335,19 @@ func (t *Table) get(f Flow) (Flow, error) {
 	if err != nil {
 		return Flow{}, err
 	}
-	msgs, err := t.req.Execute(m)
-	if err != nil {
+	var cur Flow
+	var derr error
+	found := false
+	if err := t.req.execute(m, func(m nlmsg) {
+		_, cur, derr = decodeEntry(m.typ, m.flags, m.data)
+		found = true
+	}); err != nil {
 		return Flow{}, err
 	}
-	for _, m := range msgs {
-		if m.Header.Type == netlink.Error {
-			continue
-		}
-		_, cur, err := decodeMessage(m)
-		return cur, err
+	if !found {
+		return Flow{}, unix.ENOENT
 	}
-	return Flow{}, unix.ENOENT
+	return cur, derr
 }
 
 // Delete removes the entry with f's original tuple and zone; an entry
@@ -292,7 +364,7 @@ func (t *Table) delete(f Flow) error {
 	if err != nil {
 		return err
 	}
-	if _, err := t.req.Execute(m); err != nil {
+	if err := t.req.execute(m, nil); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
@@ -337,97 +409,36 @@ func (t *Table) Count(mark, mask uint32) (map[CountKey]int, error) {
 }
 
 // Dump calls fn with every entry whose mark&mask == mark&mask (the kernel
-// filters), until fn returns false. Entries that fail to decode are
-// skipped and reported in the error returned after the others.
+// filters) until fn returns false. The dump streams: entries are decoded
+// as they arrive, never all held at once. fn must not call Dump, Count or
+// DeleteWhere (it runs while the dump socket is busy). Entries that fail
+// to decode are skipped and reported in the error returned at the end.
 func (t *Table) Dump(mark, mask uint32, fn func(Flow) bool) error {
-	t.dumpMu.Lock()
-	defer t.dumpMu.Unlock()
-	if err := t.dumpLocked(mark, mask, fn); err != nil {
-		return fmt.Errorf("dump conntrack table: %w", err)
-	}
-	return nil
-}
-
-func (t *Table) dumpLocked(mark, mask uint32, fn func(Flow) bool) error {
-	if t.dump == nil {
-		c, err := t.dial()
-		if err != nil {
-			return err
-		}
-		t.dump = c
-	}
 	req, err := dumpMessage(mark, mask)
 	if err != nil {
 		return err
 	}
-	sent, err := t.dump.Send(req)
-	if err != nil {
-		t.resetDump()
-		return err
-	}
-	rc, err := t.dump.SyscallConn()
-	if err != nil {
-		t.resetDump()
-		return err
-	}
 	var badErr error
 	bad, stop := 0, false
-	for {
-		var n int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), t.buf, 0)
-			return rerr != unix.EAGAIN
-		}); err != nil {
-			rerr = err
+	err = t.bulk.execute(req, func(m nlmsg) {
+		if stop {
+			return // the rest is read and dropped, leaving the socket clean
 		}
-		if rerr != nil {
-			t.resetDump()
-			return rerr
-		}
-		msgs, err := syscall.ParseNetlinkMessage(t.buf[:n])
+		_, f, err := decodeEntry(m.typ, m.flags, m.data)
 		if err != nil {
-			t.resetDump()
-			return err
+			if bad == 0 {
+				badErr = err
+			}
+			bad++
+			return
 		}
-		for _, m := range msgs {
-			if m.Header.Seq != sent.Header.Sequence {
-				continue // left over from an earlier request
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				if bad > 0 {
-					return fmt.Errorf("%d entries did not decode, first: %w", bad, badErr)
-				}
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
-						return syscall.Errno(-code)
-					}
-				}
-				continue
-			}
-			if stop {
-				continue // drain the rest so the socket is clean
-			}
-			_, f, err := decodeMessage(netlink.Message{
-				Header: netlink.Header{Type: netlink.HeaderType(m.Header.Type), Flags: netlink.HeaderFlags(m.Header.Flags)},
-				Data:   m.Data,
-			})
-			if err != nil {
-				if bad == 0 {
-					badErr = err
-				}
-				bad++
-				continue
-			}
-			stop = !fn(f)
-		}
+		stop = !fn(f)
+	})
+	if err == nil && bad > 0 {
+		err = fmt.Errorf("%d entries did not decode, first: %w", bad, badErr)
 	}
-}
-
-func (t *Table) resetDump() {
-	t.dump.Close()
-	t.dump = nil
+	if err != nil {
+		return fmt.Errorf("dump conntrack table: %w", err)
+	}
+	return nil
 }

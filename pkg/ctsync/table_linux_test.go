@@ -2,8 +2,12 @@ package ctsync
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"testing"
+
+	"github.com/mdlayher/netlink"
 )
 
 const (
@@ -194,5 +198,96 @@ func TestNetnsDumpFiltersCountsDeleteWhere(t *testing.T) {
 	}
 	if n := len(dumpAll(t, tb, 0x11, 0xffffffff)); n != 10 {
 		t.Errorf("DeleteWhere touched other marks: %d left of 10", n)
+	}
+}
+
+// TestNetnsDecodeMatchesTiMo decodes real kernel dump messages with both
+// decoders. With CTSYNC_WRITE_SEEDS=1 it also stores them as seeds of
+// FuzzDecodeEntry.
+func TestNetnsDecodeMatchesTiMo(t *testing.T) {
+	l := newLab(t, "dm")
+	ns := l.ns("box")
+	nft(t, ns, natRuleset)
+	tb := openTable(t, ns)
+	snat := dnatFlow()
+	snat.Reply.Dst = ap("198.19.60.2:61000")
+	v6 := Flow{Proto: ProtoUDP, Mark: 0x7a000002, Zone: 4, Timeout: 60,
+		Orig:  Tuple{Src: ap("[2001:db8::10]:5000"), Dst: ap("[2001:db8::100]:53")},
+		Reply: Tuple{Src: ap("[2001:db8:1::20]:5353"), Dst: ap("[2001:db8::10]:5000")}}
+	for _, f := range []Flow{snat, v6} {
+		if err := tb.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := dumpMessage(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []nlmsg
+	if err := tb.bulk.execute(req, func(m nlmsg) {
+		m.data = append([]byte(nil), m.data...)
+		raw = append(raw, m)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != 2 {
+		t.Fatalf("%d messages dumped, want 2", len(raw))
+	}
+	for i, m := range raw {
+		typ, got, err := decodeEntry(m.typ, m.flags, m.data)
+		otyp, ogot, oerr := tiMoDecode(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(m.typ), Flags: netlink.HeaderFlags(m.flags)}, Data: m.data})
+		if err != nil || oerr != nil || typ != otyp || got != ogot {
+			t.Errorf("kernel message %d: decodeEntry %v %+v %v; ti-mo/conntrack %v %+v %v", i, typ, got, err, otyp, ogot, oerr)
+		}
+		if os.Getenv("CTSYNC_WRITE_SEEDS") == "1" {
+			seed := fmt.Sprintf("go test fuzz v1\nuint16(%d)\nuint16(%d)\n[]byte(%q)\n", m.typ, m.flags, m.data)
+			if err := os.WriteFile(fmt.Sprintf("testdata/fuzz/FuzzDecodeEntry/kernel-dump-%d", i), []byte(seed), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestNetnsWriteBatch(t *testing.T) {
+	l := newLab(t, "wb")
+	ns := l.ns("box")
+	nft(t, ns, natRuleset)
+	tb := openTable(t, ns)
+	flow := func(i int) Flow {
+		f := dnatFlow()
+		f.Orig.Src = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 70, byte(i >> 8)}), uint16(1000+i))
+		f.Reply.Dst = f.Orig.Src
+		return f
+	}
+	// Already there: one with the same binding, one with another.
+	same, other := flow(3), flow(4)
+	other.Reply.Src = ap("198.19.60.99:1")
+	for _, f := range []Flow{same, other} {
+		if err := tb.Write(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var batch []Flow
+	for i := range 600 { // three datagrams
+		batch = append(batch, flow(i))
+	}
+	bad := flow(9999)
+	bad.Proto = 1
+	batch = append(batch, bad)
+	err := tb.WriteBatch(batch)
+	if !errors.Is(err, ErrInvalidFlow) {
+		t.Errorf("WriteBatch error %v, want the invalid flow's", err)
+	}
+	got := dumpAll(t, tb, testMark, 0xffffffff)
+	if len(got) != 600 {
+		t.Fatalf("%d entries after WriteBatch, want 600", len(got))
+	}
+	for i := range 600 {
+		if f := flow(i); got[f.Key()].Reply != f.Reply {
+			t.Errorf("entry %d: reply %v, want %v", i, got[f.Key()].Reply, f.Reply)
+		}
+	}
+	if st := tb.Stats(); st.Created != 2+598 || st.Updated != 1 || st.Replaced != 1 || st.WriteErrors != 1 {
+		t.Errorf("stats %+v", st)
 	}
 }

@@ -54,6 +54,11 @@ var (
 	dPersReceived = desc("persistence_received_total", "Sticky entries received from the peer.")
 	dPersLag      = desc("persistence_lag_seconds", "Publish-to-acknowledgement time of the last replicated update.")
 	dPersSync     = desc("persistence_sync_state", "1 for the replication's state with the peer.", "state")
+	dCTEntries    = desc("conntrack_entries", "Connection-tracking entries of nat clusters on this box (its own as master, the peer's as backup).")
+	dCTSent       = desc("conntrack_flows_sent_total", "Conntrack flow records published to the peer.")
+	dCTApplied    = desc("conntrack_flows_applied_total", "Conntrack flow records of the peer written into this box's table.")
+	dCTErrors     = desc("conntrack_flow_errors_total", "Flow records not applied, and conntrack operations that failed, by reason.", "reason")
+	dCTOverflows  = desc("conntrack_event_overflows_total", "Times the kernel's event socket overflowed (each forces a full resync).")
 	dARPFrames    = desc("arp_frames_total", "ARP frames read on the VIP interface by the split-brain watch, by result.", "result")
 	dRivals       = desc("rival_announcements_total", "Gratuitous ARPs for our VIPs from another box.")
 	dWitnessUp    = desc("witness_reachable", "1 while failover.witness answers.", "witness")
@@ -154,7 +159,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(dPersEntries, float64(st.Persistence.Entries))
 	counter(dPersSent, float64(st.Persistence.Sent))
 	counter(dPersReceived, float64(st.Persistence.Received))
-	if st.Persistence.Enabled {
+	if p := st.Persistence; p.State != "" && (p.ConntrackEntries > 0 || p.FlowsSent > 0 || p.FlowsApplied > 0 || len(p.FlowErrors) > 0) {
+		gauge(dCTEntries, float64(p.ConntrackEntries))
+		counter(dCTSent, float64(p.FlowsSent))
+		counter(dCTApplied, float64(p.FlowsApplied))
+		counter(dCTOverflows, float64(p.FlowOverflows))
+		for reason, n := range p.FlowErrors {
+			counter(dCTErrors, float64(n), reason)
+		}
+	}
+	if st.Persistence.Enabled || st.Persistence.State != "" {
 		gauge(dPersLag, st.Persistence.LagMs/1000)
 		for _, state := range []string{"IN SYNC", "SYNCING", "NOT SYNCED"} {
 			gauge(dPersSync, b2f(st.Persistence.State == state), state)

@@ -18,10 +18,11 @@ func (f fixed) Status() api.Status { return api.Status(f) }
 func TestMetricsExposeTheStatus(t *testing.T) {
 	st := fixed{
 		Node: "lb1", State: "MASTER", Priority: 150, TransitionsTotal: 3,
-		Persistence: api.Persistence{Enabled: true, Entries: 500, State: "IN SYNC", LagMs: 12},
-		VIPs:        []api.VIP{{Address: "198.18.0.100/24", Interface: "eth0", Held: true}},
-		Peers:       []api.Peer{{Name: "lb2", Alive: true, LastHeardMs: 40, ConfigMatch: true}},
-		Adverts:     api.Adverts{Sent: 10, Received: 9, Dropped: map[string]uint64{"decrypt": 2}},
+		Persistence: api.Persistence{Enabled: true, Entries: 500, State: "IN SYNC", LagMs: 12,
+			ConntrackEntries: 200, FlowsSent: 340, FlowErrors: map[string]uint64{"write": 1}},
+		VIPs:    []api.VIP{{Address: "198.18.0.100/24", Interface: "eth0", Held: true}},
+		Peers:   []api.Peer{{Name: "lb2", Alive: true, LastHeardMs: 40, ConfigMatch: true}},
+		Adverts: api.Adverts{Sent: 10, Received: 9, Dropped: map[string]uint64{"decrypt": 2}},
 		SplitBrain: api.SplitBrain{ARPRead: 12, ARPMalformed: 2, Rivals: 3,
 			Witness: &api.Witness{Address: "198.18.0.1", Reachable: true}},
 		Clusters: []api.Cluster{{Name: "web", ActiveConns: 4, TotalConns: 100, BytesIn: 5, BytesOut: 7, Serving: true,
@@ -55,6 +56,9 @@ func TestMetricsExposeTheStatus(t *testing.T) {
 		`tandem_rival_announcements_total 3`,
 		`tandem_witness_reachable{witness="198.18.0.1"} 1`,
 		`tandem_persistence_sync_state{state="NOT SYNCED"} 0`,
+		`tandem_conntrack_entries 200`,
+		`tandem_conntrack_flows_sent_total 340`,
+		`tandem_conntrack_flow_errors_total{reason="write"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(string(body), want) {

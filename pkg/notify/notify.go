@@ -6,11 +6,13 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tandem-lb/tandem/pkg/proc"
 )
 
 // queueLen bounds the backlog; a hook that falls this far behind loses
@@ -23,6 +25,7 @@ const DefaultTimeout = 30 * time.Second
 // Runner runs the hook.
 type Runner struct {
 	path    atomic.Pointer[string]
+	runAs   atomic.Pointer[string]
 	node    string
 	timeout time.Duration
 	log     *slog.Logger
@@ -44,6 +47,13 @@ func New(path, node string, log *slog.Logger) *Runner {
 // SetPath replaces the hook's executable ("" disables it), for a config
 // reload; calls already queued run the new one.
 func (r *Runner) SetPath(path string) { r.path.Store(&path) }
+
+// SetRunAs makes the hook run as another user (a name or a uid; "" for
+// the daemon's), from the next call on.
+func (r *Runner) SetRunAs(user string) { r.runAs.Store(&user) }
+
+// maxOutput bounds the hook's output kept for the log.
+const maxOutput = 4 << 10
 
 // Run executes queued calls until ctx ends, then returns after the
 // running call (if any) has finished; calls still queued are run first
@@ -93,13 +103,21 @@ func (r *Runner) exec(ctx context.Context, state string) {
 	if path == "" {
 		return
 	}
-	cmd := exec.CommandContext(ctx, path, "NOTIFY", state, r.node)
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
+	var runAs string
+	if p := r.runAs.Load(); p != nil {
+		runAs = *p
+	}
+	// A clean environment, normal scheduling, no capabilities, bounded
+	// output, and its whole process group killed at the timeout.
+	res := proc.Run(ctx, proc.Command{Path: path, Args: []string{"NOTIFY", state, r.node},
+		RunAs: runAs, MaxOutput: maxOutput})
 	r.runs.Add(1)
-	if err != nil {
+	if err := res.Err; err != nil || res.TimedOut {
+		if res.TimedOut {
+			err = fmt.Errorf("killed after %s", r.timeout)
+		}
 		r.failures.Add(1)
-		r.log.Warn("notify hook failed", "state", state, "err", err, "output", string(out))
+		r.log.Warn("notify hook failed", "state", state, "err", err, "output", res.Output)
 		return
 	}
 	r.log.Debug("notify hook ran", "state", state)

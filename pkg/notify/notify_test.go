@@ -107,3 +107,54 @@ func TestSetPath(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestHookGetsACleanEnvironmentAndDiesWhole: the hook never sees the
+// cluster key, and at its timeout its whole process group is killed,
+// what it started in the background included.
+func TestHookGetsACleanEnvironmentAndDiesWhole(t *testing.T) {
+	t.Setenv("TANDEM_CLUSTER_SECRET", "c2VjcmV0")
+	dir := t.TempDir()
+	envOut, bg := filepath.Join(dir, "env"), filepath.Join(dir, "bg")
+	hook := filepath.Join(dir, "hook.sh")
+	script := "#!/bin/sh\nenv > " + envOut + "\nsleep 30 &\necho $! > " + bg + "\nsleep 30\n"
+	if err := os.WriteFile(hook, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := New(hook, "lb1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.timeout = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	go r.Run(ctx)
+	r.Notify("MASTER")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, fails, _ := r.Stats(); fails == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hung hook was not killed at its timeout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-r.Done()
+	env, err := os.ReadFile(envOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(env), "TANDEM_CLUSTER_SECRET") || !strings.Contains(string(env), "PATH=") {
+		t.Fatalf("hook environment:\n%s", env)
+	}
+	b, err := os.ReadFile(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	for range 100 {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the hook's background process %s outlived it", pid)
+}

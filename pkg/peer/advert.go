@@ -6,6 +6,7 @@
 package peer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,8 +22,11 @@ import (
 //	seq (8) | state age ns (8, >= 0) | sent unix ns (8, 0 = zero time)
 //
 // Version 2 is version 1 with a flags byte after the priority; bit 0 is
-// Held. An advert with no flag set is always sent as version 1, so
-// version 2 with flags 0 (or an unknown flag) is rejected as malformed.
+// Held; bit 1 says an epoch (8, not 0) follows the sent time; bit 2 says
+// the sender's hardware address follows (after the epoch): length (1,
+// 1..MaxMACLen) | address. An advert with no flag set is always sent as
+// version 1, so version 2 with flags 0 (or an unknown flag) is rejected
+// as malformed.
 //
 // Strings are UTF-8 and bounded; the decoder rejects anything else, so a
 // decoded advert always re-encodes to the same bytes.
@@ -32,6 +36,12 @@ const (
 	// advertVersionFlags carries the flags byte.
 	advertVersionFlags = 2
 	flagHeld           = 1
+	flagEpoch          = 2
+	flagMAC            = 4
+	knownFlags         = flagHeld | flagEpoch | flagMAC
+
+	// MaxMACLen bounds Advert.MAC (20 bytes: an InfiniBand address).
+	MaxMACLen = 20
 
 	// MaxNodeLen bounds Advert.Node in bytes.
 	MaxNodeLen = 128
@@ -42,7 +52,7 @@ const (
 
 	advertFixedLen = len(advertMagic) + 1 + 1 + 3 + 3*8
 	// MaxAdvertLen is the largest encoded advert.
-	MaxAdvertLen = advertFixedLen + 1 + MaxNodeLen + MaxStateLen + MaxConfigHashLen
+	MaxAdvertLen = advertFixedLen + 1 + MaxNodeLen + MaxStateLen + MaxConfigHashLen + 8 + 1 + MaxMACLen
 )
 
 // Errors returned by UnmarshalBinary; wrapped with detail.
@@ -61,13 +71,23 @@ type Advert struct {
 	Priority   uint8         // 0 = "I am leaving, take over now"
 	State      string        // election state, opaque to this package
 	ConfigHash string        // "sha256:..." so the pair can spot config drift
-	Seq        uint64        // increases by one per advert sent by a node run
+	Seq        uint64        // increases with every advert sent in one Epoch
 	StateAge   time.Duration // how long the sender has been in State
 	Sent       time.Time     // sender clock, for display only
 	// Held says the sender must not be master now (its witness does not
 	// answer, for instance): a held master hands over to a peer that is
 	// not held.
 	Held bool
+	// Epoch is the sender's random per-run number (0: none, an older
+	// Tandem). With Seq it makes a replayed advert recognisable: the
+	// receiver accepts, per (node, epoch), only sequences it has not seen,
+	// and a new epoch only once the node has proved it is its current one
+	// (see freshness.go).
+	Epoch uint64
+	// MAC is the sender's hardware address on its VIP interface (nil when
+	// unknown). Its own gratuitous ARPs are the only ones that may show
+	// the peer still holds a VIP; any other box's are address conflicts.
+	MAC []byte
 }
 
 // MarshalBinary encodes a in the compact versioned wire format. It fails
@@ -86,15 +106,28 @@ func (a Advert) MarshalBinary() ([]byte, error) {
 	if a.StateAge < 0 {
 		return nil, fmt.Errorf("%w: negative state age %v", ErrBadField, a.StateAge)
 	}
+	if len(a.MAC) > MaxMACLen {
+		return nil, fmt.Errorf("%w: hardware address is %d bytes, max %d", ErrBadField, len(a.MAC), MaxMACLen)
+	}
 	sent, err := encodeTime(a.Sent)
 	if err != nil {
 		return nil, err
 	}
 
-	b := make([]byte, 0, advertFixedLen+len(a.Node)+len(a.State)+len(a.ConfigHash))
+	b := make([]byte, 0, advertFixedLen+len(a.Node)+len(a.State)+len(a.ConfigHash)+8)
 	b = append(b, advertMagic...)
+	var flags byte
 	if a.Held {
-		b = append(b, advertVersionFlags, a.Priority, flagHeld)
+		flags |= flagHeld
+	}
+	if a.Epoch != 0 {
+		flags |= flagEpoch
+	}
+	if len(a.MAC) > 0 {
+		flags |= flagMAC
+	}
+	if flags != 0 {
+		b = append(b, advertVersionFlags, a.Priority, flags)
 	} else {
 		b = append(b, advertVersion, a.Priority)
 	}
@@ -104,6 +137,13 @@ func (a Advert) MarshalBinary() ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, a.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(a.StateAge))
 	b = binary.BigEndian.AppendUint64(b, uint64(sent))
+	if a.Epoch != 0 {
+		b = binary.BigEndian.AppendUint64(b, a.Epoch)
+	}
+	if len(a.MAC) > 0 {
+		b = append(b, byte(len(a.MAC)))
+		b = append(b, a.MAC...)
+	}
 	return b, nil
 }
 
@@ -130,15 +170,15 @@ func (a *Advert) UnmarshalBinary(b []byte) error {
 	if out.Priority, ok = r.byte(); !ok {
 		return ErrTruncated
 	}
+	var flags byte
 	if version == advertVersionFlags {
-		flags, ok := r.byte()
-		if !ok {
+		if flags, ok = r.byte(); !ok {
 			return ErrTruncated
 		}
-		if flags != flagHeld {
+		if flags == 0 || flags&^knownFlags != 0 {
 			return fmt.Errorf("%w: flags %#x", ErrBadField, flags)
 		}
-		out.Held = true
+		out.Held = flags&flagHeld != 0
 	}
 	var err error
 	if out.Node, err = r.string("node", MaxNodeLen); err != nil {
@@ -159,6 +199,28 @@ func (a *Advert) UnmarshalBinary(b []byte) error {
 	}
 	if sent, ok = r.uint64(); !ok {
 		return ErrTruncated
+	}
+	if flags&flagEpoch != 0 {
+		if out.Epoch, ok = r.uint64(); !ok {
+			return ErrTruncated
+		}
+		if out.Epoch == 0 {
+			return fmt.Errorf("%w: epoch flag with epoch 0", ErrBadField)
+		}
+	}
+	if flags&flagMAC != 0 {
+		n, ok := r.byte()
+		if !ok {
+			return ErrTruncated
+		}
+		if n == 0 || n > MaxMACLen {
+			return fmt.Errorf("%w: hardware address length %d", ErrBadField, n)
+		}
+		mac, ok := r.bytes(int(n))
+		if !ok {
+			return ErrTruncated
+		}
+		out.MAC = bytes.Clone(mac)
 	}
 	if len(r.b) != 0 {
 		return fmt.Errorf("%w: %d", ErrTrailing, len(r.b))

@@ -11,7 +11,7 @@ import (
 func sameAdvert(a, b Advert) bool {
 	return a.Node == b.Node && a.Priority == b.Priority && a.State == b.State &&
 		a.ConfigHash == b.ConfigHash && a.Seq == b.Seq && a.StateAge == b.StateAge && a.Held == b.Held &&
-		a.Sent.Equal(b.Sent)
+		a.Sent.Equal(b.Sent) && a.Epoch == b.Epoch && bytes.Equal(a.MAC, b.MAC)
 }
 
 func TestAdvertRoundTrip(t *testing.T) {
@@ -29,6 +29,13 @@ func TestAdvertRoundTrip(t *testing.T) {
 			Seq: ^uint64(0), StateAge: time.Duration(1<<63 - 1), Sent: time.Unix(0, -1)}},
 		{"utf8", Advert{Node: "nœud-π", State: "FAULT", Sent: time.Now()}},
 		{"held", Advert{Node: "lb1", Priority: 150, State: "MASTER", Held: true, Seq: 9}},
+		{"epoch", Advert{Node: "lb1", Priority: 150, State: "MASTER", Seq: 9, Epoch: 0xfedcba9876543210}},
+		{"held epoch", Advert{Node: "lb1", State: "BACKUP", Seq: 1, Epoch: 1, Held: true}},
+		{"mac", Advert{Node: "lb1", State: "MASTER", Seq: 2, Epoch: 3, MAC: []byte{2, 0, 0, 0, 0, 1}}},
+		{"mac only", Advert{Node: "lb1", MAC: []byte{2, 0, 0, 0, 0, 1}}},
+		{"long mac", Advert{Node: strings.Repeat("n", MaxNodeLen), Priority: 255, Held: true, Epoch: ^uint64(0),
+			State: strings.Repeat("S", MaxStateLen), ConfigHash: strings.Repeat("h", MaxConfigHashLen),
+			MAC: bytes.Repeat([]byte{0xff}, MaxMACLen), Sent: time.Unix(0, -1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,7 +44,7 @@ func TestAdvertRoundTrip(t *testing.T) {
 				t.Fatalf("marshal: %v", err)
 			}
 			want := []byte("TDMA\x01")
-			if tt.a.Held {
+			if tt.a.Held || tt.a.Epoch != 0 || len(tt.a.MAC) > 0 {
 				want = []byte("TDMA\x02")
 			}
 			if !bytes.HasPrefix(b, want) {
@@ -71,6 +78,7 @@ func TestAdvertMarshalRejects(t *testing.T) {
 		{"long hash", Advert{ConfigHash: strings.Repeat("h", MaxConfigHashLen+1)}},
 		{"bad utf8", Advert{Node: "\xff"}},
 		{"negative age", Advert{StateAge: -time.Second}},
+		{"long mac", Advert{MAC: make([]byte, MaxMACLen+1)}},
 		{"sent out of range", Advert{Sent: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}},
 		{"sent at epoch", Advert{Sent: time.Unix(0, 0)}},
 	}
@@ -105,7 +113,26 @@ func TestAdvertUnmarshalRejects(t *testing.T) {
 			return append(append([]byte{}, b[:4]...), append([]byte{2, b[5], 0}, b[6:]...)...)
 		}), ErrBadField},
 		{"unknown flag", mut(func(b []byte) []byte {
-			return append(append([]byte{}, b[:4]...), append([]byte{2, b[5], 3}, b[6:]...)...)
+			return append(append([]byte{}, b[:4]...), append([]byte{2, b[5], 0x81}, b[6:]...)...)
+		}), ErrBadField},
+		{"epoch flag, no epoch", mut(func(b []byte) []byte {
+			return append(append([]byte{}, b[:4]...), append([]byte{2, b[5], flagEpoch}, b[6:]...)...)
+		}), ErrTruncated},
+		{"mac length 0", mut(func(b []byte) []byte {
+			b = append(append([]byte{}, b[:4]...), append([]byte{2, b[5], flagMAC}, b[6:]...)...)
+			return append(b, 0)
+		}), ErrBadField},
+		{"mac too long", mut(func(b []byte) []byte {
+			b = append(append([]byte{}, b[:4]...), append([]byte{2, b[5], flagMAC}, b[6:]...)...)
+			return append(append(b, MaxMACLen+1), make([]byte, MaxMACLen+1)...)
+		}), ErrBadField},
+		{"mac truncated", mut(func(b []byte) []byte {
+			b = append(append([]byte{}, b[:4]...), append([]byte{2, b[5], flagMAC}, b[6:]...)...)
+			return append(b, 6, 1, 2)
+		}), ErrTruncated},
+		{"epoch 0", mut(func(b []byte) []byte {
+			b = append(append([]byte{}, b[:4]...), append([]byte{2, b[5], flagEpoch}, b[6:]...)...)
+			return append(b, 0, 0, 0, 0, 0, 0, 0, 0)
 		}), ErrBadField},
 		{"no flags", mut(func(b []byte) []byte { b[4] = 2; return b[:6] }), ErrTruncated},
 		{"no priority", good[:5], ErrTruncated},
@@ -146,6 +173,8 @@ func FuzzAdvert(f *testing.F) {
 			StateAge: time.Minute, Sent: time.Unix(1767225600, 5)},
 		{Node: "lb2", State: "BACKUP", Seq: 1},
 		{Node: "lb1", Priority: 150, State: "MASTER", Seq: 3, Held: true},
+		{Node: "lb1", Priority: 150, State: "MASTER", Seq: 3, Epoch: 77},
+		{Node: "lb1", Priority: 150, State: "MASTER", Seq: 3, Epoch: 77, MAC: []byte{2, 0, 0, 0, 0, 1}},
 	}
 	for _, a := range seeds {
 		b, err := a.MarshalBinary()

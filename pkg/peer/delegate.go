@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -16,11 +18,13 @@ import (
 // followed by the body of that type. memberlist does not hand the UDP
 // source address to delegates, so the sender states its own cluster
 // address; when the pair is keyed the envelope is authenticated by
-// memberlist's AES-GCM like the body. Types other than msgAdvert are
-// reserved for later messages (persistence sync) and dropped as "decode"
-// until a handler exists.
+// memberlist's AES-GCM like the body. Besides adverts there are the
+// challenges and answers that verify a node's epoch (freshness.go);
+// other types are dropped as "decode".
 const (
-	msgAdvert byte = 'A'
+	msgAdvert    byte = 'A'
+	msgChallenge byte = 'C'
+	msgAnswer    byte = 'R'
 
 	maxAddrLen = len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")
 
@@ -69,6 +73,16 @@ type delegate struct {
 	adverts chan Received
 	now     func() time.Time
 
+	// epoch is this run's; fresh checks the peers'. outbox carries the
+	// challenges and answers to send (NotifyMsg must not call memberlist).
+	epoch      uint64
+	fresh      *freshness
+	outbox     chan outMsg
+	bind       string // our envelope address
+	log        *slog.Logger
+	lastAnswer time.Time // guarded by mu
+	clash      NameClash // guarded by mu
+
 	mu    sync.Mutex
 	nodes map[string]nodeInfo // by node name
 }
@@ -91,7 +105,17 @@ func (d *delegate) NotifyMsg(msg []byte) {
 		return
 	}
 	typ, from, body, ok := decodeEnvelope(msg)
-	if !ok || typ != msgAdvert {
+	switch {
+	case !ok:
+		d.c.drop(DropDecode)
+		return
+	case typ == msgChallenge:
+		d.challenged(body)
+		return
+	case typ == msgAnswer:
+		d.answered(body)
+		return
+	case typ != msgAdvert:
 		d.c.drop(DropDecode)
 		return
 	}
@@ -102,6 +126,18 @@ func (d *delegate) NotifyMsg(msg []byte) {
 	}
 	if a.Node == d.self {
 		d.c.drop(DropSelf)
+		if from != d.bind {
+			d.otherSelf(a, from)
+		}
+		return
+	}
+	if reason, ch := d.fresh.advert(a, d.now()); reason != "" {
+		d.c.drop(reason)
+		if ch != nil {
+			// To the address the advert names too: the node may reach
+			// us by a path whose far end is not among our peers.
+			d.send(outMsg{msg: encodeEnvelope(msgChallenge, d.bind, ch.marshal()), alsoTo: from})
+		}
 		return
 	}
 	// Counted before the hand-off, so a reader of the channel never sees
@@ -112,6 +148,81 @@ func (d *delegate) NotifyMsg(msg []byte) {
 	default:
 		d.c.received.Add(^uint64(0))
 		d.c.drop(DropQueueFull)
+	}
+}
+
+// otherSelf handles an advert with our name from another address: a
+// second box configured with our node name. It is verified like any
+// advert (a replay must not raise the alarm), then recorded for
+// NameClash.
+func (d *delegate) otherSelf(a Advert, from string) {
+	now := d.now()
+	reason, ch := d.fresh.advert(a, now)
+	if ch != nil {
+		d.send(outMsg{msg: encodeEnvelope(msgChallenge, d.bind, ch.marshal()), alsoTo: from})
+	}
+	if reason != "" && reason != DropDuplicate {
+		return
+	}
+	d.mu.Lock()
+	first := d.clash.At.IsZero() || d.clash.From != from
+	d.clash = NameClash{From: from, At: now}
+	d.mu.Unlock()
+	if first {
+		d.log.Error("another box uses this node's name: give each box its own node.name", "node", d.self, "peer", from)
+	}
+}
+
+// challenged answers a challenge naming this node with our epoch and the
+// last sequence sent, at most once per answerEvery.
+func (d *delegate) challenged(body []byte) {
+	var c challenge
+	if err := c.unmarshal(body); err != nil {
+		d.c.drop(DropDecode)
+		return
+	}
+	if c.Node != d.self {
+		return // meant for another node: nothing to prove
+	}
+	now := d.now()
+	d.mu.Lock()
+	if now.Sub(d.lastAnswer) < answerEvery {
+		d.mu.Unlock()
+		return
+	}
+	d.lastAnswer = now
+	d.mu.Unlock()
+	a := answer{Node: d.self, Nonce: c.Nonce, Epoch: d.epoch, Seq: d.c.seq.Load()}
+	d.send(outMsg{msg: encodeEnvelope(msgAnswer, d.bind, a.marshal())})
+}
+
+// answered applies a node's answer to one of our challenges.
+func (d *delegate) answered(body []byte) {
+	var a answer
+	if err := a.unmarshal(body); err != nil {
+		d.c.drop(DropDecode)
+		return
+	}
+	// An answer to no challenge of ours is ignored, not counted: every
+	// answer arrives once per heartbeat path and only the first counts.
+	if _, changed := d.fresh.answer(a, d.now()); changed {
+		d.log.Info("peer epoch verified: its adverts count from now on", "peer", a.Node,
+			"epoch", fmt.Sprintf("%016x", a.Epoch), "seq", a.Seq)
+	}
+}
+
+// outMsg is a challenge or an answer for the transport's sender, which
+// sends it to every peer address and path, and to alsoTo.
+type outMsg struct {
+	msg    []byte
+	alsoTo string
+}
+
+// send queues a message for the transport's sender; never blocks.
+func (d *delegate) send(msg outMsg) {
+	select {
+	case d.outbox <- msg:
+	default:
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"testing"
-	"time"
 )
 
 // TestKeyRotation rotates the pair's key in the three steps of the README
@@ -110,8 +109,9 @@ func TestSetKeysRefuses(t *testing.T) {
 // TestOversizeUserMessageDropped: a message longer than any advert is
 // dropped as decode before it is parsed.
 func TestOversizeUserMessageDropped(t *testing.T) {
-	d := &delegate{self: "lb1", c: &counters{}, adverts: make(chan Received, 1), now: time.Now, nodes: map[string]nodeInfo{}}
-	ok, err := (Advert{Node: "lb2", State: "BACKUP"}).MarshalBinary()
+	d := testDelegate("lb1", 1)
+	d.fresh.nodes["lb2"] = &nodeEpoch{epoch: 5}
+	ok, err := (Advert{Node: "lb2", State: "BACKUP", Epoch: 5, Seq: 1}).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,12 +16,27 @@ const (
 	DropDecrypt = "decrypt"
 	// DropLabel is a packet or stream with a missing or different label.
 	DropLabel = "label"
+	// DropReplay is an advert older than one already accepted from its
+	// node: a lower sequence in the node's epoch, or an epoch the node
+	// has replaced since (see freshness.go).
+	DropReplay = "replay"
+	// DropDuplicate is an advert whose sequence was already accepted: the
+	// copy that came by another heartbeat path, or a replay of the last.
+	DropDuplicate = "duplicate"
+	// DropUnverified is an advert of an epoch its node has not yet proved
+	// to be its current one (a restarted peer, for one round trip).
+	DropUnverified = "unverified"
+	// DropNoEpoch is an advert without an epoch (an older Tandem).
+	DropNoEpoch = "no_epoch"
 	// DropOther is any other packet memberlist discarded (bad message type,
 	// checksum, undecodable memberlist message, full handler queue).
 	DropOther = "other"
 )
 
-var dropReasons = [...]string{DropDecode, DropSelf, DropQueueFull, DropDecrypt, DropLabel, DropOther}
+// dropReasons lists every reason; DropOther stays last (unknown reasons
+// count under it).
+var dropReasons = [...]string{DropDecode, DropSelf, DropQueueFull, DropDecrypt, DropLabel,
+	DropReplay, DropDuplicate, DropUnverified, DropNoEpoch, DropOther}
 
 // Stats are counters since New, for status output and tests.
 type Stats struct {
@@ -46,6 +61,18 @@ type counters struct {
 	sent, received atomic.Uint64
 	seq            atomic.Uint64 // last advert sequence number assigned
 	dropped        [len(dropReasons)]atomic.Uint64
+}
+
+// nextSeq returns want when it is above every sequence assigned so far,
+// else the next one, and records it as the last.
+func (c *counters) nextSeq(want uint64) uint64 {
+	for {
+		last := c.seq.Load()
+		next := max(want, last+1)
+		if c.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 func (c *counters) drop(reason string) {

@@ -77,6 +77,10 @@ type Transport struct {
 	stopJoin context.CancelFunc
 	wg       sync.WaitGroup
 	shut     bool
+	// stopOut ends the sender of challenges and answers (outLoop), which
+	// lives until Shutdown: a leaving node must still prove its epoch.
+	stopOut context.CancelFunc
+	outWG   sync.WaitGroup
 }
 
 // New validates cfg and returns a Transport that has not opened sockets.
@@ -169,6 +173,11 @@ func New(cfg Config) (*Transport, error) {
 		adverts: make(chan Received, AdvertQueueLen),
 		now:     time.Now,
 		nodes:   map[string]nodeInfo{},
+		epoch:   newEpoch(),
+		fresh:   newFreshness(),
+		outbox:  make(chan outMsg, 16),
+		bind:    cfg.Bind,
+		log:     cfg.Logger,
 	}
 	t.logw = newLogWriter(cfg.Logger, &t.c)
 	return t, nil
@@ -270,6 +279,9 @@ func (t *Transport) Start(ctx context.Context) error {
 		defer t.wg.Done()
 		t.joinLoop(jctx, ml)
 	}()
+	octx, ocancel := context.WithCancel(ctx)
+	t.stopOut = ocancel
+	t.outWG.Go(func() { t.outLoop(octx, ml) })
 	t.log.Info("cluster transport listening", "cluster", t.cfg.Bind, "node", t.cfg.NodeName,
 		"encrypted", len(t.cfg.Keys) > 0, "label", t.cfg.Label)
 	return nil
@@ -306,6 +318,48 @@ func (t *Transport) joinLoop(ctx context.Context, ml *memberlist.Memberlist) {
 	}
 }
 
+// outLoop sends the delegate's challenges and answers to every peer
+// address and path (and the address a challenged advert named), until
+// ctx ends.
+func (t *Transport) outLoop(ctx context.Context, ml *memberlist.Memberlist) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-t.del.outbox:
+			to := t.advertTo
+			if m.alsoTo != "" && m.alsoTo != t.cfg.Bind && !slices.Contains(to, m.alsoTo) {
+				to = append(slices.Clip(to), m.alsoTo)
+			}
+			for _, p := range to {
+				ap := netip.MustParseAddrPort(p)
+				node := &memberlist.Node{Name: t.del.nameFor(p), Addr: ap.Addr().AsSlice(), Port: ap.Port()}
+				if err := ml.SendBestEffort(node, m.msg); err != nil {
+					t.log.Debug("send epoch challenge or answer", "peer", p, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// NameClash is a box other than this one sending verified adverts under
+// this node's name: both boxes were given the same node.name.
+type NameClash struct {
+	From string    // its cluster address
+	At   time.Time // when its last advert arrived; zero: never
+}
+
+// NameClash reports the last box heard using this node's name. Its
+// adverts are never delivered (they count as "self").
+func (t *Transport) NameClash() NameClash {
+	t.del.mu.Lock()
+	defer t.del.mu.Unlock()
+	return t.del.clash
+}
+
+// Epoch is this run's random epoch, carried by every advert it sends.
+func (t *Transport) Epoch() uint64 { return t.del.epoch }
+
 // Adverts delivers adverts from the peer. It is buffered (AdvertQueueLen);
 // when full, new adverts are dropped and counted as "queue_full". It is
 // never closed.
@@ -315,9 +369,11 @@ func (t *Transport) Adverts() <-chan Received { return t.del.adverts }
 // as a memberlist best-effort packet (UDP; encrypted and labelled by
 // memberlist), whether
 // or not memberlist considers the peer alive, so adverts keep flowing
-// across a membership split. Empty Node, zero Seq and zero Sent are
-// filled in with NodeName, the next sequence number of this Transport and
-// now. It returns the errors of the peers it could not send to.
+// across a membership split. Empty Node and zero Sent are filled in with
+// NodeName and now; Epoch is always this run's. Seq is kept when it is
+// higher than every sequence this Transport sent, else replaced by the
+// next one: the peer drops an advert whose sequence is not new. It
+// returns the errors of the peers it could not send to.
 func (t *Transport) SendAdvert(a Advert) error {
 	t.mu.Lock()
 	ml, shut := t.ml, t.shut
@@ -328,9 +384,8 @@ func (t *Transport) SendAdvert(a Advert) error {
 	if a.Node == "" {
 		a.Node = t.cfg.NodeName
 	}
-	if a.Seq == 0 {
-		a.Seq = t.c.seq.Add(1)
-	}
+	a.Epoch = t.del.epoch
+	a.Seq = t.c.nextSeq(a.Seq)
 	if a.Sent.IsZero() {
 		a.Sent = time.Now()
 	}
@@ -384,6 +439,8 @@ func (t *Transport) Shutdown() error {
 		return nil
 	}
 	t.stopJoinLoop()
+	t.stopOut()
+	t.outWG.Wait()
 	if err := t.ml.Shutdown(); err != nil {
 		return fmt.Errorf("peer: shutdown: %w", err)
 	}

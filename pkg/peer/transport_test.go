@@ -132,6 +132,25 @@ func sendUntil(t *testing.T, tr, to *Transport, adv Advert) Received {
 	}
 }
 
+// sentAs is want as tr sent it: with tr's epoch, and the sequence tr
+// gave it (sendUntil may send it several times, each time with a new
+// one, never below want's).
+func sentAs(t *testing.T, tr *Transport, want, got Advert) Advert {
+	t.Helper()
+	if got.Seq < want.Seq {
+		t.Fatalf("sequence %d below the one asked for, %d", got.Seq, want.Seq)
+	}
+	want.Seq, want.Epoch = got.Seq, tr.Epoch()
+	return want
+}
+
+// testDelegate is a delegate as New builds it, for tests without sockets.
+func testDelegate(self string, epoch uint64) *delegate {
+	return &delegate{self: self, c: &counters{}, adverts: make(chan Received, AdvertQueueLen), now: time.Now,
+		nodes: map[string]nodeInfo{}, epoch: epoch, fresh: newFreshness(), outbox: make(chan outMsg, 16),
+		bind: "127.0.0.1:7946", log: slog.New(slog.DiscardHandler)}
+}
+
 func aliveMember(tr *Transport, name string) bool {
 	for _, m := range tr.Members() {
 		if m.Name == name && m.Alive {
@@ -153,6 +172,7 @@ func TestPairExchangesAdverts(t *testing.T) {
 	advB := Advert{Node: "lb2", Priority: 100, State: "BACKUP", ConfigHash: "sha256:aa", Seq: 3, StateAge: 2 * time.Second, Sent: sent}
 	gotB := sendUntil(t, a, b, advA)
 	gotA := sendUntil(t, b, a, advB)
+	advA, advB = sentAs(t, a, advA, gotB.Advert), sentAs(t, b, advB, gotA.Advert)
 	if !sameAdvert(gotB.Advert, advA) || gotB.From != addrA || gotB.At.IsZero() {
 		t.Fatalf("b received %+v, want %+v from %s", gotB, advA, addrA)
 	}
@@ -262,7 +282,7 @@ func TestInsecurePair(t *testing.T) {
 	b := start(t, Config{NodeName: "lb2", Bind: addrB, Peers: []string{addrA}, Insecure: true})
 	eventually(t, "members", func() bool { return aliveMember(a, "lb2") })
 	adv := Advert{Node: "lb2", State: "BACKUP", Priority: 1, Seq: 5, Sent: time.Unix(1767225600, 1)}
-	if got := sendUntil(t, b, a, adv); !sameAdvert(got.Advert, adv) {
+	if got := sendUntil(t, b, a, adv); !sameAdvert(got.Advert, sentAs(t, b, adv, got.Advert)) {
 		t.Fatalf("got %+v", got.Advert)
 	}
 
@@ -345,7 +365,7 @@ func TestPeerRestart(t *testing.T) {
 
 	b2 := start(t, Config{NodeName: "lb2", Bind: addrB, Peers: []string{addrA}, Keys: [][]byte{keyA}, Label: "tandem-test"})
 	adv := Advert{Node: "lb1", State: "MASTER", Priority: 150, Seq: 77, Sent: time.Unix(1767225600, 2)}
-	if got := sendUntil(t, a, b2, adv); !sameAdvert(got.Advert, adv) {
+	if got := sendUntil(t, a, b2, adv); !sameAdvert(got.Advert, sentAs(t, a, adv, got.Advert)) {
 		t.Fatalf("b2 got %+v", got.Advert)
 	}
 	drain(a)
@@ -364,7 +384,7 @@ func TestLeave(t *testing.T) {
 	eventually(t, "a sees lb2 gone", func() bool { return !aliveMember(a, "lb2") })
 	drain(a)
 	bye := Advert{Node: "lb2", State: "BACKUP", Priority: 0, Seq: 1, Sent: time.Unix(1767225600, 3)}
-	if got := sendUntil(t, b, a, bye); !sameAdvert(got.Advert, bye) {
+	if got := sendUntil(t, b, a, bye); !sameAdvert(got.Advert, sentAs(t, b, bye, got.Advert)) {
 		t.Fatalf("got %+v", got.Advert)
 	}
 	// Leaving twice is harmless.
@@ -392,7 +412,11 @@ func TestConcurrentSend(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, "adverts arrive", func() bool { return b.Stats().AdvertsReceived > 0 })
+	// The first adverts of a new epoch only start its verification.
+	eventually(t, "adverts arrive", func() bool {
+		a.SendAdvert(Advert{State: "MASTER"})
+		return b.Stats().AdvertsReceived > 0
+	})
 }
 
 // TestPeerRenamed: a new run at the same address under another name
@@ -411,4 +435,31 @@ func TestPeerRenamed(t *testing.T) {
 		m := a.Members()
 		return len(m) == 1 && m[0].Name == "lb2-new" && m[0].Alive && m[0].Addr == addrB
 	})
+}
+
+// TestSameNameOnBothBoxes: two boxes given the same node name each see
+// the other as a name clash (after verifying its epoch), deliver none of
+// its adverts, and count them as "self".
+func TestSameNameOnBothBoxes(t *testing.T) {
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	a := start(t, Config{NodeName: "lb1", Bind: addrA, Peers: []string{addrB}, Keys: [][]byte{keyA}})
+	b := start(t, Config{NodeName: "lb1", Bind: addrB, Peers: []string{addrA}, Keys: [][]byte{keyA}})
+	eventually(t, "both see the clash", func() bool {
+		a.SendAdvert(Advert{State: "MASTER", Priority: 150})
+		b.SendAdvert(Advert{State: "MASTER", Priority: 100})
+		return a.NameClash().From == addrB && b.NameClash().From == addrA
+	})
+	if c := a.NameClash(); time.Since(c.At) > 5*time.Second {
+		t.Fatalf("clash time %v", c.At)
+	}
+	if len(a.Adverts()) != 0 || len(b.Adverts()) != 0 || a.Stats().Dropped[DropSelf] == 0 {
+		t.Fatalf("delivered %d/%d, self drops %d", len(a.Adverts()), len(b.Adverts()), a.Stats().Dropped[DropSelf])
+	}
+	// Our own adverts coming back (a loop, a reflector) are no clash.
+	d := testDelegate("lb1", 1)
+	own, _ := Advert{Node: "lb1", State: "MASTER", Epoch: 1, Seq: 1}.MarshalBinary()
+	d.NotifyMsg(encodeEnvelope(msgAdvert, d.bind, own))
+	if d.clash.From != "" || len(d.outbox) != 0 {
+		t.Fatalf("own advert taken for a clash: %+v", d.clash)
+	}
 }

@@ -33,33 +33,28 @@ func (r *Replicator) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.W
 			}
 			continue
 		}
-		select {
-		case r.hsSem <- struct{}{}:
-		default:
+		release, timeout, ok := r.pre.admit(c.RemoteAddr(), r.timeout)
+		if !ok {
 			c.Close()
 			r.countDrop(dropBusy, 1)
 			continue
 		}
-		wg.Go(func() { r.serveInbound(ctx, c) })
+		wg.Go(func() { r.serveInbound(ctx, c, release, timeout) })
 	}
 }
 
 // serveInbound authenticates a connection and, if it is the peer with the
-// same config, makes it the inbound stream (closing an older one).
-func (r *Replicator) serveInbound(ctx context.Context, c net.Conn) {
+// same config, makes it the inbound stream (closing an older one). The
+// handshake holds a pre-authentication slot (release) and must end within
+// hsTimeout.
+func (r *Replicator) serveInbound(ctx context.Context, c net.Conn, release func(), hsTimeout time.Duration) {
 	defer c.Close()
 	defer r.recoverConn("in", c)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	inHandshake := true
-	defer func() {
-		if inHandshake {
-			<-r.hsSem // released below unless the handshake panicked
-		}
-	}()
-	s, hash, err := serverHandshake(c, r.keys.Load(), r.cfg.Node, r.timeout)
-	inHandshake = false
-	<-r.hsSem
+	defer release() // once the handshake is over, or if it panicked
+	s, hash, err := serverHandshake(c, r.keys.Load(), r.cfg.Node, hsTimeout)
+	release()
 	if err != nil {
 		r.noteProblem("in", err)
 		return

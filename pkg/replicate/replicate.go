@@ -151,7 +151,7 @@ type Replicator struct {
 	bulkCh   chan struct{}
 	bulkOnce sync.Once
 	recvSem  chan struct{} // one inbound stream applies at a time
-	hsSem    chan struct{} // bounds handshakes in progress
+	pre      *preauth      // bounds handshakes in progress, per source
 	running  atomic.Bool
 
 	// Tunables, fixed by New; tests shorten them.
@@ -234,7 +234,7 @@ func New(cfg Config, store Store) (*Replicator, error) {
 		dropped:     map[string]uint64{},
 		bulkCh:      make(chan struct{}),
 		recvSem:     make(chan struct{}, 1),
-		hsSem:       make(chan struct{}, 4),
+		pre:         newPreauth(cfg.Peer),
 		backoffMin:  50 * time.Millisecond,
 		backoffMax:  2 * time.Second,
 		heartbeat:   time.Second,

@@ -46,7 +46,7 @@ func WatchCarrier(ctx context.Context, ifaces []string, out chan<- LinkEvent, lo
 		return fmt.Errorf("vip: watch carrier: get netns: %w", err)
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := newHandleIn(ns)
 	if err != nil {
 		return fmt.Errorf("vip: watch carrier: netlink handle: %w", err)
 	}
@@ -59,7 +59,7 @@ func WatchCarrier(ctx context.Context, ifaces []string, out chan<- LinkEvent, lo
 		updates := make(chan netlink.LinkUpdate, 64)
 		done := make(chan struct{})
 		err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-			Namespace: &ns,
+			Namespace: otherNetns(ns),
 			ErrorCallback: func(err error) {
 				log.Warn("link subscription error", "err", err)
 			},

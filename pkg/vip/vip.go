@@ -102,6 +102,11 @@ type Manager struct {
 	stop    context.CancelFunc // ends the running burst/refresh goroutine
 	wg      sync.WaitGroup     // that goroutine
 
+	// state is the state file ("" for none) and rec what it records
+	// (see state.go); guarded by mu.
+	state string
+	rec   []netip.Prefix
+
 	claims, releases, garps, nas, readded, errs atomic.Uint64
 
 	failMu  sync.Mutex // guards annFail
@@ -192,6 +197,9 @@ func (m *Manager) Claim(ctx context.Context) error {
 	}
 	m.stopAnnouncing()
 	var errs []error
+	if err := m.record(union(m.rec, m.vips)); err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range m.vips {
 		if err := m.ops.Add(p); err != nil {
 			m.errs.Add(1)
@@ -336,12 +344,19 @@ func (m *Manager) SetVIPs(ctx context.Context, vips []netip.Prefix, g GARP) erro
 			removed = append(removed, p)
 		}
 	}
+	if err := m.refuseForeign(added); err != nil {
+		return err // nothing changed: the box's own address is never taken
+	}
 	m.stopAnnouncing()
 	m.vips, m.garp = uniq, g
 	if !m.claimed {
 		return nil
 	}
 	var errs []error
+	if err := m.record(union(m.rec, uniq)); err != nil {
+		errs = append(errs, err)
+	}
+	var kept []netip.Prefix // removals that failed stay recorded
 	for _, p := range added {
 		if err := m.ops.Add(p); err != nil {
 			m.errs.Add(1)
@@ -356,9 +371,13 @@ func (m *Manager) SetVIPs(ctx context.Context, vips []netip.Prefix, g GARP) erro
 			m.errs.Add(1)
 			m.log.Error("removing VIP failed", "vip", p, "err", err)
 			errs = append(errs, fmt.Errorf("vip: remove %v from %s: %w", p, m.iface, err))
+			kept = append(kept, p)
 			continue
 		}
 		m.log.Info("VIP removed by a reload", "vip", p)
+	}
+	if err := m.record(union(uniq, kept)); err != nil {
+		errs = append(errs, err)
 	}
 	errs = append(errs, m.burstOf(ctx, added))
 	return errors.Join(errs...)
@@ -449,6 +468,9 @@ func (m *Manager) Cleanup() error {
 	}
 	m.stopAnnouncing()
 	m.claimed = false
+	if m.state != "" {
+		return m.adopt()
+	}
 	return m.remove("removed VIP left over from an earlier run")
 }
 
@@ -457,16 +479,21 @@ func (m *Manager) Cleanup() error {
 func (m *Manager) remove(msg string) error {
 	present, lerr := m.present()
 	var errs []error
-	for _, p := range m.vips {
+	var kept []netip.Prefix
+	for _, p := range union(m.vips, m.rec) {
 		if err := m.ops.Del(p); err != nil {
 			m.errs.Add(1)
 			m.log.Error("removing VIP failed", "vip", p, "err", err)
 			errs = append(errs, fmt.Errorf("vip: remove %v from %s: %w", p, m.iface, err))
+			kept = append(kept, p)
 			continue
 		}
 		if lerr != nil || present[p] {
 			m.log.Info(msg, "vip", p)
 		}
+	}
+	if err := m.record(kept); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

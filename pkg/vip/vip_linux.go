@@ -25,7 +25,7 @@ func newPlatform(iface string) (addrOps, announcer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("vip: get netns: %w", err)
 	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := newHandleIn(ns)
 	if err != nil {
 		ns.Close()
 		return nil, nil, fmt.Errorf("vip: netlink handle: %w", err)

@@ -14,7 +14,10 @@ import (
 )
 
 // ICMP is the Pinger of the node: ICMP echo over a raw socket, which
-// needs root (or CAP_NET_RAW). ID tells its answers from other pingers'.
+// needs root (or CAP_NET_RAW). ID tells its answers from other pingers';
+// each session also checks that an answer carries a sequence it sent
+// lately and its random token (see echoBook), so a forged reply does not
+// count.
 type ICMP struct{ ID int }
 
 // NewICMP returns an ICMP pinger identified by the process ID.
@@ -22,7 +25,7 @@ func NewICMP() ICMP { return ICMP{ID: os.Getpid() & 0xffff} }
 
 // Open opens a raw ICMP (or ICMPv6) socket for addr.
 func (p ICMP) Open(addr netip.Addr) (Conn, error) {
-	c := &icmpConn{id: p.ID, addr: addr.Unmap(), dst: &net.IPAddr{IP: addr.AsSlice()},
+	c := &icmpConn{book: newEchoBook(p.ID), addr: addr.Unmap(), dst: &net.IPAddr{IP: addr.AsSlice()},
 		proto: 1, echo: ipv4.ICMPTypeEcho, reply: ipv4.ICMPTypeEchoReply}
 	network, listen := "ip4:icmp", "0.0.0.0"
 	if addr.Is6() && !addr.Is4In6() {
@@ -39,7 +42,7 @@ func (p ICMP) Open(addr netip.Addr) (Conn, error) {
 
 type icmpConn struct {
 	pc          *icmp.PacketConn
-	id          int
+	book        *echoBook
 	addr        netip.Addr
 	dst         *net.IPAddr
 	proto       int
@@ -48,7 +51,7 @@ type icmpConn struct {
 }
 
 func (c *icmpConn) Echo(seq int) error {
-	msg := icmp.Message{Type: c.echo, Body: &icmp.Echo{ID: c.id, Seq: seq, Data: []byte("tandem witness")}}
+	msg := icmp.Message{Type: c.echo, Body: c.book.request(seq)}
 	b, err := msg.Marshal(nil)
 	if err != nil {
 		return fmt.Errorf("build echo: %w", err)
@@ -71,9 +74,9 @@ func (c *icmpConn) Reply(deadline time.Time) (bool, error) {
 	if err != nil || m.Type != c.reply {
 		return false, nil
 	}
-	e, ok := m.Body.(*icmp.Echo)
+	e, _ := m.Body.(*icmp.Echo)
 	src, _ := netip.ParseAddr(from.String())
-	return ok && e.ID == c.id && src.Unmap() == c.addr, nil
+	return c.book.answers(e) && src.Unmap() == c.addr, nil
 }
 
 func (c *icmpConn) Close() error { return c.pc.Close() }

@@ -30,6 +30,7 @@ func usage() {
                  [-hang 1s] [-timeout 10s] [-ready FILE] [-stop FILE]
   labtools echo [-listen 0.0.0.0:5222] [-idle 1m] [-max-conns 10000]
   labtools chaos -out DIR [-seed N] [-pulls 20] [-features all|auto|none|LIST] ...  (scripts/chaos.sh)
+  labtools garp -ip ADDR -mac MAC [-iface eth0] [-count 50] [-interval 100ms]
 `)
 	os.Exit(2)
 }
@@ -58,6 +59,8 @@ func main() {
 		err = cmdSessions(os.Args[2:])
 	case "echo":
 		err = cmdEcho(os.Args[2:])
+	case "garp":
+		err = cmdGarp(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:

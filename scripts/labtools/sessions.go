@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,7 +34,7 @@ func cmdSessions(args []string) error {
 	timeout := fs.Duration("timeout", 10*time.Second, "a line not echoed within this is a failure (timeout)")
 	stall := fs.Duration("stall", 150*time.Millisecond, "a gap between two answers longer than this is a stall")
 	hang := fs.Duration("hang", time.Second, "a session still waiting this long at the end has not survived")
-	ready := fs.String("ready", "", "write this file once every session has answered once (or failed)")
+	ready := fs.String("ready", "", "write this file (\"ANSWERED FAILED\\n\") once every session has answered once or failed")
 	stopFile := fs.String("stop", "", "stop as soon as this file exists (checked every 10ms)")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
@@ -69,9 +68,9 @@ func cmdSessions(args []string) error {
 	}
 
 	c := &sessionClient{target: *target, interval: *interval, timeout: *timeout, stall: *stall}
-	onReady := func() {}
+	onReady := func(answered, failed int) {}
 	if *ready != "" {
-		onReady = func() { writeReady(*ready, *n) }
+		onReady = func(answered, failed int) { writeReady(*ready, answered, failed) }
 	}
 	s := c.runAll(ctx, *n, *hang, onReady)
 	fmt.Fprintf(os.Stderr, "labtools sessions: %d of %d survived, %d stalled, longest gap %.1f ms\n",
@@ -80,11 +79,11 @@ func cmdSessions(args []string) error {
 }
 
 // runAll runs n sessions until ctx ends, calls onReady once every session
-// has answered once or failed, and summarizes.
-func (c *sessionClient) runAll(ctx context.Context, n int, hang time.Duration, onReady func()) SessionsSummary {
+// has answered once or failed (with how many did which), and summarizes.
+func (c *sessionClient) runAll(ctx context.Context, n int, hang time.Duration, onReady func(answered, failed int)) SessionsSummary {
 	c.recs = make([]SessionRecord, n)
 	start := time.Now()
-	var settled atomic.Int64 // sessions that answered once or failed
+	var settled, early atomic.Int64 // answered once or failed; failed first
 	var wg sync.WaitGroup
 	for i := range c.recs {
 		wg.Add(1)
@@ -92,9 +91,13 @@ func (c *sessionClient) runAll(ctx context.Context, n int, hang time.Duration, o
 			defer wg.Done()
 			// spread the sessions' phases over one interval
 			at := start.Add(time.Duration(i) * c.interval / time.Duration(n))
-			c.run(ctx, i, at, func() {
+			c.run(ctx, i, at, func(ok bool) {
+				if !ok {
+					early.Add(1)
+				}
 				if settled.Add(1) == int64(n) {
-					onReady()
+					f := int(early.Load())
+					onReady(n-f, f)
 				}
 			})
 		}()
@@ -122,9 +125,9 @@ func watchFile(ctx context.Context, path string, cancel func()) {
 	}
 }
 
-func writeReady(path string, n int) {
+func writeReady(path string, answered, failed int) {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n)+"\n"), 0o644); err == nil {
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", answered, failed), 0o644); err == nil {
 		_ = os.Rename(tmp, path)
 	}
 }
@@ -145,9 +148,11 @@ func (c *sessionClient) ended(ctx context.Context, t time.Time) bool {
 }
 
 // run is one session: its goroutine owns recs[i] until it returns.
-func (c *sessionClient) run(ctx context.Context, i int, at time.Time, settled func()) {
+// settled(true) is called at its first answer, settled(false) if it ends
+// before one.
+func (c *sessionClient) run(ctx context.Context, i int, at time.Time, settled func(ok bool)) {
 	r := &c.recs[i]
-	once := sync.OnceFunc(settled)
+	once := sync.OnceFunc(func() { settled(r.Answers > 0) })
 	defer once()
 	if sleepUntil(ctx, at); ctx.Err() != nil {
 		return

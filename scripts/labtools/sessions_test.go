@@ -23,18 +23,29 @@ func listen(t *testing.T) net.Listener {
 // runSessions runs n sessions against addr for d and returns the summary.
 func runSessions(t *testing.T, addr string, n int, d time.Duration) SessionsSummary {
 	t.Helper()
+	s, _ := runSessionsReady(t, addr, n, d)
+	return s
+}
+
+// runSessionsReady also returns what onReady was told: answered, failed.
+func runSessionsReady(t *testing.T, addr string, n int, d time.Duration) (SessionsSummary, [2]int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	c := &sessionClient{target: addr, interval: 20 * time.Millisecond, timeout: 2 * time.Second,
 		stall: 150 * time.Millisecond}
-	ready := make(chan struct{})
-	s := c.runAll(ctx, n, time.Second, func() { close(ready) })
+	ready := make(chan [2]int, 1)
+	s := c.runAll(ctx, n, time.Second, func(a, f int) { ready <- [2]int{a, f} })
 	select {
-	case <-ready:
+	case r := <-ready:
+		if r[0]+r[1] != n {
+			t.Errorf("onReady(%d, %d): want %d sessions in all", r[0], r[1], n)
+		}
+		return s, r
 	default:
 		t.Error("onReady was not called although every session answered or failed")
 	}
-	return s
+	return s, [2]int{}
 }
 
 func TestSessionsThroughEchoServerAllSurvive(t *testing.T) {
@@ -109,6 +120,16 @@ func TestSessionsCountResetsAndEOFs(t *testing.T) {
 	s := runSessions(t, reset, 5, 400*time.Millisecond)
 	if s.Survived != 0 || s.Errors["reset"] != 5 || s.FirstFailure == "" {
 		t.Errorf("want 5 resets: %+v", s)
+	}
+
+	// nothing listens: every session fails before its first answer, and
+	// the ready callback says so
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	s, ready := runSessionsReady(t, addr, 4, 200*time.Millisecond)
+	if s.Errors["connect"] != 4 || s.Connected != 0 || ready != [2]int{0, 4} {
+		t.Errorf("want 4 connect failures reported as 0 answered, 4 failed: %+v, ready %v", s, ready)
 	}
 
 	eof := scripted(t, func(c *net.TCPConn, br *bufio.Reader) { echoLines(c, br, 2, nil) })

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,5 +322,57 @@ func TestNATOutboundPolicy(t *testing.T) {
 	})
 	if s := probe("8081"); s.OK != 0 {
 		t.Errorf("srv1 reached a port outbound.allow does not list: %+v", s)
+	}
+}
+
+// A server disabled in a nat cluster keeps its established flows (the
+// default), or loses them at once with nat.drain: false.
+func TestNATDisableDrainsOrCuts(t *testing.T) {
+	for _, drain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("drain=%v", drain), func(t *testing.T) {
+			l := newLab(t, "--inside")
+			for _, srv := range []string{"srv1", "srv2"} {
+				cmd := exec.Command("ip", "netns", "exec", l.ns(srv), binDir+"/labtools", "echo", "-listen", "0.0.0.0:5222")
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				p := &proc{cmd: cmd, log: os.DevNull, done: make(chan error, 1)}
+				go func() { p.done <- cmd.Wait() }()
+				l.nodes["echo-"+srv] = p
+			}
+			o := natOpts
+			o.extra = strings.Replace(natCluster, "    algorithm: maglev\n",
+				fmt.Sprintf("    algorithm: maglev\n    nat: {drain: %v}\n", drain), 1)
+			l.start("lb1", o)
+			l.waitFor("lb1 MASTER", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") })
+			const n = 40
+			s := l.sessions(n)
+			onSrv1 := int64(0)
+			l.waitFor("the flows counted per server", 5*time.Second, func() bool {
+				st, err := l.status("lb1")
+				if err != nil || len(st.Clusters) == 0 || st.Clusters[0].ActiveConns < n {
+					return false
+				}
+				onSrv1 = st.Clusters[0].Servers[0].ActiveConns
+				return true
+			})
+			if onSrv1 == 0 || onSrv1 == n {
+				t.Fatalf("maglev sent %d of %d sessions to srv1; the test needs both servers", onSrv1, n)
+			}
+			out, err := exec.Command(binDir+"/tandem", "server", "disable", "im", "srv1", "--socket", l.dir+"/lb1.sock").CombinedOutput()
+			if err != nil {
+				t.Fatalf("disable: %v\n%s", err, out)
+			}
+			time.Sleep(time.Second)
+			sum := s.finish(t)
+			t.Logf("drain %v: %d of %d sessions survived srv1 being disabled (%d were on srv1)", drain, sum.Survived, n, onSrv1)
+			want := n
+			if !drain {
+				want = n - int(onSrv1)
+			}
+			if sum.Survived != want {
+				t.Errorf("%d sessions survived, want %d", sum.Survived, want)
+			}
+		})
 	}
 }

@@ -133,11 +133,16 @@ func TestKill9FailsOverAndRestartCleansUp(t *testing.T) {
 	if out, code := release("lb1"); code != 0 || l.holdsVIP("lb1") {
 		t.Fatalf("release after kill -9: exit %d, lb1 holds the VIP %v: %s", code, l.holdsVIP("lb1"), out)
 	}
-	// Leave one behind again, as a crash without the unit would: the
-	// restarted node must remove the leftover before it joins, then take
-	// the VIPs back.
+	// Leave one behind again, as a crash without the unit would (the
+	// VIP on the interface, and in the node's state file): the restarted
+	// node must remove the leftover before it joins, then take the VIPs
+	// back. (A VIP on the interface that the state file does not name is
+	// not a leftover but someone else's address: TestOwnAddressAsVIPRefused.)
 	if out, err := exec.Command("ip", "-n", l.ns("lb1"), "addr", "add", vip+"/24", "dev", "eth0").CombinedOutput(); err != nil {
 		t.Fatalf("re-add the leftover: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "lb1.eth0.vips"), []byte(`{"interface":"eth0","vips":["`+vip+`/24"]}`), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	l.start("lb1", nodeOpts{preempt: true})
 	l.waitFor("restarted lb1 MASTER and lb2 BACKUP", 10*time.Second, func() bool {

@@ -17,5 +17,9 @@ func listenAPI(nc config.Node, log *slog.Logger) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node.api_group: %w", err)
 	}
-	return api.ListenAccess(nc.APISocket, api.Access{GID: gid, Log: log})
+	admin, err := nc.APIAdminGroupID()
+	if err != nil {
+		return nil, fmt.Errorf("node.api_admin_group: %w", err)
+	}
+	return api.ListenAccess(nc.APISocket, api.Access{GID: gid, AdminGID: admin, Log: log})
 }

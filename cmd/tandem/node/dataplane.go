@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/tandem-lb/tandem/dataplane"
@@ -193,8 +194,12 @@ const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
 // there. It also asks the kernel (best effort) to migrate the queue of a
 // listener a reload replaces.
 func (n *Node) startClusters(ctx context.Context) {
-	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
-		n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+	// Already on (the package's sysctl.d file sets it at boot): nothing
+	// to write, which the unit's ProtectKernelTunables would refuse.
+	if b, err := os.ReadFile(tcpMigrateReq); err != nil || strings.TrimSpace(string(b)) != "1" {
+		if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
+			n.log.Warn("cannot set net.ipv4.tcp_migrate_req: a reload that replaces a TCP cluster may reset connections still queued on its old listener", "err", err)
+		}
 	}
 	n.runner.open(ctx)
 	if len(n.gen().clusters) > 0 {

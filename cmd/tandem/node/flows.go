@@ -20,13 +20,17 @@ type flowTable interface {
 	Events(ctx context.Context, mark, mask uint32, out chan<- ctsync.Event) error
 	Dump(mark, mask uint32, fn func(ctsync.Flow) bool) error
 	Write(f ctsync.Flow) error
+	// Update writes over an entry whose NAT binding is known to be the
+	// same (one round trip instead of Write's three).
+	Update(f ctsync.Flow) error
 	Delete(f ctsync.Flow) error
 	DeleteWhere(mark, mask uint32, match func(ctsync.Flow) bool) (int, error)
 }
 
 // Flow record operations: the first byte of a replicated flow record.
 const (
-	flowOpUpsert  byte = 'U' // new or changed: write it
+	flowOpUpsert  byte = 'N' // new, or from a bulk: write it, checking its binding
+	flowOpUpdate  byte = 'U' // changed (its new record came first): update it
 	flowOpDestroy byte = 'D' // ended: delete it
 )
 
@@ -119,8 +123,11 @@ func (s *flowSync) event(ev ctsync.Event) {
 		return
 	}
 	op := flowOpUpsert
-	if ev.Type == ctsync.Destroy {
+	switch ev.Type {
+	case ctsync.Destroy:
 		op = flowOpDestroy
+	case ctsync.Update:
+		op = flowOpUpdate
 	}
 	s.publish(replicate.Entry{Flow: encodeFlow(op, ev.Flow)})
 	s.sent.Add(1)
@@ -158,11 +165,15 @@ func (s *flowSync) apply(rec string) {
 	switch rec[0] {
 	case flowOpDestroy:
 		err = s.t.Delete(f)
-	case flowOpUpsert:
+	case flowOpUpsert, flowOpUpdate:
 		if f.Proto == ctsync.ProtoUDP && f.Timeout < minBackupUDPTimeout {
 			f.Timeout = minBackupUDPTimeout
 		}
-		err = s.t.Write(f)
+		if rec[0] == flowOpUpdate {
+			err = s.t.Update(f)
+		} else {
+			err = s.t.Write(f)
+		}
 	default:
 		s.countErr("malformed", nil)
 		return
@@ -192,7 +203,7 @@ func (s *flowSync) snapshot(fn func(replicate.Entry) bool) bool {
 }
 
 // liberate rewrites every Tandem flow of this box's table with window
-// tracking off (BE_LIBERAL, as Write always sets it). A box that stops
+// tracking off (BE_LIBERAL, as Write and Update always set it). A box that stops
 // being master keeps its own entries, and their TCP windows stop moving
 // while the peer forwards the flows; should the flows come back here (a
 // preempt, a switchover back) the kernel would find the packets out of
@@ -212,7 +223,7 @@ func (s *flowSync) liberate() int {
 	}
 	n := 0
 	for _, f := range flows {
-		if err := s.t.Write(f); err != nil {
+		if err := s.t.Update(f); err != nil {
 			s.countErr("liberate", err)
 			continue
 		}

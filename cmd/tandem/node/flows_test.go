@@ -70,6 +70,8 @@ func (f *fakeFlows) Write(fl ctsync.Flow) error {
 	return nil
 }
 
+func (f *fakeFlows) Update(fl ctsync.Flow) error { return f.Write(fl) }
+
 func (f *fakeFlows) Delete(fl ctsync.Flow) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -145,8 +147,8 @@ func TestFlowSyncApplyRefusesWhatItMustNotWrite(t *testing.T) {
 	foreign := testFlow(2, "198.19.1.21:5222")
 	foreign.Mark = 0x1234
 	backup.apply(encodeFlow(flowOpUpsert, foreign))
-	backup.apply("U")                   // too short
-	backup.apply("Ugarbage-not-a-flow") // does not decode
+	backup.apply("N")                   // too short
+	backup.apply("Ngarbage-not-a-flow") // does not decode
 	backup.apply(encodeFlow('X', testFlow(3, "198.19.1.21:5222")))
 	if bt.len() != 0 {
 		t.Fatalf("wrote %d flows from bad records", bt.len())
@@ -251,5 +253,20 @@ func TestFlowSyncRunStopsWithContext(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("run: %v", err)
+	}
+}
+
+// An update event travels as an update (one round trip on the backup).
+func TestFlowSyncUpdateEvent(t *testing.T) {
+	master, _, _, bt, _ := flowPair(t)
+	f := testFlow(7, "198.19.1.21:5222")
+	master.event(ctsync.Event{Type: ctsync.New, Flow: f})
+	f.TCPState = ctsync.TCPFinWait
+	master.event(ctsync.Event{Type: ctsync.Update, Flow: f})
+	if got := bt.flows[f.Key()]; got.TCPState != ctsync.TCPFinWait {
+		t.Errorf("backup state %d after an update, want %d", got.TCPState, ctsync.TCPFinWait)
+	}
+	if rec := encodeFlow(flowOpUpdate, f); rec[0] != 'U' {
+		t.Errorf("update record starts with %q", rec[0])
 	}
 }

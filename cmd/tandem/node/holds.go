@@ -21,6 +21,8 @@ func (n *Node) holdFacts() failover.HoldFacts {
 	a := last.Advert
 	f.Peer = failover.PeerAdvert{Node: a.Node, Priority: a.Priority, State: a.State, At: last.At}
 	f.ConfigDiff = configDiff(g.advertHash, a.ConfigHash)
+	clash := n.peer.NameClash()
+	f.Node, f.NameClashFrom, f.NameClashAt = g.cfg.Node.Name, clash.From, clash.At
 	if w := g.cfg.Failover.Witness; w != "" {
 		f.Witness, f.WitnessAnswer = w, n.witness.LastAnswer(w)
 	}

@@ -49,6 +49,10 @@ type Node struct {
 	// VIPs; witness pings failover.witness.
 	rivals  *vip.RivalWatcher
 	witness *witness.Witness
+	// feed hands the rivals' sightings to the election; it knows this
+	// box's hardware address and keeps the address conflicts (boxes
+	// other than the peer announcing our VIPs).
+	feed *rivalFeed
 
 	events eventLog
 
@@ -82,6 +86,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster key: %w", err)
 	}
+	if err := cfg.ExampleKeyInUse(); err != nil {
+		return nil, err
+	}
 	f := cfg.Failover
 	var paths []peer.Path
 	for _, hp := range cfg.Cluster.HeartbeatPaths {
@@ -105,6 +112,7 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vip manager: %w", err)
 	}
+	vm.SetStateFiles(cfg.Node.APISocket)
 	n := &Node{
 		log:     log,
 		version: version,
@@ -116,7 +124,9 @@ func New(cfg *config.Config, version string, log *slog.Logger) (*Node, error) {
 		rivals:  vip.NewRivalWatcher(f.Interface, f.PrefixesOn(f.Interface)),
 		witness: witness.New(witness.NewICMP(), log.With("component", "witness")),
 	}
+	n.notify.SetRunAs(f.NotifyRunAs)
 	n.loop = failover.NewLoop(electionConfig(cfg), failover.RealClock{}, n, log.With("component", "election"))
+	n.feed = &rivalFeed{loop: n.loop, log: log, events: &n.events, peerMAC: n.peerMAC}
 	if cfg.HasNAT() {
 		if n.nat, err = newNATState(cfg, &n.events, log.With("component", "nat")); err != nil {
 			vm.Close()
@@ -170,25 +180,31 @@ func hasHealthChecks(cfg *config.Config) bool {
 // priority-0 advert and releases its VIPs before the node leaves the
 // member list, so the peer takes over at once.
 func (n *Node) Run(ctx context.Context) error {
-	// A crash may have left VIPs on the interface; never start with them.
+	// The control socket first: a second node started with the same
+	// config stops here, before it touches the running node's VIPs.
+	ln, err := listenAPI(n.gen().cfg.Node, n.log.With("component", "api"))
+	if err != nil {
+		return err
+	}
+	// A crash may have left VIPs on the interface; never start with them,
+	// nor with a VIP that is the box's own address.
 	if err := n.vips.Cleanup(); err != nil {
-		return fmt.Errorf("remove leftover VIPs: %w", err)
+		ln.Close()
+		return fmt.Errorf("VIPs at start: %w", err)
 	}
 	defer n.vips.Close()
 	if n.nat != nil {
 		// Rules left by a crash are replaced whole, sticky maps included;
 		// whatever happens from here, none stays behind.
 		if err := n.nat.rules.Remove(); err != nil {
+			ln.Close()
 			return fmt.Errorf("remove leftover nat rules: %w", err)
 		}
 		defer n.nat.close()
 	}
 
 	if err := n.gen().listen(); err != nil {
-		return err
-	}
-	ln, err := listenAPI(n.gen().cfg.Node, n.log.With("component", "api"))
-	if err != nil {
+		ln.Close()
 		return err
 	}
 	if err := n.peer.Start(ctx); err != nil {
@@ -212,9 +228,8 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { forwardLinks(gctx, links, n.loop, n.log); return nil })
 	g.Go(func() error { n.forwardAdverts(gctx); return nil })
 	sightings := make(chan vip.Sighting, 64)
-	rf := &rivalFeed{loop: n.loop, log: n.log, events: &n.events}
-	g.Go(func() error { return n.rivals.Run(gctx, sightings, rf.own, n.log.With("component", "vip")) })
-	g.Go(func() error { rf.run(gctx, sightings); return nil })
+	g.Go(func() error { return n.rivals.Run(gctx, sightings, n.feed.own, n.log.With("component", "vip")) })
+	g.Go(func() error { n.feed.run(gctx, sightings); return nil })
 	g.Go(func() error {
 		return n.witness.Run(gctx,
 			func() string { return n.gen().cfg.Failover.Witness },
@@ -241,6 +256,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 	electionDone := make(chan error, 1)
 	go func() { electionDone <- n.loop.Run(electionCtx) }()
+	g.Go(func() error { n.serviceManager(gctx, ctx); return nil })
 
 	var runErr error
 	select {
@@ -379,7 +395,7 @@ func (n *Node) Perform(ctx context.Context, a failover.Action, m failover.Machin
 		err := n.peer.SendAdvert(peer.Advert{
 			Node: n.gen().cfg.Node.Name, Priority: a.Priority, State: a.State.String(),
 			ConfigHash: n.gen().advertHash, Seq: seq, StateAge: now.Sub(m.Since), Sent: now,
-			Held: len(m.Holds) > 0,
+			Held: len(m.Holds) > 0, MAC: n.feed.ownHW(),
 		})
 		if err != nil {
 			n.log.Debug("send advert", "err", err)

@@ -92,11 +92,22 @@ func (s stickyStore) Apply(e replicate.Entry) {
 	if st == nil || int(e.Server) >= len(st.pool.Servers()) {
 		return
 	}
-	se := dataplane.StickyEntry{Client: e.Client, Server: e.Server, Expires: e.Expires}
+	expires := e.Expires
+	if p := clusters[e.Cluster].cfg.Persistence; p != nil {
+		expires = clampExpiry(expires, time.Now().UnixNano(), p.Timeout)
+	}
+	se := dataplane.StickyEntry{Client: e.Client, Server: e.Server, Expires: expires}
 	st.m.Apply(se)
 	if c := clusters[e.Cluster]; c.nat != nil {
 		s.n.nat.stickyApplied(c, se)
 	}
+}
+
+// clampExpiry bounds a peer's entry to this node's own timeout: an entry
+// can never need to live longer than timeout from now, and a peer with a
+// clock far ahead (or a bug) must not pin a client for good.
+func clampExpiry(expires, now int64, timeout time.Duration) int64 {
+	return min(expires, now+int64(timeout))
 }
 
 // Snapshot visits every live entry of every cluster.

@@ -73,6 +73,11 @@ func (n *Node) Reload() ([]string, error) {
 		n.events.add("reload", "refused: %v", err)
 		return nil, err
 	}
+	if err := cfg.ExampleKeyInUse(); err != nil {
+		n.log.Warn("reload refused", "err", err)
+		n.events.add("reload", "refused: %v", err)
+		return nil, err
+	}
 
 	keyChanges, err := n.reloadKeys(cfg)
 	if err != nil {
@@ -379,6 +384,10 @@ func (n *Node) reloadFailover(ctx context.Context, old, cfg *config.Config) []st
 	if of.Notify != nf.Notify {
 		n.notify.SetPath(nf.Notify)
 		changes = append(changes, fmt.Sprintf("failover.notify %q -> %q", of.Notify, nf.Notify))
+	}
+	if of.NotifyRunAs != nf.NotifyRunAs {
+		n.notify.SetRunAs(nf.NotifyRunAs)
+		changes = append(changes, fmt.Sprintf("failover.notify_run_as %q -> %q", of.NotifyRunAs, nf.NotifyRunAs))
 	}
 	return changes
 }

@@ -43,6 +43,7 @@ func (n *Node) Status() api.Status {
 	}
 	rs := n.rivals.Stats()
 	st.SplitBrain = api.SplitBrain{ARPRead: rs.Read, ARPMalformed: rs.Malformed, Rivals: rs.Sightings}
+	n.feed.conflicts.status(&st.SplitBrain)
 	if w := n.gen().cfg.Failover.Witness; w != "" {
 		sent, answered := n.witness.Counts()
 		answer := n.witness.LastAnswer(w)
@@ -87,6 +88,7 @@ func (n *Node) Status() api.Status {
 				}
 			}
 		}
+		nameClashPeer(&p, st.Node, n.peer.NameClash(), now)
 		st.Peers = append(st.Peers, p)
 	}
 

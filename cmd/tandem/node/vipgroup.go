@@ -35,6 +35,14 @@ func newVIPGroup(f config.Failover, log *slog.Logger) (*vipGroup, error) {
 	return g, nil
 }
 
+// SetStateFiles gives each interface's manager its state file beside the
+// control socket (tandem release reads them all).
+func (g *vipGroup) SetStateFiles(apiSocket string) {
+	for i, m := range g.ms {
+		m.SetStateFile(vip.StateFile(apiSocket, g.ifaces[i]))
+	}
+}
+
 // each runs fn on every manager, all of them even after a failure, and
 // joins the errors.
 func (g *vipGroup) each(fn func(*vip.Manager) error) error {
