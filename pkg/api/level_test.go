@@ -207,7 +207,11 @@ func TestManyGroups(t *testing.T) {
 					got = line
 				}
 			}
-			if got != tt.want {
+			// A refused client sees the server close: EOF, or a reset
+			// when its request was still unread, depending on timing.
+			refused := tt.want == "READ EOF" && strings.HasPrefix(got, "READ ") &&
+				(strings.HasSuffix(got, "EOF") || strings.Contains(got, "connection reset by peer"))
+			if got != tt.want && !refused {
 				t.Fatalf("got %q, want %q\n%s", got, tt.want, out)
 			}
 		})
