@@ -51,7 +51,7 @@ func TestHolds(t *testing.T) {
 			f:    HoldFacts{Witness: "198.18.0.2", WitnessAnswer: now.Add(-210 * time.Millisecond)},
 			want: []WantedHold{{HoldWitnessLost, "witness 198.18.0.2 does not answer: this box may be cut off"}}},
 		{name: "another box advertises under this node's name", m: master,
-			f: HoldFacts{Node: "lb2", NameClashFrom: "198.18.0.12:7946", NameClashAt: now.Add(-time.Second)},
+			f:    HoldFacts{Node: "lb2", NameClashFrom: "198.18.0.12:7946", NameClashAt: now.Add(-time.Second)},
 			want: []WantedHold{{HoldNameClash, `node name "lb2" is also used by the box at 198.18.0.12:7946: give each box its own node.name`}}},
 		{name: "a name clash last heard long ago", m: backup,
 			f: HoldFacts{Node: "lb2", NameClashFrom: "198.18.0.12:7946", NameClashAt: now.Add(-NameClashFor - time.Millisecond)}},
