@@ -140,8 +140,10 @@ func failErr(ctx context.Context, start time.Time, err error) Result {
 // of addresses, and "timeout after 500.2ms" when the probe ran out of time.
 func describe(ctx context.Context, start time.Time, err error) string {
 	var ne net.Error
+	dl, ok := ctx.Deadline()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout()) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		(errors.As(err, &ne) && ne.Timeout()) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+		(ok && !time.Now().Before(dl)) { // a library that flattened the socket's timeout to text
 		return "timeout after " + ms(time.Since(start))
 	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
@@ -125,8 +126,9 @@ func (c *ldapChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
 
 	if c.tls != nil && !c.implicit {
 		if err := l.StartTLS(c.tls.config(addr)); err != nil {
-			if s, ok := certError(err); ok {
-				return fail(start, "StartTLS: %s", s)
+			// go-ldap flattens the handshake's error to text.
+			if _, x509err, ok := strings.Cut(err.Error(), "x509: "); ok {
+				return fail(start, "StartTLS: TLS: %s", strings.TrimSuffix(x509err, ")"))
 			}
 			return fail(start, "StartTLS: %s", c.describe(ctx, start, err))
 		}

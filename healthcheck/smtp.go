@@ -158,7 +158,27 @@ func newSMTPConn(conn net.Conn) *textproto.Conn {
 		io.Reader
 		io.Writer
 		io.Closer
-	}{bufio.NewReader(io.LimitReader(conn, maxSMTPReply)), conn, conn})
+	}{bufio.NewReader(&cappedReader{r: conn, left: maxSMTPReply}), conn, conn})
+}
+
+var errReplyTooLong = fmt.Errorf("reply longer than %d KiB", maxSMTPReply>>10)
+
+// cappedReader fails with errReplyTooLong once left bytes are read.
+type cappedReader struct {
+	r    io.Reader
+	left int
+}
+
+func (c *cappedReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errReplyTooLong
+	}
+	if len(p) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= n
+	return n, err
 }
 
 // smtpError shows a server's refusal as "554 no service here", an I/O
@@ -167,6 +187,9 @@ func smtpError(ctx context.Context, start time.Time, err error) string {
 	var te *textproto.Error
 	if errors.As(err, &te) {
 		return fmt.Sprintf("%d %s", te.Code, strings.ReplaceAll(te.Msg, "\n", " "))
+	}
+	if errors.Is(err, errReplyTooLong) {
+		return err.Error()
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return "connection closed by the server"
