@@ -302,6 +302,7 @@ func (n *Node) clusterStatus() []api.Cluster {
 				as.LastCheckLatency = float64(r.Latency.Microseconds()) / 1000
 				at := r.At
 				as.LastCheckAt = &at
+				as.CheckWarning, as.CertExpiresInDays = r.Warning, r.CertDaysLeft(time.Now())
 			}
 			ac.Servers = append(ac.Servers, as)
 		}
