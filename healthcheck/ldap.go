@@ -29,7 +29,7 @@ type ldapChecker struct {
 	tls        *tlsOptions // nil: plain LDAP
 	implicit   bool        // LDAPS: TLS from the first byte
 	bindDN     string
-	password   string
+	password   *secretFile // with bindDN
 	base       string
 	scope      int
 	filter     string
@@ -79,7 +79,7 @@ func newLDAPChecker(hc config.HealthCheck) (*ldapChecker, error) {
 		c.expect = re
 	}
 	if hc.BindDN != "" {
-		pw, err := hc.BindPassword()
+		pw, err := newSecretFile(hc)
 		if err != nil {
 			return nil, fmt.Errorf("health_check: password_file: %w", err)
 		}
@@ -133,12 +133,18 @@ func (c *ldapChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
 			return fail(start, "StartTLS: %s", c.describe(ctx, start, err))
 		}
 	}
+	warning := ""
 	if c.bindDN != "" {
-		if err := l.Bind(c.bindDN, c.password); err != nil {
-			return fail(start, "bind as %s: %s", c.bindDN, c.describe(ctx, start, err))
+		var password string
+		password, warning = c.password.get()
+		if err := l.Bind(c.bindDN, password); err != nil {
+			res := fail(start, "bind as %s: %s", c.bindDN, c.describe(ctx, start, err))
+			res.Warning = warning
+			return res
 		}
 	}
 	res := c.search(ctx, start, l)
+	res.Warning = warning
 	if c.tls != nil {
 		if state, ok := l.TLSConnectionState(); ok {
 			res = c.tls.certResult(res, state)

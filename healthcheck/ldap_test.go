@@ -199,6 +199,24 @@ func TestLDAPSlapd(t *testing.T) {
 		})
 	}
 
+	// The password is rotated in its file: picked up without a reload;
+	// a file that goes missing keeps the last good password, with a
+	// warning.
+	rotated := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(rotated, []byte("admin-pw\n"), 0o600)
+	c := mustNew(t, with(func(h *config.HealthCheck) { h.BindDN, h.PasswordFile = ldapAdmin, rotated }))
+	wantResult(t, check(t, c, s.addr, time.Second), true, "found 2 entries")
+	os.WriteFile(rotated, []byte("a-new-one\n"), 0o600)
+	wantResult(t, check(t, c, s.addr, time.Second), false, "Invalid Credentials (49)")
+	os.WriteFile(rotated, []byte("admin-pw\n"), 0o600)
+	wantResult(t, check(t, c, s.addr, time.Second), true, "found 2 entries")
+	os.Remove(rotated)
+	res := check(t, c, s.addr, time.Second)
+	wantResult(t, res, true, "found 2 entries")
+	if !strings.Contains(res.Warning, "password_file: cannot read the password: open "+rotated+": no such file or directory; using the password read before") {
+		t.Errorf("missing password file: warning %q", res.Warning)
+	}
+
 	// The directory is emptied: slapd still binds and answers, the
 	// check fails.
 	s.empty(t)

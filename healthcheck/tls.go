@@ -85,7 +85,11 @@ func (o *tlsOptions) certResult(res Result, state tls.ConnectionState) Result {
 		res.Detail += ", certificate expires in " + daysLeft(left)
 	}
 	if o.warnWithin > 0 && left < o.warnWithin {
-		res.Warning = fmt.Sprintf("certificate expires in %s (%s)", daysLeft(left), notAfter.UTC().Format("2006-01-02 15:04 MST"))
+		w := fmt.Sprintf("certificate expires in %s (%s)", daysLeft(left), notAfter.UTC().Format("2006-01-02 15:04 MST"))
+		if res.Warning != "" {
+			w = res.Warning + "; " + w
+		}
+		res.Warning = w
 	}
 	return res
 }
