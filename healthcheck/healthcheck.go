@@ -35,6 +35,13 @@ type Result struct {
 	Detail string
 	// At is when the probe started.
 	At time.Time
+	// Warning is something to act on though the probe may have passed:
+	// "certificate expires in 5 days (2026-03-01 12:00 UTC)".
+	Warning string
+	// CertNotAfter is when the certificate the server showed expires
+	// (the earliest of its chain), for checks that speak TLS; zero
+	// otherwise.
+	CertNotAfter time.Time
 }
 
 // Checker probes one server once. The context carries the probe's
@@ -50,7 +57,14 @@ type Checker interface {
 func New(hc config.HealthCheck) (Checker, error) {
 	switch hc.Type {
 	case "tcp":
-		return tcpChecker{}, nil
+		if !hc.TLS {
+			return tcpChecker{}, nil
+		}
+		o, err := newTLSOptions(hc, "")
+		if err != nil {
+			return nil, err
+		}
+		return tcpChecker{tls: o}, nil
 	case "http":
 		return newHTTPChecker(hc)
 	case "send_expect":
@@ -77,8 +91,12 @@ func New(hc config.HealthCheck) (Checker, error) {
 			return nil, errors.New("health_check: radius check needs the shared secret")
 		}
 		return &radiusChecker{secret: []byte(hc.Secret)}, nil
+	case "ldap":
+		return newLDAPChecker(hc)
+	case "smtp":
+		return newSMTPChecker(hc)
 	default:
-		return nil, fmt.Errorf("health_check: unknown type %q (want tcp, http, send_expect, exec, dns, udp or radius)", hc.Type)
+		return nil, fmt.Errorf("health_check: unknown type %q (want tcp, http, send_expect, exec, dns, udp, radius, ldap or smtp)", hc.Type)
 	}
 }
 
@@ -122,8 +140,10 @@ func failErr(ctx context.Context, start time.Time, err error) Result {
 // of addresses, and "timeout after 500.2ms" when the probe ran out of time.
 func describe(ctx context.Context, start time.Time, err error) string {
 	var ne net.Error
+	dl, ok := ctx.Deadline()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout()) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		(errors.As(err, &ne) && ne.Timeout()) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+		(ok && !time.Now().Before(dl)) { // a library that flattened the socket's timeout to text
 		return "timeout after " + ms(time.Since(start))
 	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {

@@ -131,6 +131,7 @@ func (m *Monitor) watch(ctx context.Context, t Target) {
 	timer := time.NewTimer(rand.N(m.interval))
 	defer timer.Stop()
 	first := true
+	warning := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,6 +146,11 @@ func (m *Monitor) watch(ctx context.Context, t Target) {
 		m.mu.Lock()
 		m.last[t.Server] = res
 		m.mu.Unlock()
+		if res.Warning != warning && res.Warning != "" {
+			// Once per new text: "expires in 5 days" is said daily.
+			log.Warn(fmt.Sprintf("server %s: %s", t.Server, res.Warning))
+		}
+		warning = res.Warning
 
 		if first {
 			first = false

@@ -272,3 +272,53 @@ func TestMonitorTCP(t *testing.T) {
 		t.Fatalf("after the server came back: %+v, want up", ch)
 	}
 }
+
+// warnChecker passes with a certificate warning that changes once.
+type warnChecker struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (w *warnChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	warning := "certificate expires in 5 days"
+	if w.n > 3 {
+		warning = "certificate expires in 4 days"
+	}
+	return Result{OK: true, Latency: time.Millisecond, Detail: "TLS handshake", At: time.Now(), Warning: warning}
+}
+
+// TestMonitorLogsWarnings: a warning is logged when it first appears
+// and when its text changes, not on every probe; Last keeps it.
+func TestMonitorLogsWarnings(t *testing.T) {
+	var logs syncBuffer
+	w := &warnChecker{}
+	tgt := Target{Cluster: "imaps", Server: "mail1", Addr: netip.MustParseAddrPort("127.0.0.1:993")}
+	m := NewMonitor(w, config.HealthCheck{Interval: 10 * time.Millisecond, Timeout: 5 * time.Millisecond}, []Target{tgt}, nil,
+		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.mu.Lock()
+		n := w.n
+		w.mu.Unlock()
+		if n >= 6 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	got := logs.String()
+	if strings.Count(got, "level=WARN") != 2 || !strings.Contains(got, "server mail1: certificate expires in 5 days") ||
+		!strings.Contains(got, "server mail1: certificate expires in 4 days") || !strings.Contains(got, "cluster=imaps") {
+		t.Errorf("want one warning per text, got:\n%s", got)
+	}
+	if r := m.Last()["mail1"]; r.Warning != "certificate expires in 4 days" {
+		t.Errorf("Last().Warning = %q", r.Warning)
+	}
+}

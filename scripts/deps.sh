@@ -5,7 +5,7 @@
 # Usage: scripts/deps.sh [EXTRA_PACKAGE...]
 #
 # Before installing anything it makes sure /usr/sbin/policy-rc.d exits 101,
-# so packages that ship services (nginx, keepalived) do not start them: tests
+# so packages that ship services (nginx, keepalived, slapd, exim4) do not start them: tests
 # start every server themselves, inside a lab namespace, with a config in a
 # temporary folder. An existing policy-rc.d is left alone.
 set -euo pipefail
@@ -33,8 +33,12 @@ declare -A probe=(
     [freeradius-utils]=radclient
     [python3]=python3
     [nftables]=nft
+    [slapd]=slapd
+    [ldap-utils]=ldapsearch
+    [exim4-daemon-light]=exim4
 )
-pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 nftables "$@")
+pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 nftables
+    slapd ldap-utils exim4-daemon-light "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}

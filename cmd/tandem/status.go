@@ -214,6 +214,9 @@ func renderStatus(out io.Writer, st *api.Status) {
 					if !strings.Contains(check, "ms") {
 						check += fmt.Sprintf(" (%.1fms)", s.LastCheckLatency)
 					}
+					if s.CheckWarning != "" {
+						check += "; WARNING: " + s.CheckWarning
+					}
 				}
 				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, s.Admin,
 					s.ActiveConns, s.TotalConns, check)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-lb/tandem/pkg/api"
 )
@@ -23,5 +25,29 @@ func TestPrintSplitBrain(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestRenderCheckWarning: a server whose certificate is about to expire
+// shows the check's warning in status, and its JSON carries the days.
+func TestRenderCheckWarning(t *testing.T) {
+	at := time.Now()
+	days := 5
+	srv := api.Server{Name: "mail1", Address: "198.18.0.31:993", Healthy: true, Admin: "enabled",
+		LastCheck: "TLS handshake in 1.2ms, certificate expires in 5 days", LastCheckOK: true, LastCheckAt: &at,
+		CheckWarning: "certificate expires in 5 days (2026-03-01 12:00 UTC)", CertExpiresInDays: &days}
+	st := &api.Status{Node: "lb1", Now: at, Clusters: []api.Cluster{{Name: "imaps", VIP: "198.18.0.100", Port: 993,
+		Protocol: "tcp", Algorithm: "round_robin", Servers: []api.Server{srv}}}}
+	var b bytes.Buffer
+	renderStatus(&b, st)
+	if !strings.Contains(b.String(), "certificate expires in 5 days; WARNING: certificate expires in 5 days (2026-03-01 12:00 UTC)") {
+		t.Errorf("no warning in:\n%s", b.String())
+	}
+	j, err := json.Marshal(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(j), `"check_warning":"certificate expires in 5 days (2026-03-01 12:00 UTC)","cert_expires_in_days":5`) {
+		t.Errorf("JSON: %s", j)
 	}
 }

@@ -144,6 +144,13 @@ type Server struct {
 	LastCheckOK      bool       `json:"last_check_ok"`
 	LastCheckLatency float64    `json:"last_check_latency_ms"`
 	LastCheckAt      *time.Time `json:"last_check_at,omitempty"`
+	// CheckWarning is what the last check warned of though it may have
+	// passed: "certificate expires in 5 days (2026-03-01 12:00 UTC)".
+	CheckWarning string `json:"check_warning,omitempty"`
+	// CertExpiresInDays is how many days (rounded; negative once past)
+	// the certificate the last check saw has left; absent for checks
+	// that do not speak TLS.
+	CertExpiresInDays *int `json:"cert_expires_in_days,omitempty"`
 }
 
 // Persistence summarises the sticky tables and their replication to the

@@ -196,12 +196,25 @@ type Persistence struct {
 
 // HealthCheck says how a cluster's servers are probed.
 type HealthCheck struct {
-	// Type is tcp, http, send_expect, dns, udp, radius or exec.
+	// Type is tcp, http, send_expect, dns, udp, radius, ldap, smtp or
+	// exec.
 	Type string `mapstructure:"type" json:"type"`
 	// Path is the http request path; it starts with /.
 	Path string `mapstructure:"path" json:"path"`
+	// Host is the Host header an http check sends, for a server that
+	// serves several sites [the server's IP:port].
+	Host string `mapstructure:"host" json:"host"`
 	// ExpectStatus is the http status of a healthy server [200].
 	ExpectStatus int `mapstructure:"expect_status" json:"expect_status"`
+	// ExpectHeader is "Name: regexp": the http reply must carry the
+	// header with a value the regexp matches; "Name" alone only asks
+	// that it be there. A server that answers 200 from a maintenance
+	// page, a stale cache or the wrong backend is caught by its headers.
+	ExpectHeader string `mapstructure:"expect_header" json:"expect_header"`
+	// Expect is a regexp matched against the smtp EHLO reply (its lines
+	// without the 250 codes, one a line), or against the values of an
+	// ldap check's Attribute.
+	Expect string `mapstructure:"expect" json:"expect"`
 	// ExpectBody is a substring of the http body, or a regexp the reply
 	// must match for send_expect and udp.
 	ExpectBody string `mapstructure:"expect_body" json:"expect_body"`
@@ -213,6 +226,43 @@ type HealthCheck struct {
 	// Secret is the radius shared secret (Status-Server); never printed
 	// nor hashed.
 	Secret string `mapstructure:"secret" json:"-"`
+	// TLS speaks TLS from the first byte: a tcp check is a TLS
+	// handshake, http uses https, ldap LDAPS and smtp SMTPS. StartTLS
+	// upgrades an ldap or smtp connection instead. Either way the
+	// server's certificate must chain to CAFile and be valid for
+	// ServerName now, or the probe fails; one that expires within
+	// CertWarnDays still passes, with a warning in status. [false]
+	TLS      bool `mapstructure:"tls" json:"tls"`
+	StartTLS bool `mapstructure:"starttls" json:"starttls"`
+	// ServerName is the name the certificate must be valid for, also
+	// sent as SNI [host for http, else the server's IP address, which
+	// the certificate must then list].
+	ServerName string `mapstructure:"server_name" json:"server_name"`
+	// CAFile is a PEM file of the CAs the certificates must chain to
+	// [the system's roots].
+	CAFile string `mapstructure:"ca_file" json:"ca_file"`
+	// CertWarnDays warns this many days before a certificate expires; 0
+	// never warns [14].
+	CertWarnDays int `mapstructure:"cert_warn_days" json:"cert_warn_days"`
+	// Base, Filter and Scope (base, one or sub) are an ldap check's
+	// search, which must find at least MinEntries entries: a server that
+	// answers from an emptied or broken database fails, where a bind
+	// alone would pass. Base is required: the root DSE answers even
+	// when the directory is gone. [filter (objectClass=*), scope sub,
+	// min_entries 1]
+	Base       string `mapstructure:"base" json:"base"`
+	Filter     string `mapstructure:"filter" json:"filter"`
+	Scope      string `mapstructure:"scope" json:"scope"`
+	MinEntries int    `mapstructure:"min_entries" json:"min_entries"`
+	// Attribute, when set, must be present in one of the entries found,
+	// with a value Expect matches when Expect is set.
+	Attribute string `mapstructure:"attribute" json:"attribute"`
+	// BindDN, when set, binds as this DN with the password held in
+	// PasswordFile (its first line) before the search; without it the
+	// check searches anonymously. The password is read by the node,
+	// never printed and never part of the config hash.
+	BindDN       string `mapstructure:"bind_dn" json:"bind_dn"`
+	PasswordFile string `mapstructure:"password_file" json:"password_file"`
 	// Command is run by exec; exit status 0 means up.
 	Command string `mapstructure:"command" json:"command"`
 	// RunAs, a user name or uid, runs exec's command as that user (the

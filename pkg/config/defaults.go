@@ -18,7 +18,12 @@ const (
 	DefaultHealthRise         = 2
 	DefaultHealthFall         = 2
 	DefaultHealthExpectStatus = 200
+	DefaultCertWarnDays       = 14
+	DefaultLDAPFilter         = "(objectClass=*)"
+	DefaultLDAPScope          = "sub"
+	DefaultLDAPMinEntries     = 1
 	healthCheckHTTP           = "http"
+	healthCheckLDAP           = "ldap"
 	persistenceModeSourceIP   = "source_ip"
 	minAdvertInterval         = 10 * time.Millisecond
 	maxAdvertInterval         = 10 * time.Second
@@ -102,6 +107,20 @@ func (c *Config) healthDefaults(h *HealthCheck, k string) {
 	}
 	if h.Type == healthCheckHTTP && h.ExpectStatus == 0 && !c.written(k+".expect_status") {
 		h.ExpectStatus = DefaultHealthExpectStatus
+	}
+	if (h.TLS || h.StartTLS) && h.CertWarnDays == 0 && !c.written(k+".cert_warn_days") {
+		h.CertWarnDays = DefaultCertWarnDays
+	}
+	if h.Type == healthCheckLDAP {
+		if h.Filter == "" && !c.written(k+".filter") {
+			h.Filter = DefaultLDAPFilter
+		}
+		if h.Scope == "" && !c.written(k+".scope") {
+			h.Scope = DefaultLDAPScope
+		}
+		if h.MinEntries == 0 && !c.written(k+".min_entries") {
+			h.MinEntries = DefaultLDAPMinEntries
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,6 +91,18 @@ func TestExampleFullShowsEveryKey(t *testing.T) {
 	for _, typ := range HealthChecks {
 		if !types[typ] {
 			t.Errorf("example-full.yaml has no %s health check", typ)
+		}
+	}
+	// Every health_check key is shown in some cluster.
+	for f := range reflect.TypeFor[HealthCheck]().Fields() {
+		key, shown := f.Tag.Get("mapstructure"), false
+		for i := range c.Clusters {
+			if c.lines["clusters["+strconv.Itoa(i)+"].health_check."+key] != 0 {
+				shown = true
+			}
+		}
+		if !shown {
+			t.Errorf("example-full.yaml shows health_check.%s in no cluster", key)
 		}
 	}
 }

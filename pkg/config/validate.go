@@ -18,7 +18,7 @@ var (
 	LogLevels    = []string{"debug", "info", "warn", "error"}
 	Protocols    = []string{"tcp", "udp"}
 	Algorithms   = []string{"round_robin", "weighted_round_robin", "least_conn", "source_hash", "random_two", "fastest_response"}
-	HealthChecks = []string{"tcp", "http", "send_expect", "dns", "udp", "radius", "exec"}
+	HealthChecks = []string{"tcp", "http", "send_expect", "dns", "udp", "radius", "ldap", "smtp", "exec"}
 )
 
 // errNoKey is the message for a pair with neither key nor insecure: true.
@@ -27,8 +27,9 @@ const errNoKey = "no cluster key: set cluster.secret or cluster.secret_file, or 
 // Validate checks the whole config and returns an Errors listing every
 // problem found, each with its key path and, when the config came from a
 // file, the file and line; nil when the config is valid. It reads
-// cluster.secret_file, stats failover.notify and looks node.api_group up
-// in the group database, nothing else.
+// cluster.secret_file and the health checks' password_file and ca_file,
+// stats failover.notify and looks node.api_group up in the group
+// database, nothing else.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.node()

@@ -196,6 +196,7 @@ func (v *validator) healthCheck(k string, h *HealthCheck) {
 	if h.Fall < 1 {
 		v.add(k+".fall", "must be at least 1 (got %d)", h.Fall)
 	}
+	v.checkKeys(k, h)
 }
 
 func (v *validator) servers(k string, servers []Server) {

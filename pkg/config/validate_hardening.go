@@ -124,8 +124,9 @@ func (c *Config) ExampleKeyInUse() error {
 }
 
 // Warnings lists what is valid but unsafe, for validate and run to print:
-// the example key, and a config holding a secret or a key file that
-// users other than the owner and group may read.
+// the example key, and a config holding a secret, a key file or a
+// health check's password file that users other than the owner and
+// group may read.
 func (c *Config) Warnings() []string {
 	var w []string
 	if err := c.ExampleKeyInUse(); err != nil {
@@ -142,6 +143,12 @@ func (c *Config) Warnings() []string {
 	}
 	if f := c.Cluster.SecretFile; f != "" && worldReadable(f) {
 		w = append(w, fmt.Sprintf("cluster.secret_file %s: others may read the cluster key: chmod o-rwx %s", f, f))
+	}
+	for _, vc := range c.Clusters {
+		if h := vc.HealthCheck; h != nil && h.PasswordFile != "" && worldReadable(h.PasswordFile) {
+			w = append(w, fmt.Sprintf("cluster %s: health_check.password_file %s: others may read the password: chmod o-rwx %s",
+				vc.Name, h.PasswordFile, h.PasswordFile))
+		}
 	}
 	return w
 }

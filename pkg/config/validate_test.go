@@ -141,7 +141,7 @@ func TestValidateProblems(t *testing.T) {
 			[]string{"FILE:23: clusters[0].persistence.timeout: must be > 0, like 10m (got 0s)"}},
 		// health checks
 		{"check type", edit(t, "type: http", "type: ping"),
-			[]string{`FILE:21: clusters[0].health_check.type: must be one of tcp, http, send_expect, dns, udp, radius, exec (got "ping")`}},
+			[]string{`FILE:21: clusters[0].health_check.type: must be one of tcp, http, send_expect, dns, udp, radius, ldap, smtp, exec (got "ping")`}},
 		{"http path", edit(t, "path: /", "path: health"),
 			[]string{`FILE:22: clusters[0].health_check.path: http check needs a path starting with / (got "health")`}},
 		{"http status", edit(t, "path: /", "path: /\n      expect_status: 99"),

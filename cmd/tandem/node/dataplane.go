@@ -298,6 +298,7 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 				as.LastCheckLatency = float64(r.Latency.Microseconds()) / 1000
 				at := r.At
 				as.LastCheckAt = &at
+				as.CheckWarning, as.CertExpiresInDays = r.Warning, r.CertDaysLeft(time.Now())
 			}
 			ac.Servers = append(ac.Servers, as)
 		}
