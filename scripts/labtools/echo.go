@@ -17,12 +17,15 @@ import (
 // cmdEcho is the server of `labtools sessions`: it echoes every line of
 // every TCP connection back, until SIGTERM or SIGINT. A connection idle
 // for -idle is closed; at most -max-conns are open at once (more are
-// closed at accept), so a run stays bounded.
+// closed at accept), so a run stays bounded. With -raw it echoes bytes as
+// they come, lines or not: the idle sink behind the proxies of
+// scripts/bench-proxy.sh, for `labtools hold`.
 func cmdEcho(args []string) error {
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	listen := fs.String("listen", "0.0.0.0:5222", "address:port to listen on")
 	idle := fs.Duration("idle", time.Minute, "close a connection that sends nothing for this long")
 	maxConns := fs.Int("max-conns", 10000, "connections open at once at most")
+	raw := fs.Bool("raw", false, "echo bytes as they come, not lines")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
@@ -37,14 +40,14 @@ func cmdEcho(args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "labtools echo: listening on %s\n", ln.Addr())
-	serveEcho(ctx, ln, *idle, *maxConns)
+	serveEcho(ctx, ln, *idle, *maxConns, *raw)
 	return nil
 }
 
 // serveEcho serves ln until ctx ends, then closes every connection and
 // returns once their goroutines have.
-func serveEcho(ctx context.Context, ln net.Listener, idle time.Duration, maxConns int) {
-	e := &echoServer{idle: idle, max: maxConns, conns: map[net.Conn]struct{}{}}
+func serveEcho(ctx context.Context, ln net.Listener, idle time.Duration, maxConns int, raw bool) {
+	e := &echoServer{idle: idle, max: maxConns, raw: raw, conns: map[net.Conn]struct{}{}}
 	stop := context.AfterFunc(ctx, func() { ln.Close(); e.closeAll() })
 	defer stop()
 	for {
@@ -74,6 +77,7 @@ func serveEcho(ctx context.Context, ln net.Listener, idle time.Duration, maxConn
 type echoServer struct {
 	idle  time.Duration
 	max   int
+	raw   bool // bytes, not lines
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -106,14 +110,24 @@ func (e *echoServer) closeAll() {
 	}
 }
 
-// serve echoes lines (up to 4 KiB each) until EOF, an error or idleness.
+// serve echoes lines (up to 4 KiB each), or bytes when raw, until EOF,
+// an error or idleness.
 func (e *echoServer) serve(c net.Conn) {
 	br := bufio.NewReaderSize(c, 4096)
+	buf := make([]byte, 64)
 	for {
 		c.SetDeadline(time.Now().Add(e.idle))
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if _, werr := c.Write(line); werr != nil {
+		var b []byte
+		var err error
+		if e.raw {
+			var n int
+			n, err = br.Read(buf)
+			b = buf[:n]
+		} else {
+			b, err = br.ReadSlice('\n')
+		}
+		if len(b) > 0 {
+			if _, werr := c.Write(b); werr != nil {
 				return
 			}
 		}
