@@ -46,6 +46,7 @@ func (d *driver) say(format string, a ...any) {
 
 func (d *driver) ns(box string) string { return d.o.prefix + "-" + box }
 
+// poll fetches both nodes' status every pollStep: the settle checks read
 // the latest, and each sample says whether both heard each other.
 func (d *driver) poll(ctx context.Context, wg *sync.WaitGroup) {
 	defer wg.Done()
@@ -413,8 +414,3 @@ func (d *driver) runStep(ctx context.Context, st chaosStep, row *Row) {
 		d.say("step %d: %s", row.N, strings.Join(errs, "; "))
 	}
 }
-
-// finishRow measures the row's window, judges it and prints it. The
-// report measures every row again once the load has stopped, when every
-// probe and request has completed (an outage running past a step's end is
-// then measured whole).

@@ -159,5 +159,3 @@ func (d *driver) startVipwatch(box string) error {
 		return fmt.Errorf("vipwatch in %s not ready after 5s", box)
 	}
 }
-
-// poll fetches both nodes' status every pollStep: the settle checks read

@@ -19,6 +19,10 @@ import (
 // the VIP watchers and the status polls recorded, the table and the
 // totals, and the files a failure needs for diagnosis.
 
+// finishRow measures the row's window, judges it and prints it. The
+// report measures every row again once the load has stopped, when every
+// probe and request has completed (an outage running past a step's end is
+// then measured whole).
 func (d *driver) finishRow(row *Row, g Goals, pullGoal bool) {
 	row.Moves, row.Trans = d.transitions(row.Start, row.End)
 	d.rows = append(d.rows, *row)

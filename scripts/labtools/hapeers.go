@@ -205,9 +205,9 @@ func (w *peerWatch) stop(wait time.Duration) ([]count, string) {
 
 type feedOpts struct {
 	sock, peer, table, pid string
-	first, count          int
-	rate                  float64
-	poll, catchup         time.Duration
+	first, count           int
+	rate                   float64
+	poll, catchup          time.Duration
 }
 
 // feedResult is what `hapeers feed` prints (the keys of the first,

@@ -66,8 +66,8 @@ func cmdPersistReport(args []string) error {
 }
 
 type reportArgs struct {
-	up0, up1, hpver, src, out                      string
-	n                                              int
+	up0, up1, hpver, src, out                       string
+	n                                               int
 	bench, mem, fig, lag, insert, fill, resync, rss string
 }
 
