@@ -57,6 +57,8 @@ PROXY_NICE=${PROXY_NICE:-0}
 BENCH=bench-proxy
 # usage, die, log, num, record, stats, ..., nsx, listening, build_tandem, ...: lib/nsbench.sh
 . "$ROOT/scripts/lib/nsbench.sh"
+# nginx_bench_head
+. "$ROOT/scripts/lib/nginx.sh"
 # extra_opt: --engines LIST, as bench_opt takes its options
 extra_opt() {
     case $1 in
@@ -111,14 +113,7 @@ nsx sysctl -qw net.core.somaxconn=8192 || true
 BODY=$(printf '%0100d' 0 | tr 0 x) # 100 bytes
 mkdir -p "$TMP/nginx/tmp"
 cat >"$TMP/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-worker_rlimit_nofile 20000;
-events {
-    worker_connections 8000;
-}
+$(nginx_bench_head "$TMP/nginx")
 http {
     access_log off;
     client_body_temp_path $TMP/nginx/tmp/body;

@@ -68,6 +68,8 @@ PROXY_NICE=${PROXY_NICE:-0}
 BENCH=bench-udp
 # usage, die, log, num, record, stats, ..., nsx, listening, build_tandem, ...: lib/nsbench.sh
 . "$ROOT/scripts/lib/nsbench.sh"
+# nginx_bench_head
+. "$ROOT/scripts/lib/nginx.sh"
 nsbench_args "$@"
 num DURATION 1 600
 num ROUNDS 1 50
@@ -125,14 +127,7 @@ declare -A PROXY_PID=()
 mkdir -p "$TMP/nginx"
 cat >"$TMP/nginx/nginx.conf" <<CONF
 load_module $STREAM_SO;
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-worker_rlimit_nofile 20000;
-events {
-    worker_connections 8000;
-}
+$(nginx_bench_head "$TMP/nginx")
 stream {
     server {
         listen 127.0.0.4:53 udp;

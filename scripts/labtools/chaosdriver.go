@@ -54,14 +54,7 @@ func (d *driver) poll(ctx context.Context, wg *sync.WaitGroup) {
 	for _, b := range []string{"lb1", "lb2"} {
 		cl[b] = api.NewClient(filepath.Join(d.o.out, b+".sock"))
 	}
-	t := time.NewTicker(pollStep)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, pollStep, func() bool {
 		at := time.Now()
 		sts := map[string]*api.Status{}
 		var swg sync.WaitGroup
@@ -87,7 +80,8 @@ func (d *driver) poll(ctx context.Context, wg *sync.WaitGroup) {
 		d.status = sts
 		d.hear = append(d.hear, HearSample{At: at, Hear: hear})
 		d.mu.Unlock()
-	}
+		return true
+	})
 }
 
 // hears: the node is up and sees its peer alive, heard within the
@@ -339,6 +333,18 @@ func (d *driver) runStep(ctx context.Context, st chaosStep, row *Row) {
 			errs = append(errs, err.Error())
 		}
 	}
+	// killFor: kill -9 of the child name, started again with start
+	// when the fault's hold is over
+	killFor := func(name string, start func(string) error) {
+		if !d.kill(name, syscall.SIGKILL, 2*time.Second) {
+			errs = append(errs, name+" did not die on SIGKILL")
+		}
+		sleepUntil(ctx, t0.Add(st.Hold))
+		row.FaultEnd = time.Now()
+		if err := start(row.Target); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
 	d.say("step %d: %s (role %s)", row.N, st, row.Role)
 	switch st.Event {
 	case "pull":
@@ -348,15 +354,7 @@ func (d *driver) runStep(ctx context.Context, st chaosStep, row *Row) {
 		do("plug", row.Target)
 		row.Detail = fmt.Sprintf("held %.1fs", st.Hold.Seconds())
 	case "kill":
-		name := "tandem-" + row.Target
-		if !d.kill(name, syscall.SIGKILL, 2*time.Second) {
-			errs = append(errs, name+" did not die on SIGKILL")
-		}
-		sleepUntil(ctx, t0.Add(st.Hold))
-		row.FaultEnd = time.Now()
-		if err := d.startTandem(row.Target); err != nil {
-			errs = append(errs, err.Error())
-		}
+		killFor("tandem-"+row.Target, d.startTandem)
 		row.Detail = fmt.Sprintf("kill -9, restart after %.1fs", st.Hold.Seconds())
 	case "flap":
 		for i, at := range st.Flaps {
@@ -393,15 +391,7 @@ func (d *driver) runStep(ctx context.Context, st chaosStep, row *Row) {
 		do("heal")
 		row.Detail = fmt.Sprintf("isolated %.1fs, carrier up", st.Hold.Seconds())
 	case "backend":
-		name := "backend-" + row.Target
-		if !d.kill(name, syscall.SIGKILL, 2*time.Second) {
-			errs = append(errs, name+" did not die on SIGKILL")
-		}
-		sleepUntil(ctx, t0.Add(st.Hold))
-		row.FaultEnd = time.Now()
-		if err := d.startBackend(row.Target); err != nil {
-			errs = append(errs, err.Error())
-		}
+		killFor("backend-"+row.Target, d.startBackend)
 		// a request on its way when it came back may still have moved
 		d.mu.Lock()
 		d.dead[row.Target] = append(d.dead[row.Target], Interval{From: t0, To: row.FaultEnd.Add(500 * time.Millisecond)})
