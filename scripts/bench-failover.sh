@@ -335,18 +335,16 @@ if [[ -n ${MED[tandem-hb]:-} && -n ${MED[keepalived]:-} ]]; then
 fi
 echo "(pull: first failed probe to first answered one, ms; plug_failed: failed probes after plugging lb1 back, all pulls; probe every $PROBE_INTERVAL, timeout $PROBE_TIMEOUT)"
 
-if [[ -n $OUT ]]; then
-    {
-        printf '{"pulls":%d,"probe_interval":"%s","probe_timeout":"%s","advert_interval_ms":50,"results":{' \
-            "$PULLS" "$PROBE_INTERVAL" "$PROBE_TIMEOUT"
-        sep=""
-        for impl in "${IMPLS[@]}"; do
-            printf '%s"%s":' "$sep" "$impl"
-            sep=","
-            if [[ ${RESULT[$impl]} == ok ]]; then impl_json "$impl"; else printf '{"error":true}'; fi
-        done
-        printf '},"ratio_median":%s,"ratio_median_hb":%s}\n' "$RATIO" "$RATIO_HB"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-    log "results written to $OUT"
-fi
+results_file() {
+    local sep="" impl
+    printf '{"pulls":%d,"probe_interval":"%s","probe_timeout":"%s","advert_interval_ms":50,"results":{' \
+        "$PULLS" "$PROBE_INTERVAL" "$PROBE_TIMEOUT"
+    for impl in "${IMPLS[@]}"; do
+        printf '%s"%s":' "$sep" "$impl"
+        sep=","
+        if [[ ${RESULT[$impl]} == ok ]]; then impl_json "$impl"; else printf '{"error":true}'; fi
+    done
+    printf '},"ratio_median":%s,"ratio_median_hb":%s}\n' "$RATIO" "$RATIO_HB"
+}
+write_json results_file
 exit $FAILED

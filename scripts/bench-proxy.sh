@@ -421,8 +421,7 @@ title() {
 {
     echo
     echo "bench-proxy: $ROUNDS round(s) x ${DURATION}s, medians; tandem $TANDEM_SRC; $(haproxy -v 2>/dev/null | head -n 1 | awk '{print "HAProxy", $3}')"
-    echo "uptime before: $UPTIME_BEFORE"
-    echo "uptime after:  $UPTIME_AFTER"
+    uptimes
     for m in "${METRICS[@]}"; do
         echo
         echo "$(title "$m")"
@@ -455,28 +454,25 @@ title() {
     true
 } | tee "$TMP/report.txt"
 
-if [[ -n $OUT ]]; then
-    {
-        printf '{"rounds":%d,"duration_s":%d,"idle_conns":%d,"proxy_nice":%d,' "$ROUNDS" "$DURATION" "$IDLE_CONNS" "$PROXY_NICE"
-        printf '"tandem":%s,"haproxy":%s,' "$(json_str "$TANDEM_SRC")" "$(json_str "$(haproxy -v 2>/dev/null | head -n 1)")"
-        printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
-        results_json "${METRICS[@]}" short_errors keepalive_errors idle_rss_before_kib idle_rss_after_kib
-        printf '},"ratios":{'
-        sep=""
-        for m in "${METRICS[@]}"; do
-            for t in "${TARGETS[@]}"; do
-                [[ $t == tandem-* ]] || continue
-                rh=$(ratio "$(median "$m" "$t")" "$(median "$m" haproxy)")
-                rd=-
-                [[ $m != idle_* ]] && rd=$(ratio "$(median "$m" "$t")" "$(median "$m" direct)")
-                [[ $rh == - ]] && rh=null
-                [[ $rd == - ]] && rd=null
-                printf '%s"%s.%s":{"vs_haproxy":%s,"vs_direct":%s}' "$sep" "$m" "$t" "$rh" "$rd"
-                sep=","
-            done
+results_file() {
+    local sep="" m t rh rd
+    printf '{"rounds":%d,"duration_s":%d,"idle_conns":%d,"proxy_nice":%d,' "$ROUNDS" "$DURATION" "$IDLE_CONNS" "$PROXY_NICE"
+    printf '"tandem":%s,"haproxy":%s,' "$(json_str "$TANDEM_SRC")" "$(json_str "$(haproxy -v 2>/dev/null | head -n 1)")"
+    uptimes_results_json "${METRICS[@]}" short_errors keepalive_errors idle_rss_before_kib idle_rss_after_kib
+    printf ',"ratios":{'
+    for m in "${METRICS[@]}"; do
+        for t in "${TARGETS[@]}"; do
+            [[ $t == tandem-* ]] || continue
+            rh=$(ratio "$(median "$m" "$t")" "$(median "$m" haproxy)")
+            rd=-
+            [[ $m != idle_* ]] && rd=$(ratio "$(median "$m" "$t")" "$(median "$m" direct)")
+            [[ $rh == - ]] && rh=null
+            [[ $rd == - ]] && rd=null
+            printf '%s"%s.%s":{"vs_haproxy":%s,"vs_direct":%s}' "$sep" "$m" "$t" "$rh" "$rd"
+            sep=","
         done
-        printf '},"ok":%s}\n' "$([[ $FAILED -eq 0 ]] && echo true || echo false)"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-    log "results written to $OUT"
-fi
+    done
+    printf '},"ok":%s}\n' "$(json_ok)"
+}
+write_json results_file
 exit $FAILED

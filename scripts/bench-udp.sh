@@ -389,8 +389,7 @@ higher() { [[ $1 == qps ]]; }
 {
     echo
     echo "bench-udp: $ROUNDS round(s), medians; tandem $TANDEM_SRC; $(nginx -v 2>&1 | sed 's/.*: //'); $(dnsdist --version 2>/dev/null | head -n 1 | awk '{print $1, $2}'); $(dnsperf -h 2>&1 | awk '/^Version/{print "dnsperf", $2}'); dnsmasq $(dnsmasq --version | awk 'NR == 1 {print $3}')"
-    echo "uptime before: $UPTIME_BEFORE"
-    echo "uptime after:  $UPTIME_AFTER"
+    uptimes
     for m in "${METRICS[@]}"; do
         echo
         echo "$(title "$m")"
@@ -419,33 +418,30 @@ higher() { [[ $1 == qps ]]; }
     true
 } | tee "$TMP/report.txt"
 
-if [[ -n $OUT ]]; then
-    {
-        printf '{"rounds":%d,"duration_s":%d,"clients":%d,"outstanding":%d,"lat_rate":%d,"lat_seconds":%d,"flows":%d,"proxy_nice":%d,' \
-            "$ROUNDS" "$DURATION" "$CLIENTS" "$OUTSTANDING" "$LAT_RATE" "$LAT_SECONDS" "$FLOWS" "$PROXY_NICE"
-        printf '"tandem":%s,"nginx":%s,"dnsdist":%s,' "$(json_str "$TANDEM_SRC")" \
-            "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(dnsdist --version 2>/dev/null | head -n 1)")"
-        printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
-        results_json "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live flow_parked flow_fds
-        printf '},"ratios":{'
-        sep=""
-        for m in "${METRICS[@]}"; do
-            [[ $m == flow_* ]] && continue
-            dir=lower; higher "$m" && dir=higher
-            rd=$(ratio "$(median "$m" tandem)" "$(median "$m" direct)")
-            rb=$(ratio "$(median "$m" tandem)" "$(best_other "$m" "$dir")")
-            [[ $rd == - ]] && rd=null
-            [[ $rb == - ]] && rb=null
-            printf '%s"%s.tandem":{"vs_direct":%s,"vs_best_of_nginx_dnsdist":%s' "$sep" "$m" "$rd" "$rb"
-            if [[ $m == p*_us ]]; then
-                ad=$(added "$m" tandem); [[ $ad == - ]] && ad=null
-                printf ',"added_us":%s' "$ad"
-            fi
-            printf '}'
-            sep=","
-        done
-        printf '},"ok":%s}\n' "$([[ $FAILED -eq 0 ]] && echo true || echo false)"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-    log "results written to $OUT"
-fi
+results_file() {
+    local sep="" m dir rd rb ad
+    printf '{"rounds":%d,"duration_s":%d,"clients":%d,"outstanding":%d,"lat_rate":%d,"lat_seconds":%d,"flows":%d,"proxy_nice":%d,' \
+        "$ROUNDS" "$DURATION" "$CLIENTS" "$OUTSTANDING" "$LAT_RATE" "$LAT_SECONDS" "$FLOWS" "$PROXY_NICE"
+    printf '"tandem":%s,"nginx":%s,"dnsdist":%s,' "$(json_str "$TANDEM_SRC")" \
+        "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(dnsdist --version 2>/dev/null | head -n 1)")"
+    uptimes_results_json "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live flow_parked flow_fds
+    printf ',"ratios":{'
+    for m in "${METRICS[@]}"; do
+        [[ $m == flow_* ]] && continue
+        dir=lower; higher "$m" && dir=higher
+        rd=$(ratio "$(median "$m" tandem)" "$(median "$m" direct)")
+        rb=$(ratio "$(median "$m" tandem)" "$(best_other "$m" "$dir")")
+        [[ $rd == - ]] && rd=null
+        [[ $rb == - ]] && rb=null
+        printf '%s"%s.tandem":{"vs_direct":%s,"vs_best_of_nginx_dnsdist":%s' "$sep" "$m" "$rd" "$rb"
+        if [[ $m == p*_us ]]; then
+            ad=$(added "$m" tandem); [[ $ad == - ]] && ad=null
+            printf ',"added_us":%s' "$ad"
+        fi
+        printf '}'
+        sep=","
+    done
+    printf '},"ok":%s}\n' "$(json_ok)"
+}
+write_json results_file
 exit $FAILED

@@ -63,6 +63,31 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
 
+# uptimes: the report's lines with the uptime (load) before and after.
+uptimes() {
+    echo "uptime before: $UPTIME_BEFORE"
+    echo "uptime after:  $UPTIME_AFTER"
+}
+
+# write_json FUNC: with -o, FUNC's output (the results as JSON) becomes
+# OUT, whole or not at all.
+write_json() {
+    [[ -n $OUT ]] || return 0
+    "$1" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+    log "results written to $OUT"
+}
+
+# json_ok: true when every run produced its figure.
+json_ok() { if [[ $FAILED -eq 0 ]]; then echo true; else echo false; fi; }
+
+# uptimes_results_json METRIC...: "uptime_before":..,"uptime_after":..,
+# "results":{..} with results_json of the metrics.
+uptimes_results_json() {
+    printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
+    results_json "$@"
+    printf '}'
+}
+
 # json_str S: S as a JSON string.
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
