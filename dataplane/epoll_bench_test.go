@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // The benchmarks compare the EpollEngine with a plain two-goroutine
@@ -293,17 +295,13 @@ backend b
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; ; i++ {
+	testutil.WaitWithin(b, 2*time.Second, "haproxy to listen on "+front.String(), func() bool {
 		c, err := net.Dial("tcp", front.String())
 		if err == nil {
 			c.Close()
-			break
 		}
-		if i == 100 {
-			b.Fatal("haproxy does not listen:", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
 	return front, procCPU(cmd.Process.Pid)
 }
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // TestClusterOverEpollEngine runs the accept path over the event-loop
@@ -50,7 +52,7 @@ func TestClusterOverEpollEngine(t *testing.T) {
 	if seen["a"] != 2 || seen["b"] != 2 {
 		t.Fatalf("spread %v", seen)
 	}
-	eventually(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
+	testutil.WaitFor(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
 	st := c.Stats()
 	hdrLen := uint64(ppv2FixedLen + ppv2TCP4Len)
 	if st.Total != 4 || st.BytesIn != 4*5 || st.BytesOut != 4*(2+5+4)+2*hdrLen {
@@ -182,8 +184,8 @@ func TestClusterConnectTimeout(t *testing.T) {
 	if d := time.Since(start); d < timeout/2 || d > timeout+time.Second {
 		t.Errorf("reset after %v, connect timeout %v", d, timeout)
 	}
-	eventually(t, "connect_failed", func() bool { return c.Stats().Refused[RefusedConnectFailed] == 1 })
-	eventually(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
+	testutil.WaitFor(t, "connect_failed", func() bool { return c.Stats().Refused[RefusedConnectFailed] == 1 })
+	testutil.WaitFor(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
 }
 
 // TestClusterManyShort: many short connections at once, some sending
@@ -218,7 +220,7 @@ func TestClusterManyShort(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	eventually(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
+	testutil.WaitFor(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
 	if st := c.Stats(); st.Total != n {
 		t.Errorf("total %d, want %d", st.Total, n)
 	}
@@ -240,13 +242,10 @@ func TestFastAcceptInheritsNoDelay(t *testing.T) {
 	rc, _ := ln.SyscallConn()
 	var cfd int
 	var aerr error
-	for range 100 {
+	testutil.WaitWithin(t, time.Second, "the connection to be accepted", func() bool {
 		rc.Control(func(fd uintptr) { cfd, _, aerr = rawAccept4(int(fd)) })
-		if aerr != unix.EAGAIN {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return aerr != unix.EAGAIN
+	})
 	if aerr != nil {
 		t.Fatal(aerr)
 	}

@@ -218,15 +218,3 @@ func expectRefused(t testing.TB, c *TCPCluster, from netip.Addr) {
 		t.Errorf("reset took %v", d)
 	}
 }
-
-// eventually polls cond for up to 5s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}

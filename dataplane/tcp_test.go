@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -37,7 +39,7 @@ func TestClusterSpreadsOverBackends(t *testing.T) {
 	if seen["a"] != 5 || seen["b"] != 5 {
 		t.Fatalf("round robin over two backends gave %v, want 5 each", seen)
 	}
-	eventually(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
+	testutil.WaitFor(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
 	st := c.Stats()
 	if st.Total != 10 || st.BytesIn != 10*5 || st.BytesOut != 10*(2+5+4) {
 		t.Errorf("stats total=%d in=%d out=%d, want 10, 50, 110", st.Total, st.BytesIn, st.BytesOut)
@@ -119,7 +121,7 @@ func TestClusterIdleTimeout(t *testing.T) {
 	if d := time.Since(start); d < idle/2 || d > idle+500*time.Millisecond {
 		t.Errorf("closed after %v of silence, idle timeout is %v", d, idle)
 	}
-	eventually(t, "the connection to finish", func() bool { return c.Stats().Active == 0 })
+	testutil.WaitFor(t, "the connection to finish", func() bool { return c.Stats().Active == 0 })
 	if st := c.Stats(); st.BytesIn != 8*5 {
 		t.Errorf("BytesIn = %d, want 40", st.BytesIn)
 	}
@@ -138,7 +140,7 @@ func TestClusterDeadServerRetried(t *testing.T) {
 		}
 		conn.Close()
 	}
-	eventually(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
+	testutil.WaitFor(t, "connections to finish", func() bool { return c.Stats().Active == 0 })
 	st := c.Stats()
 	if st.Refused[RefusedConnectFailed] != 0 {
 		t.Errorf("refused %d connect_failed", st.Refused[RefusedConnectFailed])
@@ -157,7 +159,7 @@ func TestClusterAllServersDead(t *testing.T) {
 	c := startCluster(t, vc, pool, Options{}, nil)
 
 	expectRefused(t, c, netip.Addr{})
-	eventually(t, "the refusal to be counted", func() bool { return c.Stats().Refused[RefusedConnectFailed] == 1 })
+	testutil.WaitFor(t, "the refusal to be counted", func() bool { return c.Stats().Refused[RefusedConnectFailed] == 1 })
 	for _, s := range pool.Servers() {
 		if s.Failures() != 1 || s.Active() != 0 {
 			t.Errorf("%s: failures=%d active=%d", s.Name, s.Failures(), s.Active())
@@ -174,7 +176,7 @@ func TestClusterNoServerRefusedAtOnce(t *testing.T) {
 	c := startCluster(t, vc, pool, Options{}, nil)
 
 	expectRefused(t, c, netip.Addr{})
-	eventually(t, "no_server", func() bool { return c.Stats().Refused[RefusedNoServer] == 1 })
+	testutil.WaitFor(t, "no_server", func() bool { return c.Stats().Refused[RefusedNoServer] == 1 })
 }
 
 func TestClusterStandbyRefuses(t *testing.T) {
@@ -184,7 +186,7 @@ func TestClusterStandbyRefuses(t *testing.T) {
 
 	c.SetActive(false)
 	expectRefused(t, c, netip.Addr{})
-	eventually(t, "standby", func() bool { return c.Stats().Refused[RefusedStandby] == 1 })
+	testutil.WaitFor(t, "standby", func() bool { return c.Stats().Refused[RefusedStandby] == 1 })
 	c.SetActive(true)
 	if name := readLine(t, bufio.NewReader(dial(t, c, netip.Addr{}))); name != "a" {
 		t.Fatalf("after SetActive(true): %q", name)
@@ -198,7 +200,7 @@ func TestClusterAllowList(t *testing.T) {
 	c := startCluster(t, vc, testPool(t, vc), Options{}, nil)
 
 	expectRefused(t, c, netip.MustParseAddr("127.0.0.2"))
-	eventually(t, "allow", func() bool { return c.Stats().Refused[RefusedAllow] == 1 })
+	testutil.WaitFor(t, "allow", func() bool { return c.Stats().Refused[RefusedAllow] == 1 })
 	if name := readLine(t, bufio.NewReader(dial(t, c, loopback))); name != "a" {
 		t.Fatalf("allowed client got %q", name)
 	}
@@ -217,9 +219,9 @@ func TestClusterMaxConns(t *testing.T) {
 		held = append(held, conn)
 	}
 	expectRefused(t, c, netip.Addr{})
-	eventually(t, "max_conns", func() bool { return c.Stats().Refused[RefusedMaxConns] == 1 })
+	testutil.WaitFor(t, "max_conns", func() bool { return c.Stats().Refused[RefusedMaxConns] == 1 })
 	held[0].Close()
-	eventually(t, "a slot to free", func() bool { return c.Stats().Active == 1 })
+	testutil.WaitFor(t, "a slot to free", func() bool { return c.Stats().Active == 1 })
 	if name := readLine(t, bufio.NewReader(dial(t, c, netip.Addr{}))); name != "a" {
 		t.Fatalf("after a slot freed: %q", name)
 	}
@@ -247,9 +249,9 @@ func TestServerMaxConns(t *testing.T) {
 		t.Fatalf("two connections with max_conns 1 each reached %v, want both servers", got)
 	}
 	expectRefused(t, c, netip.Addr{})
-	eventually(t, "max_conns refusal", func() bool { return c.Stats().Refused[RefusedMaxConns] == 1 })
+	testutil.WaitFor(t, "max_conns refusal", func() bool { return c.Stats().Refused[RefusedMaxConns] == 1 })
 	held[0].Close()
-	eventually(t, "a slot to free", func() bool { return c.Stats().Active == 1 })
+	testutil.WaitFor(t, "a slot to free", func() bool { return c.Stats().Active == 1 })
 	if name := readLine(t, bufio.NewReader(dial(t, c, netip.Addr{}))); name == "" {
 		t.Fatal("no server after a slot freed")
 	}
@@ -300,7 +302,7 @@ func TestClusterPanicRecovered(t *testing.T) {
 	})
 
 	expectRefused(t, c, netip.Addr{})
-	eventually(t, "the panic to be counted", func() bool { return c.Stats().Panics == 1 })
+	testutil.WaitFor(t, "the panic to be counted", func() bool { return c.Stats().Panics == 1 })
 	if name := readLine(t, bufio.NewReader(dial(t, c, netip.Addr{}))); name != "a" {
 		t.Fatalf("after a panic: %q", name)
 	}

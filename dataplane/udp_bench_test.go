@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // udpBenchClients is how many clients query at once, each from its own
@@ -24,8 +26,9 @@ var udpQuery = make([]byte, 40)
 // and many clients: straight to the server, through the UDPCluster (its
 // default of one loop waiting in Go's poller, blocking in epoll_wait, two
 // loops), and through a plain Go relay with a goroutine and a 64 KiB
-// buffer per flow, the baseline of the lab notes. Compare queries/s
-// across sub-benchmarks; everything shares the machine's cores.
+// buffer per flow, the baseline of the lab notes. Compare queries/s and
+// CPU per query across sub-benchmarks (-count 5 and benchstat for the
+// spread); everything shares the machine's cores.
 func BenchmarkUDPRelay(b *testing.B) {
 	srv := startUDPBackend(b, "s", false)
 	vc := udpClusterConfig(srv)
@@ -74,6 +77,7 @@ func benchUDPQueries(b *testing.B, addr netip.AddrPort) {
 	var lost atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, conn := range conns {
@@ -94,13 +98,23 @@ func benchUDPQueries(b *testing.B, addr netip.AddrPort) {
 		})
 	}
 	wg.Wait()
-	d := time.Since(start)
+	d, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
 	if n := lost.Load(); n > 1000 {
 		b.Fatalf("%d queries lost", n)
 	}
 	b.ReportMetric(float64(b.N)/d.Seconds(), "queries/s")
 	b.ReportMetric(float64(lost.Load()), "lost")
+	// the whole process, clients included: a relay's cost is its excess
+	// over direct's
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/query")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // startPlainUDPRelay is the naive relay the lab notes measured: a reader

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // TestUDPFlowMemory opens 10,000 live flows and reports what each costs
@@ -55,15 +57,15 @@ func TestUDPFlowMemory(t *testing.T) {
 	for i := range 10 {
 		send(i)
 	}
-	eventually(t, "the first flows", func() bool { return c.Stats().Flows == 10 })
+	testutil.WaitFor(t, "the first flows", func() bool { return c.Stats().Flows == 10 })
 	rss0, heap0 := udpMemNow()
 	for i := 10; i < flows; i++ {
 		send(i)
 		if i%500 == 0 { // pace: the VIP socket's buffer is big, not endless
-			eventually(t, "flows to open", func() bool { return c.Stats().Flows > int64(i)-100 })
+			testutil.WaitFor(t, "flows to open", func() bool { return c.Stats().Flows > int64(i)-100 })
 		}
 	}
-	eventually(t, "10,000 flows", func() bool { return c.Stats().Flows == flows })
+	testutil.WaitFor(t, "10,000 flows", func() bool { return c.Stats().Flows == flows })
 	rss1, heap1 := udpMemNow()
 	if st := c.Stats(); st.Drops[DropMaxConns] != 0 || st.Flows != flows {
 		t.Fatalf("flows %d, max_conns drops %d", st.Flows, st.Drops[DropMaxConns])

@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // TestUDPSourceAddresses: upstream sockets bind to the cluster's source
@@ -150,7 +152,7 @@ func lowFDFlows(t *testing.T) {
 	round("again") // the parked flows carry on
 	// The last answer reaches its client while sendmmsg runs, before
 	// the loop counts it.
-	eventually(t, "every answer counted", func() bool { return c.Stats().DatagramsOut == 2*flows })
+	testutil.WaitFor(t, "every answer counted", func() bool { return c.Stats().DatagramsOut == 2*flows })
 	st := c.Stats()
 	ents, _ := os.ReadDir("/proc/self/fd")
 	t.Logf("%d flows live, %d parked, %d descriptors open (limit %d)", st.Flows, st.Parked, len(ents), limit)

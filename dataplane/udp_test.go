@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 func TestUDPSpreadAndSource(t *testing.T) {
@@ -37,7 +39,7 @@ func TestUDPSpreadAndSource(t *testing.T) {
 	}
 	// The last answer reaches its client while sendmmsg runs, before
 	// the loop counts it.
-	eventually(t, "30 datagrams out", func() bool { return c.Stats().DatagramsOut == 30 })
+	testutil.WaitFor(t, "30 datagrams out", func() bool { return c.Stats().DatagramsOut == 30 })
 	st := c.Stats()
 	if st.Flows != 10 || st.FlowsTotal != 10 || st.DatagramsIn != 30 || st.DatagramsOut != 30 {
 		t.Errorf("stats = %+v; want 10 flows, 30 datagrams each way", st)
@@ -90,7 +92,7 @@ func TestUDPIdleFlowsExpire(t *testing.T) {
 	if st := c.Stats(); st.Flows != 1 || pool.Server("a").Active() != 1 {
 		t.Fatalf("flows %d, server active %d; want 1, 1", st.Flows, pool.Server("a").Active())
 	}
-	eventually(t, "the idle flow to end", func() bool { return c.Stats().Flows == 0 })
+	testutil.WaitFor(t, "the idle flow to end", func() bool { return c.Stats().Flows == 0 })
 	if n := pool.Server("a").Active(); n != 0 {
 		t.Errorf("server active = %d after expiry, want 0", n)
 	}
@@ -142,7 +144,7 @@ func TestUDPMaxConns(t *testing.T) {
 	if st := c.Stats(); st.Drops[DropMaxConns] != 1 || st.Flows != 2 {
 		t.Fatalf("max_conns drops %d flows %d; want 1, 2", st.Drops[DropMaxConns], st.Flows)
 	}
-	eventually(t, "the flows to end", func() bool { return c.Stats().Flows == 0 })
+	testutil.WaitFor(t, "the flows to end", func() bool { return c.Stats().Flows == 0 })
 	mustAsk(t, c3, c.ListenAddr(), "3 again")
 }
 
@@ -160,7 +162,7 @@ func TestUDPLargeAndOversize(t *testing.T) {
 	}
 	// The answer reaches the client while sendmmsg runs, before the loop
 	// counts it.
-	eventually(t, "bytes in/out 65000/65002", func() bool {
+	testutil.WaitFor(t, "bytes in/out 65000/65002", func() bool {
 		st := c.Stats()
 		return st.BytesIn == 65000 && st.BytesOut == 65002
 	})
@@ -247,7 +249,7 @@ func TestUDPUpstreamError(t *testing.T) {
 	c := startUDPCluster(t, vc, testPool(t, vc), UDPOptions{}, nil)
 	conn := udpClient(t, netip.Addr{})
 	expectSilence(t, conn, c.ListenAddr(), "anyone?")
-	eventually(t, "the ICMP error to be counted", func() bool { return c.Stats().Drops[DropUpstreamError] >= 1 })
+	testutil.WaitFor(t, "the ICMP error to be counted", func() bool { return c.Stats().Drops[DropUpstreamError] >= 1 })
 }
 
 func TestUDPStickyKeepsClientsServer(t *testing.T) {
@@ -429,7 +431,7 @@ func TestUDPConcurrentStatsAndHealth(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	eventually(t, "flows to expire", func() bool { return c.Stats().Flows == 0 })
+	testutil.WaitFor(t, "flows to expire", func() bool { return c.Stats().Flows == 0 })
 	for _, s := range pool.Servers() {
 		if s.Active() != 0 {
 			t.Errorf("server %s holds %d flows after expiry", s.Name, s.Active())

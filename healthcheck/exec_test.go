@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-lb/tandem/internal/testutil"
 	"github.com/tandem-lb/tandem/pkg/config"
 )
 
@@ -71,14 +73,9 @@ func TestExecKillsProcessGroup(t *testing.T) {
 			}
 			// SIGKILL is delivered before kill(2) returns, but the
 			// processes take a moment to finish dying.
-			var left []int
-			for range 100 {
-				if left = liveInGroup(t, pgid); len(left) == 0 {
-					return
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			t.Fatalf("processes %v of group %d still running", left, pgid)
+			testutil.WaitWithin(t, 2*time.Second, fmt.Sprintf("the processes of group %d to die", pgid), func() bool {
+				return len(liveInGroup(t, pgid)) == 0
+			})
 		})
 	}
 }

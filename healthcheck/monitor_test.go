@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tandem-lb/tandem/pkg/config"
@@ -74,7 +75,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestMonitorRiseFall(t *testing.T) {
+// TestMonitorRiseFall runs in a synctest bubble: the monitor's clock is
+// Go's, so its intervals pass as fast as the goroutines allow, and the
+// quiet spell at the end is exact.
+func TestMonitorRiseFall(t *testing.T) { synctest.Test(t, testMonitorRiseFall) }
+
+func testMonitorRiseFall(t *testing.T) {
 	web1 := netip.MustParseAddrPort("127.0.0.1:1001")
 	web2 := netip.MustParseAddrPort("127.0.0.1:1002")
 	const o, x = true, false
@@ -178,7 +184,12 @@ func (b blockingChecker) Check(ctx context.Context, _ netip.AddrPort) Result {
 	return Result{Detail: "cut short", At: time.Now()}
 }
 
-func TestMonitorRunReturnsOnCancel(t *testing.T) {
+// TestMonitorRunReturnsOnCancel runs in a synctest bubble: time moves
+// only while every goroutine waits, so once Run has returned and the
+// bubble is idle, every goroutine it started has returned or never will.
+func TestMonitorRunReturnsOnCancel(t *testing.T) { synctest.Test(t, testMonitorRunReturnsOnCancel) }
+
+func testMonitorRunReturnsOnCancel(t *testing.T) {
 	base := runtime.NumGoroutine()
 	var targets []Target
 	for i := range 20 {
@@ -212,13 +223,10 @@ func TestMonitorRunReturnsOnCancel(t *testing.T) {
 	default:
 	}
 	// Every goroutine Run started has returned.
-	for range 100 {
-		if runtime.NumGoroutine() <= base {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	synctest.Wait()
+	if n := runtime.NumGoroutine(); n > base {
+		t.Fatalf("%d goroutines, want at most %d as before Run", n, base)
 	}
-	t.Fatalf("%d goroutines, want at most %d as before Run", runtime.NumGoroutine(), base)
 }
 
 func TestMonitorNoTargets(t *testing.T) {

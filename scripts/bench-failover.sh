@@ -31,8 +31,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 ONLY=""
-OUT=""
-KEEP=0
 P=${TANDEM_LAB_PREFIX:-tbench}
 PULLS=${PULLS:-10}
 PROBE_INTERVAL=${PROBE_INTERVAL:-10ms}
@@ -40,19 +38,14 @@ PROBE_TIMEOUT=${PROBE_TIMEOUT:-50ms}
 VIP=198.18.0.100
 PORT=8080
 
-usage() { sed -n '/^# Usage:/,/^# Env:/{/^# Env:/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
-die() { echo "bench-failover: $*" >&2; exit 1; }
-log() { echo "bench-failover: $*" >&2; }
+BENCH=bench-failover
+# usage, die, log, bench_opt, num
+. "$ROOT/scripts/lib/bench.sh"
 
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --only) ONLY=${2:-}; shift 2 || usage ;;
-        --only=*) ONLY=${1#--only=}; shift ;;
-        -o) OUT=${2:-}; shift 2 || usage ;;
         -p) P=${2:-}; shift 2 || usage ;;
-        --keep) KEEP=1; shift ;;
-        -h|--help) usage ;;
-        *) usage ;;
+        *) bench_opt "$@" || usage; shift "$SHIFT" ;;
     esac
 done
 case $ONLY in
@@ -60,7 +53,7 @@ case $ONLY in
     keepalived|tandem|tandem-hb) IMPLS=("$ONLY") ;;
     *) die "--only must be keepalived, tandem or tandem-hb" ;;
 esac
-[[ $PULLS =~ ^[0-9]+$ && $PULLS -ge 1 && $PULLS -le 200 ]] || die "PULLS must be 1..200"
+num PULLS 1 200
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 command -v ip >/dev/null || die "iproute2 missing: run scripts/deps.sh"
 
@@ -86,6 +79,8 @@ trap 'exit 143' TERM
 
 # stop_pid, forget_pid, wait_for, set_nice
 . "$ROOT/scripts/lib/proc.sh"
+# build_tandem, build_labtools
+. "$ROOT/scripts/lib/build.sh"
 WAIT_STEP=0.01
 
 now() { date -u +%Y-%m-%dT%H:%M:%S.%NZ; }
@@ -99,20 +94,7 @@ answers() { # answers BOX: a short probe from the client is answered by BOX
 
 # ---- build helpers ----------------------------------------------------------
 
-LABTOOLS=$TMP/labtools
-log "building labtools"
-go build -o "$LABTOOLS" ./scripts/labtools || die "cannot build scripts/labtools"
-
-build_tandem() {
-    if [[ -n ${TANDEM_BIN:-} ]]; then
-        [[ -x $TANDEM_BIN ]] || { log "TANDEM_BIN=$TANDEM_BIN is not executable"; return 1; }
-        TANDEM=$(cd "$(dirname "$TANDEM_BIN")" && pwd)/$(basename "$TANDEM_BIN")
-        return 0
-    fi
-    TANDEM=$TMP/tandem
-    log "building tandem"
-    go build -o "$TANDEM" ./cmd/tandem || { log "cannot build ./cmd/tandem"; return 1; }
-}
+build_labtools || exit 1
 
 # ---- the pairs --------------------------------------------------------------
 
@@ -315,7 +297,6 @@ impl_json() { # impl_json IMPL
 }
 
 declare -A RESULT=()
-FAILED=0
 for impl in "${IMPLS[@]}"; do
     log "=== $impl: $PULLS pulls"
     if bench "$impl"; then
@@ -354,18 +335,16 @@ if [[ -n ${MED[tandem-hb]:-} && -n ${MED[keepalived]:-} ]]; then
 fi
 echo "(pull: first failed probe to first answered one, ms; plug_failed: failed probes after plugging lb1 back, all pulls; probe every $PROBE_INTERVAL, timeout $PROBE_TIMEOUT)"
 
-if [[ -n $OUT ]]; then
-    {
-        printf '{"pulls":%d,"probe_interval":"%s","probe_timeout":"%s","advert_interval_ms":50,"results":{' \
-            "$PULLS" "$PROBE_INTERVAL" "$PROBE_TIMEOUT"
-        sep=""
-        for impl in "${IMPLS[@]}"; do
-            printf '%s"%s":' "$sep" "$impl"
-            sep=","
-            if [[ ${RESULT[$impl]} == ok ]]; then impl_json "$impl"; else printf '{"error":true}'; fi
-        done
-        printf '},"ratio_median":%s,"ratio_median_hb":%s}\n' "$RATIO" "$RATIO_HB"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-    log "results written to $OUT"
-fi
+results_file() {
+    local sep="" impl
+    printf '{"pulls":%d,"probe_interval":"%s","probe_timeout":"%s","advert_interval_ms":50,"results":{' \
+        "$PULLS" "$PROBE_INTERVAL" "$PROBE_TIMEOUT"
+    for impl in "${IMPLS[@]}"; do
+        printf '%s"%s":' "$sep" "$impl"
+        sep=","
+        if [[ ${RESULT[$impl]} == ok ]]; then impl_json "$impl"; else printf '{"error":true}'; fi
+    done
+    printf '},"ratio_median":%s,"ratio_median_hb":%s}\n' "$RATIO" "$RATIO_HB"
+}
+write_json results_file
 exit $FAILED

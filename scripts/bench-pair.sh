@@ -17,15 +17,9 @@ P=tbpair
 if [[ ${1:-} == -p ]]; then P=$2; shift 2; fi
 [[ $(id -u) -eq 0 ]] || { echo "bench-pair.sh: must run as root" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/tandem-bench-pair.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    scripts/lab.sh -p "$P" down >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+# TMP, PIDS, and the EXIT trap that stops them and the lab
+. scripts/lib/proc.sh
+lab_session tandem-bench-pair
 
 log() { echo "bench-pair: $*" >&2; }
 

@@ -20,7 +20,7 @@
 #   haproxy       127.0.0.2:80, :5201, :9000 (mode tcp, nbthread 1)
 #   tandem-epoll  VIP 127.0.0.3, ports 80, 5201, 9000 (one node, alone: MASTER)
 #   tandem-go     VIP 127.0.0.4, the same, TANDEM_ENGINE=go
-#   idle sink     127.0.0.1:9001 (an echo server that holds connections)
+#   idle sink     127.0.0.1:9001 (labtools echo -raw: echoes, holds connections)
 # Load generators run on CPU 0, proxies and servers on CPU 1 (taskset), so
 # Tandem's GOMAXPROCS is 1, like HAProxy's nbthread. Tandem renices itself to
 # -15 when rt_priority is 0; the script sets every thread of both proxies to
@@ -31,7 +31,8 @@
 #   short      wrk -t1 -c50 -H 'Connection: close'           req/s
 #   keepalive  wrk -t1 -c100 --latency                       req/s, p99 ms
 #   bulk       iperf3 -P 1 and -P 4, receiver sum            Gbit/s
-#   idle       IDLE_CONNS connections, each echoes one byte, then held:
+#   idle       IDLE_CONNS connections, each echoes one byte, then held
+#              (labtools hold):
 #              the proxy's VmRSS after minus before, per connection, KiB;
 #              the proxy is restarted first, so its pools start empty
 # Prints a table per workload with tandem/haproxy and tandem/direct ratios
@@ -45,8 +46,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-OUT=""
-KEEP=0
 NS=${BENCH_NS:-tbproxy}
 ENGINES=epoll,go
 ONLY=short,keepalive,bulk,idle
@@ -55,30 +54,23 @@ ROUNDS=${ROUNDS:-3}
 IDLE_CONNS=${IDLE_CONNS:-3000}
 PROXY_NICE=${PROXY_NICE:-0}
 
-usage() { sed -n '/^# Usage:/,/^# Env:/{/^# Env:/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
-die() { echo "bench-proxy: $*" >&2; exit 1; }
-log() { echo "bench-proxy: $*" >&2; }
-
-while [[ $# -gt 0 ]]; do
+BENCH=bench-proxy
+# usage, die, log, num, record, stats, ..., nsx, listening, build_tandem, ...: lib/nsbench.sh
+. "$ROOT/scripts/lib/nsbench.sh"
+# nginx_bench_head
+. "$ROOT/scripts/lib/nginx.sh"
+# extra_opt: --engines LIST, as bench_opt takes its options
+extra_opt() {
     case $1 in
-        -o) OUT=${2:-}; shift 2 || usage ;;
-        -n) NS=${2:-}; shift 2 || usage ;;
-        --engines) ENGINES=${2:-}; shift 2 || usage ;;
-        --engines=*) ENGINES=${1#--engines=}; shift ;;
-        --only) ONLY=${2:-}; shift 2 || usage ;;
-        --only=*) ONLY=${1#--only=}; shift ;;
-        --keep) KEEP=1; shift ;;
-        -h|--help) usage ;;
-        *) usage ;;
+        --engines) [[ $# -ge 2 ]] || usage; ENGINES=$2; SHIFT=2 ;;
+        --engines=*) ENGINES=${1#--engines=}; SHIFT=1 ;;
+        *) return 1 ;;
     esac
-done
-
-[[ $(id -u) -eq 0 ]] || die "must run as root"
-[[ $NS =~ ^[a-z][a-z0-9-]{0,14}$ ]] || die "bad namespace name '$NS'"
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 && $DURATION -le 600 ]] || die "DURATION must be 1..600"
-[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 && $ROUNDS -le 50 ]] || die "ROUNDS must be 1..50"
-[[ $IDLE_CONNS =~ ^[0-9]+$ && $IDLE_CONNS -ge 1 && $IDLE_CONNS -le 5000 ]] ||
-    die "IDLE_CONNS must be 1..5000 (the open-file limit is 20,000 per process)"
+}
+nsbench_args "$@"
+num DURATION 1 600
+num ROUNDS 1 50
+num IDLE_CONNS 1 5000 "the open-file limit is 20,000 per process"
 [[ $PROXY_NICE =~ ^-?[0-9]+$ ]] || die "PROXY_NICE must be an integer"
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (load generator on 0, proxies on 1)"
 
@@ -102,159 +94,17 @@ done
 for c in ip taskset haproxy wrk iperf3 nginx go ss; do
     command -v "$c" >/dev/null || die "$c missing"
 done
-# TMP, PIDS, cleanup traps, nsx, is_proc, rss_kib, show_log, build_tandem
-. "$ROOT/scripts/lib/nsbench.sh"
 nsbench_init bench-proxy
-
-listening() { # listening ADDR PORT
-    nsx ss -Hltn "sport = :$2" 2>/dev/null | awk '{print $4}' | grep -qx -- "$1:$2"
-}
-
-UPTIME_BEFORE=$(uptime)
-log "machine: $(nproc) CPUs, $(uname -r); uptime: $UPTIME_BEFORE"
+bench_started
 
 # ---- builds -------------------------------------------------------------------
 
-build_tandem
-
-# idletool: "sink -listen ADDR" echoes and holds every connection; "hold
-# -target ADDR -n N" opens N connections, sends one byte on each and reads it
-# back, prints "ready OK FAILED" and holds them until SIGTERM or -max.
-mkdir -p "$TMP/idletool"
-cat >"$TMP/idletool/main.go" <<'GO'
-package main
-
-import (
-	"flag"
-	"fmt"
-	"io"
-	"net"
-	"os"
-	"os/signal"
-	"sync"
-	"sync/atomic"
-	"syscall"
-	"time"
-)
-
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: idletool sink|hold ...")
-		os.Exit(2)
-	}
-	switch os.Args[1] {
-	case "sink":
-		sink(os.Args[2:])
-	case "hold":
-		hold(os.Args[2:])
-	default:
-		os.Exit(2)
-	}
-}
-
-func sink(args []string) {
-	fs := flag.NewFlagSet("sink", flag.ExitOnError)
-	listen := fs.String("listen", "127.0.0.1:9001", "address")
-	fs.Parse(args)
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go func(c net.Conn) {
-			defer c.Close()
-			b := make([]byte, 64)
-			for {
-				n, err := c.Read(b)
-				if n > 0 {
-					if _, werr := c.Write(b[:n]); werr != nil {
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		}(c)
-	}
-}
-
-func hold(args []string) {
-	fs := flag.NewFlagSet("hold", flag.ExitOnError)
-	target := fs.String("target", "", "address")
-	n := fs.Int("n", 3000, "connections")
-	conc := fs.Int("c", 100, "connections opened at once")
-	timeout := fs.Duration("timeout", 10*time.Second, "dial and echo deadline")
-	max := fs.Duration("max", 120*time.Second, "hold at most this long")
-	fs.Parse(args)
-	conns := make([]net.Conn, *n)
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	sem := make(chan struct{}, *conc)
-	var wg sync.WaitGroup
-	for i := 0; i < *n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fail := func(err error) { failed.Add(1); firstErr.CompareAndSwap(nil, err.Error()) }
-			c, err := net.DialTimeout("tcp", *target, *timeout)
-			if err != nil {
-				fail(err)
-				return
-			}
-			c.SetDeadline(time.Now().Add(*timeout))
-			b := []byte{'x'}
-			if _, err := c.Write(b); err != nil {
-				c.Close()
-				fail(err)
-				return
-			}
-			if _, err := io.ReadFull(c, b); err != nil {
-				c.Close()
-				fail(err)
-				return
-			}
-			c.SetDeadline(time.Time{})
-			conns[i] = c
-		}(i)
-	}
-	wg.Wait()
-	ok := *n - int(failed.Load())
-	fmt.Printf("ready %d %d\n", ok, failed.Load())
-	if e := firstErr.Load(); e != nil {
-		fmt.Fprintln(os.Stderr, "first error:", e)
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-sig:
-	case <-time.After(*max):
-	}
-	for _, c := range conns {
-		if c != nil {
-			c.Close()
-		}
-	}
-}
-GO
-log "building the idle-connection tool"
-(cd "$TMP/idletool" && GOFLAGS=-mod=mod go build -o "$TMP/idletool/idletool" ./main.go) ||
-    die "cannot build the idle-connection tool"
-IDLETOOL=$TMP/idletool/idletool
+build_tandem || exit 1
+build_labtools || exit 1
 
 # ---- namespace and servers ------------------------------------------------------
 
-ip netns add "$NS" || die "cannot create namespace $NS"
-NS_MADE=1
-nsx ip link set lo up
+nsbench_netns
 # per-namespace: room for the short-connection runs' ephemeral ports
 nsx sysctl -qw net.ipv4.ip_local_port_range="10000 64999" || true
 nsx sysctl -qw net.ipv4.tcp_tw_reuse=1 || true
@@ -263,14 +113,7 @@ nsx sysctl -qw net.core.somaxconn=8192 || true
 BODY=$(printf '%0100d' 0 | tr 0 x) # 100 bytes
 mkdir -p "$TMP/nginx/tmp"
 cat >"$TMP/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-worker_rlimit_nofile 20000;
-events {
-    worker_connections 8000;
-}
+$(nginx_bench_head "$TMP/nginx")
 http {
     access_log off;
     client_body_temp_path $TMP/nginx/tmp/body;
@@ -294,7 +137,8 @@ ip netns exec "$NS" taskset -c 1 nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log"
 PIDS+=($!)
 ip netns exec "$NS" taskset -c 1 iperf3 -s -B 127.0.0.1 -p 5201 >"$TMP/iperf3-server.log" 2>&1 &
 PIDS+=($!)
-ip netns exec "$NS" taskset -c 1 "$IDLETOOL" sink -listen 127.0.0.1:9001 >"$TMP/sink.log" 2>&1 &
+ip netns exec "$NS" taskset -c 1 "$LABTOOLS" echo -raw -listen 127.0.0.1:9001 -idle 10m -max-conns 20000 \
+    >"$TMP/sink.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 listening 127.0.0.1 8080 || { show_log "$TMP/nginx/error.log"; show_log "$TMP/nginx.log"; die "nginx did not listen"; }
 wait_for 10 listening 127.0.0.1 5201 || { show_log "$TMP/iperf3-server.log"; die "iperf3 -s did not listen"; }
@@ -344,9 +188,7 @@ tandem_master() { # tandem_master DIR VIP
 # one first) and waits until it serves; 1 with its log shown if not.
 start_proxy() {
     local t=$1 pid
-    if [[ -n ${PROXY_PID[$t]:-} ]]; then
-        stop_pid "${PROXY_PID[$t]}"; forget_pid "${PROXY_PID[$t]}"; PROXY_PID[$t]=""
-    fi
+    stop_proxy "$t"
     if [[ $t == haproxy ]]; then
         ip netns exec "$NS" nice -n "$PROXY_NICE" taskset -c 1 haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
         pid=$!
@@ -439,18 +281,11 @@ for t in "${TARGETS[@]}"; do
     fi
 done
 log "all targets answer: ${TARGETS[*]}"
-for t in "${!PROXY_PID[@]}"; do
-    log "$t: pid ${PROXY_PID[$t]}, nice of its threads: $(ps -L -o ni= -p "${PROXY_PID[$t]}" | sort -u | tr -s ' \n' ' ')"
-done
+log_nice
 
 # ---- workloads -------------------------------------------------------------------
 
-RES=$TMP/results
-mkdir -p "$RES"
-# record METRIC TARGET VALUE
-record() { echo "$3" >>"$RES/$1.$2"; }
-FAILED=0
-fail() { log "$*"; FAILED=1; }
+bench_results
 
 # wrk_run OUTFILE ARGS...: bounded in time
 wrk_run() {
@@ -526,7 +361,7 @@ run_idle() {
     pid=${PROXY_PID[$t]}
     sleep 1
     before=$(rss_kib "$pid")
-    ip netns exec "$NS" taskset -c 0 "$IDLETOOL" hold -target "${ADDR[$t]}:${IDLE_PORT[$t]}" \
+    ip netns exec "$NS" taskset -c 0 "$LABTOOLS" hold -target "${ADDR[$t]}:${IDLE_PORT[$t]}" \
         -n "$IDLE_CONNS" -timeout 10s -max 120s >"$out" 2>"$out.err" &
     hold=$!
     PIDS+=($hold)
@@ -563,18 +398,6 @@ UPTIME_AFTER=$(uptime)
 
 # ---- report ----------------------------------------------------------------------
 
-# stats FILE: "median min max n"
-stats() {
-    [[ -s $1 ]] || { echo "- - - 0"; return; }
-    sort -g "$1" | awk '{ v[NR] = $1 } END {
-        n = NR; med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        printf "%s %s %s %d\n", med, v[1], v[n], n }'
-}
-median() { stats "$RES/$1.$2" | awk '{print $1}'; }
-ratio() { # ratio A B -> A/B or "-"
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
-}
-
 METRICS=()
 for w in "${WORKLOADS[@]}"; do
     case $w in
@@ -598,8 +421,7 @@ title() {
 {
     echo
     echo "bench-proxy: $ROUNDS round(s) x ${DURATION}s, medians; tandem $TANDEM_SRC; $(haproxy -v 2>/dev/null | head -n 1 | awk '{print "HAProxy", $3}')"
-    echo "uptime before: $UPTIME_BEFORE"
-    echo "uptime after:  $UPTIME_AFTER"
+    uptimes
     for m in "${METRICS[@]}"; do
         echo
         echo "$(title "$m")"
@@ -632,42 +454,25 @@ title() {
     true
 } | tee "$TMP/report.txt"
 
-if [[ -n $OUT ]]; then
-    json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
-    {
-        printf '{"rounds":%d,"duration_s":%d,"idle_conns":%d,"proxy_nice":%d,' "$ROUNDS" "$DURATION" "$IDLE_CONNS" "$PROXY_NICE"
-        printf '"tandem":%s,"haproxy":%s,' "$(json_str "$TANDEM_SRC")" "$(json_str "$(haproxy -v 2>/dev/null | head -n 1)")"
-        printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
-        sep=""
-        for m in "${METRICS[@]}" short_errors keepalive_errors idle_rss_before_kib idle_rss_after_kib; do
-            ls "$RES/$m".* >/dev/null 2>&1 || continue
-            printf '%s"%s":{' "$sep" "$m"; sep=","
-            s2=""
-            for t in "${TARGETS[@]}"; do
-                [[ -s $RES/$m.$t ]] || continue
-                read -r med min max n < <(stats "$RES/$m.$t")
-                printf '%s"%s":{"median":%s,"min":%s,"max":%s,"runs":[%s]}' "$s2" "$t" "$med" "$min" "$max" \
-                    "$(paste -sd, "$RES/$m.$t")"
-                s2=","
-            done
-            printf '}'
+results_file() {
+    local sep="" m t rh rd
+    printf '{"rounds":%d,"duration_s":%d,"idle_conns":%d,"proxy_nice":%d,' "$ROUNDS" "$DURATION" "$IDLE_CONNS" "$PROXY_NICE"
+    printf '"tandem":%s,"haproxy":%s,' "$(json_str "$TANDEM_SRC")" "$(json_str "$(haproxy -v 2>/dev/null | head -n 1)")"
+    uptimes_results_json "${METRICS[@]}" short_errors keepalive_errors idle_rss_before_kib idle_rss_after_kib
+    printf ',"ratios":{'
+    for m in "${METRICS[@]}"; do
+        for t in "${TARGETS[@]}"; do
+            [[ $t == tandem-* ]] || continue
+            rh=$(ratio "$(median "$m" "$t")" "$(median "$m" haproxy)")
+            rd=-
+            [[ $m != idle_* ]] && rd=$(ratio "$(median "$m" "$t")" "$(median "$m" direct)")
+            [[ $rh == - ]] && rh=null
+            [[ $rd == - ]] && rd=null
+            printf '%s"%s.%s":{"vs_haproxy":%s,"vs_direct":%s}' "$sep" "$m" "$t" "$rh" "$rd"
+            sep=","
         done
-        printf '},"ratios":{'
-        sep=""
-        for m in "${METRICS[@]}"; do
-            for t in "${TARGETS[@]}"; do
-                [[ $t == tandem-* ]] || continue
-                rh=$(ratio "$(median "$m" "$t")" "$(median "$m" haproxy)")
-                rd=-
-                [[ $m != idle_* ]] && rd=$(ratio "$(median "$m" "$t")" "$(median "$m" direct)")
-                [[ $rh == - ]] && rh=null
-                [[ $rd == - ]] && rd=null
-                printf '%s"%s.%s":{"vs_haproxy":%s,"vs_direct":%s}' "$sep" "$m" "$t" "$rh" "$rd"
-                sep=","
-            done
-        done
-        printf '},"ok":%s}\n' "$([[ $FAILED -eq 0 ]] && echo true || echo false)"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-    log "results written to $OUT"
-fi
+    done
+    printf '},"ok":%s}\n' "$(json_ok)"
+}
+write_json results_file
 exit $FAILED

@@ -30,11 +30,12 @@
 # round starting one target further on):
 #   qps      dnsperf -c CLIENTS -q OUTSTANDING -l DURATION, one fixed
 #            query: answers/s, average latency, lost queries
-#   latency  a Go prober at a fixed LAT_RATE over 20 sockets: p50, p99,
+#   latency  `labtools dnslat` at a fixed LAT_RATE over 20 sockets: p50, p99,
 #            p99.9 round trip; the added p99 is the target's minus direct's
 #            (dnsperf 2.10 prints no percentiles)
 #   flows    Tandem restarted (empty pools), FLOWS clients each send one
-#            query and stay live (flow idle timeout 30 s): Tandem's VmRSS
+#            query and stay live (flow idle timeout 30 s; `labtools
+#            dnsflows`): Tandem's VmRSS
 #            after minus before, per live flow, KiB, and its Go heap in use
 #            (go_memstats_heap_inuse_bytes) per flow. The clients are 100
 #            sockets, each sending from FLOWS/100 addresses of 127.1.0.0/16
@@ -53,8 +54,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-OUT=""
-KEEP=0
 NS=${BENCH_NS:-tbudp}
 ONLY=qps,latency,flows
 DURATION=${DURATION:-10}
@@ -66,32 +65,19 @@ LAT_SECONDS=${LAT_SECONDS:-5}
 FLOWS=${FLOWS:-100000}
 PROXY_NICE=${PROXY_NICE:-0}
 
-usage() { sed -n '/^# Usage:/,/^# Env:/{/^# Env:/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
-die() { echo "bench-udp: $*" >&2; exit 1; }
-log() { echo "bench-udp: $*" >&2; }
-
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        -o) OUT=${2:-}; shift 2 || usage ;;
-        -n) NS=${2:-}; shift 2 || usage ;;
-        --only) ONLY=${2:-}; shift 2 || usage ;;
-        --only=*) ONLY=${1#--only=}; shift ;;
-        --keep) KEEP=1; shift ;;
-        -h|--help) usage ;;
-        *) usage ;;
-    esac
-done
-
-[[ $(id -u) -eq 0 ]] || die "must run as root"
-[[ $NS =~ ^[a-z][a-z0-9-]{0,14}$ ]] || die "bad namespace name '$NS'"
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 && $DURATION -le 600 ]] || die "DURATION must be 1..600"
-[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 && $ROUNDS -le 50 ]] || die "ROUNDS must be 1..50"
-[[ $CLIENTS =~ ^[0-9]+$ && $CLIENTS -ge 1 && $CLIENTS -le 1000 ]] || die "CLIENTS must be 1..1000"
-[[ $OUTSTANDING =~ ^[0-9]+$ && $OUTSTANDING -ge 1 && $OUTSTANDING -le 10000 ]] || die "OUTSTANDING must be 1..10000"
-[[ $LAT_RATE =~ ^[0-9]+$ && $LAT_RATE -ge 20 && $LAT_RATE -le 50000 ]] || die "LAT_RATE must be 20..50000"
-[[ $LAT_SECONDS =~ ^[0-9]+$ && $LAT_SECONDS -ge 1 && $LAT_SECONDS -le 120 ]] || die "LAT_SECONDS must be 1..120"
-[[ $FLOWS =~ ^[0-9]+$ && $FLOWS -ge 1 && $FLOWS -le 150000 ]] ||
-    die "FLOWS must be 1..150000 (Tandem's three source addresses hold 55,000 upstream ports each)"
+BENCH=bench-udp
+# usage, die, log, num, record, stats, ..., nsx, listening, build_tandem, ...: lib/nsbench.sh
+. "$ROOT/scripts/lib/nsbench.sh"
+# nginx_bench_head
+. "$ROOT/scripts/lib/nginx.sh"
+nsbench_args "$@"
+num DURATION 1 600
+num ROUNDS 1 50
+num CLIENTS 1 1000
+num OUTSTANDING 1 10000
+num LAT_RATE 20 50000
+num LAT_SECONDS 1 120
+num FLOWS 1 150000 "Tandem's three source addresses hold 55,000 upstream ports each"
 [[ $PROXY_NICE =~ ^-?[0-9]+$ ]] || die "PROXY_NICE must be an integer"
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (load generator on 0, proxies on 1)"
 
@@ -110,277 +96,17 @@ for f in /usr/lib/nginx/modules/ngx_stream_module.so /usr/share/nginx/modules/ng
     [[ -f $f ]] && { STREAM_SO=$f; break; }
 done
 [[ -n $STREAM_SO ]] || die "ngx_stream_module.so not found (Debian's libnginx-mod-stream)"
-# TMP, PIDS, cleanup traps, nsx, is_proc, rss_kib, show_log, build_tandem
-. "$ROOT/scripts/lib/nsbench.sh"
 nsbench_init bench-udp
-
-listening_udp() { # listening_udp ADDR PORT
-    nsx ss -Hlun "sport = :$2" 2>/dev/null | awk '{print $4}' | grep -qx -- "$1:$2"
-}
-
-UPTIME_BEFORE=$(uptime)
-log "machine: $(nproc) CPUs, $(uname -r); uptime: $UPTIME_BEFORE"
+bench_started
 
 # ---- builds -------------------------------------------------------------------
 
-build_tandem
-
-# udptool: "lat" asks bench.test A at a fixed rate from -conns sockets and
-# prints round-trip percentiles as JSON; "flows" opens -n sockets, each
-# sends one query and reads its answer, prints "ready OK FAILED" and holds
-# them until SIGTERM or -max.
-mkdir -p "$TMP/udptool"
-cat >"$TMP/udptool/main.go" <<'GO'
-package main
-
-import (
-	"encoding/binary"
-	"encoding/json"
-	"flag"
-	"fmt"
-	"math/rand/v2"
-	"net"
-	"os"
-	"net/netip"
-	"os/signal"
-	"sort"
-	"sync"
-	"syscall"
-	"time"
-	"unsafe"
-)
-
-// query builds "bench.test. IN A" with id.
-func query(id uint16) []byte {
-	b := []byte{0, 0, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
-	binary.BigEndian.PutUint16(b, id)
-	b = append(b, 5, 'b', 'e', 'n', 'c', 'h', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1)
-	return b
-}
-
-// answers: a reply to id with QR set and rcode NOERROR.
-func answers(b []byte, id uint16) bool {
-	return len(b) >= 12 && binary.BigEndian.Uint16(b) == id && b[2]&0x80 != 0 && b[3]&0x0f == 0
-}
-
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: udptool lat|flows ...")
-		os.Exit(2)
-	}
-	switch os.Args[1] {
-	case "lat":
-		lat(os.Args[2:])
-	case "flows":
-		flows(os.Args[2:])
-	default:
-		os.Exit(2)
-	}
-}
-
-func lat(args []string) {
-	fs := flag.NewFlagSet("lat", flag.ExitOnError)
-	target := fs.String("target", "127.0.0.1:5300", "address")
-	rate := fs.Int("rate", 5000, "queries per second, all sockets")
-	conns := fs.Int("conns", 20, "sockets")
-	dur := fs.Duration("duration", 5*time.Second, "run time")
-	timeout := fs.Duration("timeout", time.Second, "answer timeout")
-	fs.Parse(args)
-	period := time.Duration(int64(time.Second) * int64(*conns) / int64(*rate))
-	var mu sync.Mutex
-	var rtts []time.Duration
-	sent, lost := 0, 0
-	var wg sync.WaitGroup
-	end := time.Now().Add(*dur)
-	for i := 0; i < *conns; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("udp", *target)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				os.Exit(1)
-			}
-			defer c.Close()
-			buf := make([]byte, 1500)
-			var mine []time.Duration
-			s, l := 0, 0
-			time.Sleep(time.Duration(rand.Int64N(int64(period))))
-			next := time.Now()
-			for time.Now().Before(end) {
-				if d := time.Until(next); d > 0 {
-					time.Sleep(d)
-				}
-				next = next.Add(period)
-				id := uint16(rand.Uint32())
-				t0 := time.Now()
-				if _, err := c.Write(query(id)); err != nil {
-					l++
-					s++
-					continue
-				}
-				s++
-				c.SetReadDeadline(t0.Add(*timeout))
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						l++
-						break
-					}
-					if answers(buf[:n], id) {
-						mine = append(mine, time.Since(t0))
-						break
-					}
-				}
-			}
-			mu.Lock()
-			rtts = append(rtts, mine...)
-			sent += s
-			lost += l
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
-	pct := func(p float64) float64 {
-		if len(rtts) == 0 {
-			return -1
-		}
-		i := int(p * float64(len(rtts)-1))
-		return float64(rtts[i].Nanoseconds()) / 1000
-	}
-	json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"sent": sent, "ok": len(rtts), "lost": lost,
-		"p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99), "p999_us": pct(0.999), "max_us": pct(1),
-	})
-}
-
-func flows(args []string) {
-	fs := flag.NewFlagSet("flows", flag.ExitOnError)
-	target := fs.String("target", "127.0.0.3:53", "address")
-	n := fs.Int("n", 100000, "flows (client address and port pairs)")
-	socks := fs.Int("sockets", 100, "client sockets; each plays n/sockets clients")
-	batch := fs.Int("batch", 200, "queries sent before their answers are read")
-	timeout := fs.Duration("timeout", 2*time.Second, "answer timeout per batch (a query unanswered by then is sent once more)")
-	max := fs.Duration("max", 120*time.Second, "hold at most this long")
-	fs.Parse(args)
-	ap, err := netip.ParseAddrPort(*target)
-	if err != nil || !ap.Addr().Is4() {
-		fmt.Fprintln(os.Stderr, "target: an IPv4 address and port")
-		os.Exit(2)
-	}
-	to := &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	// Flow i is socket i%sockets (bound to every address, its own port)
-	// sending from 127.1.a/b, a = i/sockets: a client address and port
-	// of its own, without a descriptor per flow (IP_PKTINFO picks the
-	// source address; the answer comes back to the same socket).
-	fds := make([]int, *socks)
-	for i := range fds {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
-		if err == nil {
-			err = syscall.Bind(fd, &syscall.SockaddrInet4{})
-		}
-		if err == nil {
-			syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1<<20)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "socket:", err)
-			os.Exit(1)
-		}
-		fds[i] = fd
-	}
-	oob := make([]byte, syscall.CmsgSpace(12))
-	h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level, h.Type = syscall.IPPROTO_IP, syscall.IP_PKTINFO
-	h.SetLen(syscall.CmsgLen(12))
-	spec := oob[syscall.CmsgLen(0)+4 : syscall.CmsgLen(0)+8] // in_pktinfo.ipi_spec_dst
-	buf := make([]byte, 1500)
-	ok, failed := 0, 0
-	send := func(i int) {
-		s, a := i%len(fds), i/len(fds)
-		copy(spec, []byte{127, 1, byte(a / 250), byte(1 + a%250)})
-		if err := syscall.Sendmsg(fds[s], query(uint16(i)), oob, to, 0); err != nil {
-			fmt.Fprintln(os.Stderr, "send:", err)
-			os.Exit(1)
-		}
-	}
-	// collect reads answers until every flow of want has one or the
-	// timeout passes.
-	collect := func(want map[int]bool) {
-		deadline := time.Now().Add(*timeout)
-		for len(want) > 0 && time.Now().Before(deadline) {
-			got := false
-			for s, fd := range fds {
-				for {
-					m, _, err := syscall.Recvfrom(fd, buf, syscall.MSG_DONTWAIT)
-					if err != nil {
-						break
-					}
-					if m < 12 {
-						continue
-					}
-					id := binary.BigEndian.Uint16(buf)
-					// flow i is on socket i%len(fds) and asked with id uint16(i)
-					for i := range want {
-						if i%len(fds) == s && uint16(i) == id && answers(buf[:m], id) {
-							delete(want, i)
-							got = true
-							break
-						}
-					}
-				}
-			}
-			if !got {
-				time.Sleep(time.Millisecond)
-			}
-		}
-	}
-	retried := 0
-	for base := 0; base < *n; base += *batch {
-		end := min(base+*batch, *n)
-		want := map[int]bool{}
-		for i := base; i < end; i++ {
-			want[i] = true
-			send(i)
-		}
-		collect(want)
-		if len(want) > 0 { // lost in a queue on the way: ask once more
-			retried += len(want)
-			for i := range want {
-				send(i)
-			}
-			collect(want)
-		}
-		ok += end - base - len(want)
-		failed += len(want)
-	}
-	fmt.Fprintf(os.Stderr, "queries sent twice: %d\n", retried)
-	fmt.Printf("ready %d %d\n", ok, failed)
-	os.Stdout.Sync()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-sig:
-	case <-time.After(*max):
-	}
-	for _, fd := range fds {
-		syscall.Close(fd)
-	}
-}
-GO
-cat >"$TMP/udptool/go.mod" <<'MOD'
-module udptool
-
-go 1.22
-MOD
-(cd "$TMP/udptool" && GOFLAGS=-mod=mod go build -o "$TMP/udptool/udptool" .) || die "cannot build udptool"
-UDPTOOL=$TMP/udptool/udptool
+build_tandem || exit 1
+build_labtools || exit 1
 
 # ---- namespace and servers ------------------------------------------------------
 
-ip netns add "$NS" || die "cannot create namespace $NS"
-NS_MADE=1
-nsx ip link set lo up
+nsbench_netns
 nsx sysctl -qw net.ipv4.ip_local_port_range="10000 64999" || true
 
 ANSWER=192.0.2.1
@@ -401,14 +127,7 @@ declare -A PROXY_PID=()
 mkdir -p "$TMP/nginx"
 cat >"$TMP/nginx/nginx.conf" <<CONF
 load_module $STREAM_SO;
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-worker_rlimit_nofile 20000;
-events {
-    worker_connections 8000;
-}
+$(nginx_bench_head "$TMP/nginx")
 stream {
     server {
         listen 127.0.0.4:53 udp;
@@ -487,9 +206,7 @@ tandem_heap() {
 # one first), waits until it answers; 1 with its log shown if not.
 start_proxy() {
     local t=$1 pid comm
-    if [[ -n ${PROXY_PID[$t]:-} ]]; then
-        stop_pid "${PROXY_PID[$t]}"; forget_pid "${PROXY_PID[$t]}"; PROXY_PID[$t]=""
-    fi
+    stop_proxy "$t"
     case $t in
         nginx)
             ip netns exec "$NS" taskset -c 1 nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
@@ -527,23 +244,17 @@ done
 
 # every target answers the fixed record
 for t in "${TARGETS[@]}"; do
-    out=$(nsx timeout 10 "$UDPTOOL" lat -target "${ADDR[$t]}:${PORT[$t]}" -rate 100 -conns 2 -duration 1s 2>&1) ||
+    out=$(nsx timeout 10 "$LABTOOLS" dnslat -target "${ADDR[$t]}:${PORT[$t]}" -rate 100 -conns 2 -duration 1s 2>&1) ||
         die "$t: the prober failed: $out"
     ok=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["ok"])' "$out")
     [[ $ok -ge 50 ]] || { [[ $t != direct ]] && show_log "$TMP/$t.log"; die "$t: ${ADDR[$t]}:${PORT[$t]}: only $ok answers: $out"; }
 done
 log "all targets answer: ${TARGETS[*]}"
-for t in "${!PROXY_PID[@]}"; do
-    log "$t: pid ${PROXY_PID[$t]}, nice of its threads: $(ps -L -o ni= -p "${PROXY_PID[$t]}" | sort -u | tr -s ' \n' ' ')"
-done
+log_nice
 
 # ---- workloads -------------------------------------------------------------------
 
-RES=$TMP/results
-mkdir -p "$RES"
-record() { echo "$3" >>"$RES/$1.$2"; }
-FAILED=0
-fail() { log "$*"; FAILED=1; }
+bench_results
 
 run_qps() {
     local t=$1 r=$2 out=$TMP/qps.$t.$r.txt qps avg lost sent
@@ -564,7 +275,7 @@ run_qps() {
 
 run_latency() {
     local t=$1 r=$2 out=$TMP/lat.$t.$r.json p50 p99 p999 lost
-    if ! timeout -k 5 $((LAT_SECONDS + 30)) ip netns exec "$NS" taskset -c 0 "$UDPTOOL" lat \
+    if ! timeout -k 5 $((LAT_SECONDS + 30)) ip netns exec "$NS" taskset -c 0 "$LABTOOLS" dnslat \
         -target "${ADDR[$t]}:${PORT[$t]}" -rate "$LAT_RATE" -conns 20 -duration "${LAT_SECONDS}s" >"$out" 2>&1; then
         show_log "$out"; fail "latency $t round $r: the prober failed"; return
     fi
@@ -587,7 +298,7 @@ run_flows() {
     sleep 1
     before=$(rss_kib "$pid")
     heap0=$(tandem_heap)
-    ip netns exec "$NS" taskset -c 0 "$UDPTOOL" flows -target 127.0.0.3:53 -n "$FLOWS" -sockets 100 -max 120s \
+    ip netns exec "$NS" taskset -c 0 "$LABTOOLS" dnsflows -target 127.0.0.3:53 -n "$FLOWS" -sockets 100 -max 120s \
         >"$out" 2>"$out.err" &
     hold=$!
     PIDS+=($hold)
@@ -641,16 +352,6 @@ UPTIME_AFTER=$(uptime)
 
 # ---- report ----------------------------------------------------------------------
 
-stats() {
-    [[ -s $1 ]] || { echo "- - - 0"; return; }
-    sort -g "$1" | awk '{ v[NR] = $1 } END {
-        n = NR; med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        printf "%s %s %s %d\n", med, v[1], v[n], n }'
-}
-median() { stats "$RES/$1.$2" | awk '{print $1}'; }
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
-}
 # best_other METRIC higher|lower: the faster of nginx and dnsdist
 best_other() {
     local a b
@@ -688,8 +389,7 @@ higher() { [[ $1 == qps ]]; }
 {
     echo
     echo "bench-udp: $ROUNDS round(s), medians; tandem $TANDEM_SRC; $(nginx -v 2>&1 | sed 's/.*: //'); $(dnsdist --version 2>/dev/null | head -n 1 | awk '{print $1, $2}'); $(dnsperf -h 2>&1 | awk '/^Version/{print "dnsperf", $2}'); dnsmasq $(dnsmasq --version | awk 'NR == 1 {print $3}')"
-    echo "uptime before: $UPTIME_BEFORE"
-    echo "uptime after:  $UPTIME_AFTER"
+    uptimes
     for m in "${METRICS[@]}"; do
         echo
         echo "$(title "$m")"
@@ -718,47 +418,30 @@ higher() { [[ $1 == qps ]]; }
     true
 } | tee "$TMP/report.txt"
 
-if [[ -n $OUT ]]; then
-    json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
-    {
-        printf '{"rounds":%d,"duration_s":%d,"clients":%d,"outstanding":%d,"lat_rate":%d,"lat_seconds":%d,"flows":%d,"proxy_nice":%d,' \
-            "$ROUNDS" "$DURATION" "$CLIENTS" "$OUTSTANDING" "$LAT_RATE" "$LAT_SECONDS" "$FLOWS" "$PROXY_NICE"
-        printf '"tandem":%s,"nginx":%s,"dnsdist":%s,' "$(json_str "$TANDEM_SRC")" \
-            "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(dnsdist --version 2>/dev/null | head -n 1)")"
-        printf '"uptime_before":%s,"uptime_after":%s,"results":{' "$(json_str "$UPTIME_BEFORE")" "$(json_str "$UPTIME_AFTER")"
-        sep=""
-        for m in "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live flow_parked flow_fds; do
-            ls "$RES/$m".* >/dev/null 2>&1 || continue
-            printf '%s"%s":{' "$sep" "$m"; sep=","
-            s2=""
-            for t in "${TARGETS[@]}"; do
-                [[ -s $RES/$m.$t ]] || continue
-                read -r med min max n < <(stats "$RES/$m.$t")
-                printf '%s"%s":{"median":%s,"min":%s,"max":%s,"runs":[%s]}' "$s2" "$t" "$med" "$min" "$max" \
-                    "$(paste -sd, "$RES/$m.$t")"
-                s2=","
-            done
-            printf '}'
-        done
-        printf '},"ratios":{'
-        sep=""
-        for m in "${METRICS[@]}"; do
-            [[ $m == flow_* ]] && continue
-            dir=lower; higher "$m" && dir=higher
-            rd=$(ratio "$(median "$m" tandem)" "$(median "$m" direct)")
-            rb=$(ratio "$(median "$m" tandem)" "$(best_other "$m" "$dir")")
-            [[ $rd == - ]] && rd=null
-            [[ $rb == - ]] && rb=null
-            printf '%s"%s.tandem":{"vs_direct":%s,"vs_best_of_nginx_dnsdist":%s' "$sep" "$m" "$rd" "$rb"
-            if [[ $m == p*_us ]]; then
-                ad=$(added "$m" tandem); [[ $ad == - ]] && ad=null
-                printf ',"added_us":%s' "$ad"
-            fi
-            printf '}'
-            sep=","
-        done
-        printf '},"ok":%s}\n' "$([[ $FAILED -eq 0 ]] && echo true || echo false)"
-    } >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-    log "results written to $OUT"
-fi
+results_file() {
+    local sep="" m dir rd rb ad
+    printf '{"rounds":%d,"duration_s":%d,"clients":%d,"outstanding":%d,"lat_rate":%d,"lat_seconds":%d,"flows":%d,"proxy_nice":%d,' \
+        "$ROUNDS" "$DURATION" "$CLIENTS" "$OUTSTANDING" "$LAT_RATE" "$LAT_SECONDS" "$FLOWS" "$PROXY_NICE"
+    printf '"tandem":%s,"nginx":%s,"dnsdist":%s,' "$(json_str "$TANDEM_SRC")" \
+        "$(json_str "$(nginx -v 2>&1)")" "$(json_str "$(dnsdist --version 2>/dev/null | head -n 1)")"
+    uptimes_results_json "${METRICS[@]}" lat_lost flow_rss_before_kib flow_rss_after_kib flow_live flow_parked flow_fds
+    printf ',"ratios":{'
+    for m in "${METRICS[@]}"; do
+        [[ $m == flow_* ]] && continue
+        dir=lower; higher "$m" && dir=higher
+        rd=$(ratio "$(median "$m" tandem)" "$(median "$m" direct)")
+        rb=$(ratio "$(median "$m" tandem)" "$(best_other "$m" "$dir")")
+        [[ $rd == - ]] && rd=null
+        [[ $rb == - ]] && rb=null
+        printf '%s"%s.tandem":{"vs_direct":%s,"vs_best_of_nginx_dnsdist":%s' "$sep" "$m" "$rd" "$rb"
+        if [[ $m == p*_us ]]; then
+            ad=$(added "$m" tandem); [[ $ad == - ]] && ad=null
+            printf ',"added_us":%s' "$ad"
+        fi
+        printf '}'
+        sep=","
+    done
+    printf '},"ok":%s}\n' "$(json_ok)"
+}
+write_json results_file
 exit $FAILED

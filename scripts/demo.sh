@@ -27,15 +27,9 @@ USERS=50
 [[ $(id -u) -eq 0 ]] || { echo "demo: must run as root (network namespaces)" >&2; exit 1; }
 [[ -x $BIN && -x $TOOLS ]] || { echo "demo: build first: make build" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/tandem-demo.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    scripts/lab.sh -p "$P" down >/dev/null 2>&1 || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+# TMP, PIDS, and the EXIT trap that stops them and the lab
+. scripts/lib/proc.sh
+lab_session tandem-demo
 
 START=$(date +%s.%N)
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -224,6 +218,6 @@ step "the timeline of both boxes (tandem events)"
 "$BIN" events --socket "$TMP/lb1.sock" --socket "$TMP/lb2.sock" --last 40
 
 step "7. tearing down"
-cleanup
+lab_session_end
 trap - EXIT
 awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN { printf "\ndemo: every step behaved (%.1fs)\n", e - s }'

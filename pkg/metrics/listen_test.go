@@ -9,7 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 func TestListenAddr(t *testing.T) {
@@ -46,11 +47,12 @@ func TestServeBindsLoopbackByDefault(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- Serve(ctx, tt.addr, fixed{Node: "lb1"}, slog.New(slog.NewTextHandler(&logs, nil))) }()
 		var addr string
-		for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		testutil.WaitFor(t, "the listening address in the log", func() bool {
 			if m := regexp.MustCompile(`msg="metrics listening" addr=(\S+)`).FindStringSubmatch(logs.String()); m != nil {
 				addr = m[1]
 			}
-		}
+			return addr != ""
+		})
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil || (host == "127.0.0.1") == tt.warn {
 			t.Errorf("%s: bound %q", tt.addr, addr)

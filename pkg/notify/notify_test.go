@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 func TestHookRunsInOrderWithoutBlocking(t *testing.T) {
@@ -31,20 +33,14 @@ func TestHookRunsInOrderWithoutBlocking(t *testing.T) {
 	if d := time.Since(start); d > 40*time.Millisecond {
 		t.Errorf("Notify blocked for %v", d)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(out)
-		if strings.Count(string(b), "\n") == 4 {
-			want := "NOTIFY BACKUP lb1\nNOTIFY MASTER lb1\nNOTIFY FAULT lb1\nNOTIFY BACKUP lb1\n"
-			if string(b) != want {
-				t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hook calls so far: %q", b)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var b []byte
+	testutil.WaitFor(t, "four hook calls", func() bool {
+		b, _ = os.ReadFile(out)
+		return strings.Count(string(b), "\n") == 4
+	})
+	want := "NOTIFY BACKUP lb1\nNOTIFY MASTER lb1\nNOTIFY FAULT lb1\nNOTIFY BACKUP lb1\n"
+	if string(b) != want {
+		t.Fatalf("calls:\n%s\nwant:\n%s", b, want)
 	}
 	cancel()
 	<-r.Done()
@@ -63,16 +59,10 @@ func TestFailingHookIsCounted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go r.Run(ctx)
 	r.Notify("MASTER")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, fails, _ := r.Stats(); fails == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("failure not counted")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the failure to be counted", func() bool {
+		_, fails, _ := r.Stats()
+		return fails == 1
+	})
 	cancel()
 	<-r.Done()
 }
@@ -92,19 +82,13 @@ func TestSetPath(t *testing.T) {
 	r.Notify("BACKUP") // no hook yet: nothing runs
 	r.SetPath(hook)
 	r.Notify("MASTER")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(out)
-		if len(b) > 0 {
-			if string(b) != "NOTIFY MASTER\n" {
-				t.Fatalf("calls = %q, want only the one after SetPath", b)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the hook set by SetPath never ran")
-		}
-		time.Sleep(10 * time.Millisecond)
+	var b []byte
+	testutil.WaitFor(t, "the hook set by SetPath to run", func() bool {
+		b, _ = os.ReadFile(out)
+		return len(b) > 0
+	})
+	if string(b) != "NOTIFY MASTER\n" {
+		t.Fatalf("calls = %q, want only the one after SetPath", b)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // corruptProxy forwards loopback connections to target and flips one byte
@@ -87,14 +89,14 @@ func TestCorruptFrameDropped(t *testing.T) {
 	b := newNode(t, "lb2", lb, la.Addr().String(), newStore(true), nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	const n, clients = 40000, 4000
 	for i := 0; i < n; i += 500 {
 		a.publish(i, i+500, clients)
 		time.Sleep(time.Millisecond)
 	}
-	waitFor(t, 10*time.Second, "tables equal", func() bool { return b.store.diff(a.store) == nil })
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitWithin(t, 10*time.Second, "tables equal", func() bool { return b.store.diff(a.store) == nil })
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	if !proxy.flipped.Load() {
 		t.Fatal("the proxy never corrupted a byte")
 	}
@@ -119,7 +121,7 @@ func TestCutMidBulkResends(t *testing.T) {
 	a, b := pair(t, sa, sb, nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 10*time.Second, "bulk under way", func() bool { return b.r.Status().Received > 0 })
+	testutil.WaitWithin(t, 10*time.Second, "bulk under way", func() bool { return b.r.Status().Received > 0 })
 	if st := b.r.Status(); st.BulkDone {
 		t.Skip("bulk finished before it could be cut; machine too fast for this test")
 	}
@@ -129,7 +131,7 @@ func TestCutMidBulkResends(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no complete bulk after the cut")
 	}
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	if err := sb.diff(sa); err != nil {
 		t.Fatal(err)
 	}

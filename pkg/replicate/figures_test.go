@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // Replication figures on loopback, for the goals:
@@ -156,15 +158,20 @@ func pace(r *Replicator, first, total, rate int) float64 {
 	return float64(total) / time.Since(start).Seconds()
 }
 
+// sustainedGoal is the goal for new entries replicated per second.
+const sustainedGoal = 500_000
+
+// TestFiguresThroughput offers rising rates for a second each and fails
+// when the peer did not keep up with sustainedGoal.
 func TestFiguresThroughput(t *testing.T) {
 	skipUnlessFigures(t)
 	sa, sb := newFigStore(false), newFigStore(true)
 	a, b := figPair(t, sa, sb)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 
-	next := 0
+	next, sustained := 0, 0
 	for _, rate := range []int{250_000, 500_000, 1_000_000, 1_500_000, 2_000_000} {
 		sb.reset()
 		before := a.r.Status()
@@ -189,21 +196,28 @@ func TestFiguresThroughput(t *testing.T) {
 		t.Logf("FIGURE throughput offered %9d/s published %9.0f/s delivered %9.0f/s in %v: p50 %v p99 %v max %v, discarded %d, kept up: %v",
 			rate, achieved, float64(sb.count())/took.Seconds(), took.Round(time.Millisecond),
 			p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), lost, ok)
-		if !ok {
-			waitFor(t, 10*time.Second, "IN SYNC after overload", inSync(a, b))
+		if ok {
+			sustained = max(sustained, rate)
 		}
+		if !ok {
+			testutil.WaitWithin(t, 10*time.Second, "IN SYNC after overload", inSync(a, b))
+		}
+	}
+	if sustained < sustainedGoal {
+		t.Errorf("kept up with %d new entries/s at most, want ≥ %d", sustained, sustainedGoal)
 	}
 }
 
 // TestFiguresCapacity publishes as fast as the stream drains (holding back
-// while more than half the queue is waiting): the pipeline's ceiling.
+// while more than half the queue is waiting): the pipeline's ceiling,
+// which fails below sustainedGoal (the goal could not be met).
 func TestFiguresCapacity(t *testing.T) {
 	skipUnlessFigures(t)
 	sa, sb := newFigStore(false), newFigStore(false)
 	a, b := figPair(t, sa, sb)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	const total = 3_000_000
 	start := time.Now()
 	for i := 0; i < total; i++ {
@@ -214,11 +228,14 @@ func TestFiguresCapacity(t *testing.T) {
 		}
 		a.r.Publish(figEntry(i, 1))
 	}
-	waitFor(t, 30*time.Second, "all applied", func() bool { return sb.count() >= total })
+	testutil.WaitWithin(t, 30*time.Second, "all applied", func() bool { return sb.count() >= total })
 	took := time.Since(start)
 	st := a.r.Status()
 	t.Logf("FIGURE capacity %d new entries in %v = %.0f entries/s (discarded %d, resyncs %d)",
 		total, took.Round(time.Millisecond), total/took.Seconds(), st.Dropped[dropQueue], st.Resyncs)
+	if rate := total / took.Seconds(); rate < sustainedGoal {
+		t.Errorf("capacity %.0f entries/s, want ≥ %d", rate, sustainedGoal)
+	}
 }
 
 func TestFiguresLag(t *testing.T) {
@@ -227,10 +244,10 @@ func TestFiguresLag(t *testing.T) {
 	a, b := figPair(t, sa, sb)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	const rate, secs = 20_000, 5
 	pace(a.r, 0, rate*secs, rate)
-	waitFor(t, 5*time.Second, "all applied", func() bool { return sb.count() >= rate*secs })
+	testutil.WaitFor(t, "all applied", func() bool { return sb.count() >= rate*secs })
 	p50, p99, mx := sb.percentiles()
 	t.Logf("FIGURE lag at %d new entries/s for %ds, Publish → applied on the peer: p50 %v p99 %v max %v; Status.LagMs (Publish → ack, last batch) %.2f",
 		rate, secs, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), a.r.Status().LagMs)

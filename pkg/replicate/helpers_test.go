@@ -192,18 +192,6 @@ func pair(t testing.TB, sa, sb *memStore, mod func(name string, c *Config)) (*no
 	return newNode(t, "lb1", la, lb.Addr().String(), sa, ma), newNode(t, "lb2", lb, la.Addr().String(), sb, mb)
 }
 
-// waitFor polls cond every 2ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func inSync(ns ...*node) func() bool {
 	return func() bool {
 		for _, n := range ns {

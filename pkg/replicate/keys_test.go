@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // TestKeyRotation rotates the pair's key in the README's three steps with
@@ -21,7 +23,7 @@ func TestKeyRotation(t *testing.T) {
 	a, b := pair(t, newStore(false), newStore(false), nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 
 	steps := []struct {
 		name       string
@@ -51,8 +53,8 @@ func TestKeyRotation(t *testing.T) {
 		authA, authB := a.r.Status().Dropped[dropAuth], b.r.Status().Dropped[dropAuth]
 		a.publish(next, next+10, 1000)
 		next += 10
-		waitFor(t, 5*time.Second, st.name+": updates reach b", func() bool { return b.store.len() == next })
-		waitFor(t, 5*time.Second, st.name+": IN SYNC", inSync(a, b))
+		testutil.WaitFor(t, st.name+": updates reach b", func() bool { return b.store.len() == next })
+		testutil.WaitFor(t, st.name+": IN SYNC", inSync(a, b))
 		if a.r.Status().Dropped[dropAuth] != authA || b.r.Status().Dropped[dropAuth] != authB {
 			t.Fatalf("%s: authentication failures during a correct rotation: %v %v", st.name, a.r.Status().Dropped, b.r.Status().Dropped)
 		}
@@ -61,7 +63,7 @@ func TestKeyRotation(t *testing.T) {
 	// A node still on the old key only is refused by both now.
 	c := newNode(t, "lb3", listen(t), a.ln.Addr().String(), newStore(false), func(c *Config) { c.Key = oldKey })
 	c.start(t)
-	waitFor(t, 5*time.Second, "old-key node refused", func() bool { return c.r.Status().Dropped[dropAuth] >= 1 })
+	testutil.WaitFor(t, "old-key node refused", func() bool { return c.r.Status().Dropped[dropAuth] >= 1 })
 	if st := c.r.Status(); st.PeerConnected || st.Received != 0 {
 		t.Fatalf("old-key node: %+v", st)
 	}
@@ -73,7 +75,7 @@ func TestSetKeysClosesStaleConnection(t *testing.T) {
 	a, b := pair(t, newStore(false), newStore(false), nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	b.r.mu.Lock()
 	inConn := b.r.inConn
 	b.r.mu.Unlock()
@@ -85,7 +87,7 @@ func TestSetKeysClosesStaleConnection(t *testing.T) {
 	if _, err := inConn.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("old stream still open after its key was removed: %v", err)
 	}
-	waitFor(t, 5*time.Second, "a refused under the new key", func() bool { return a.r.Status().Dropped[dropAuth] >= 1 })
+	testutil.WaitFor(t, "a refused under the new key", func() bool { return a.r.Status().Dropped[dropAuth] >= 1 })
 	if b.r.Status().PeerConnected {
 		t.Fatal("b still connected with a peer lacking its key")
 	}
@@ -146,7 +148,7 @@ func TestWrongKeyPeerInjectsNothing(t *testing.T) {
 		s.flush(time.Second)
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "auth refusals counted", func() bool { return b.r.Status().Dropped[dropAuth] >= 3 })
+	testutil.WaitFor(t, "auth refusals counted", func() bool { return b.r.Status().Dropped[dropAuth] >= 3 })
 	if n, st := b.store.len(), b.r.Status(); n != 0 || st.Received != 0 || st.BulkDone {
 		t.Fatalf("wrong-key peer changed something: %d entries, %+v", n, st)
 	}
@@ -180,9 +182,9 @@ func TestPanicDropsConnectionNotNode(t *testing.T) {
 	b := newNode(t, "lb2", lb, la.Addr().String(), &panicStore{memStore: inner}, nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "panic counted", func() bool { return b.r.Status().Dropped[dropPanic] == 1 })
-	waitFor(t, 5*time.Second, "IN SYNC after the panic", inSync(a, b))
-	waitFor(t, 2*time.Second, "entries", func() bool { return inner.len() == 5 })
+	testutil.WaitFor(t, "panic counted", func() bool { return b.r.Status().Dropped[dropPanic] == 1 })
+	testutil.WaitFor(t, "IN SYNC after the panic", inSync(a, b))
+	testutil.WaitWithin(t, 2*time.Second, "entries", func() bool { return inner.len() == 5 })
 	if !strings.Contains(b.logs.String(), "apply exploded") {
 		t.Errorf("panic not logged: %s", b.logs.String())
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // publish puts entries [from, to) into n's store and publishes them.
@@ -54,13 +56,13 @@ func TestPublishReachesPeerInOrder(t *testing.T) {
 	a, b := pair(t, newStore(true), newStore(true), nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 
 	const n, clients = 20000, 1000 // each client updated 20 times
 	go b.publishOwn(0, n/2, clients, 100)
 	a.publish(0, n, clients)
-	waitFor(t, 5*time.Second, "B to apply A's entries", func() bool { return len(b.store.appliedCopy()) == n })
-	waitFor(t, 5*time.Second, "A to apply B's entries", func() bool { return len(a.store.appliedCopy()) == n/2 })
+	testutil.WaitFor(t, "B to apply A's entries", func() bool { return len(b.store.appliedCopy()) == n })
+	testutil.WaitFor(t, "A to apply B's entries", func() bool { return len(a.store.appliedCopy()) == n/2 })
 	got := b.store.appliedCopy()
 	for i, e := range got {
 		if want := testEntry(i, clients); e != want {
@@ -75,7 +77,7 @@ func TestPublishReachesPeerInOrder(t *testing.T) {
 	if err := b.store.diff(a.store); err != nil {
 		t.Fatalf("tables differ: %v", err)
 	}
-	waitFor(t, 2*time.Second, "all acknowledged", func() bool { return a.r.Status().Acked == n })
+	testutil.WaitWithin(t, 2*time.Second, "all acknowledged", func() bool { return a.r.Status().Acked == n })
 	st := a.r.Status()
 	if st.Sent != n || st.Received != n/2 || st.State != StateInSync || !st.PeerConnected || st.Peer != "lb2" || st.LagMs <= 0 {
 		t.Fatalf("A's status %+v", st)
@@ -116,7 +118,7 @@ func TestBulkOnConnect(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("A never received B's (empty) table")
 	}
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	if st := a.r.Status(); st.Acked != n {
 		t.Fatalf("A acked %d, want %d", st.Acked, n)
 	}
@@ -129,7 +131,7 @@ func TestConnectionCutResumes(t *testing.T) {
 	a, b := pair(t, newStore(false), newStore(true), nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 
 	const n, clients, cuts = 60000, 5000, 6
 	done := make(chan struct{})
@@ -149,8 +151,8 @@ func TestConnectionCutResumes(t *testing.T) {
 		time.Sleep(200 * time.Microsecond)
 	}
 	<-done
-	waitFor(t, 10*time.Second, "B to apply everything", func() bool { return len(b.store.appliedCopy()) >= n })
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitWithin(t, 10*time.Second, "B to apply everything", func() bool { return len(b.store.appliedCopy()) >= n })
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	if err := b.store.diff(a.store); err != nil {
 		t.Fatalf("tables differ: %v", err)
 	}
@@ -180,7 +182,7 @@ func TestWrongKeyRefused(t *testing.T) {
 	})
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "auth failures on both nodes", func() bool {
+	testutil.WaitFor(t, "auth failures on both nodes", func() bool {
 		return a.r.Status().Dropped[dropAuth] >= 2 && b.r.Status().Dropped[dropAuth] >= 2
 	})
 	a.publish(2, 3, 10)
@@ -205,7 +207,7 @@ func TestConfigHashMismatchRefused(t *testing.T) {
 	})
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "config refusals on both nodes", func() bool {
+	testutil.WaitFor(t, "config refusals on both nodes", func() bool {
 		return a.r.Status().Dropped[dropConfig] >= 2 && b.r.Status().Dropped[dropConfig] >= 2
 	})
 	for _, n := range []*node{a, b} {
@@ -245,14 +247,14 @@ func TestGarbageDropped(t *testing.T) {
 		}
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "garbage counted", func() bool {
+	testutil.WaitFor(t, "garbage counted", func() bool {
 		st := b.r.Status()
 		return st.Dropped[dropHandshake]+st.Dropped[dropAuth] >= uint64(len(inputs))
 	})
 	a.start(t)
 	a.publish(0, 10, 10)
-	waitFor(t, 5*time.Second, "IN SYNC after garbage", inSync(a, b))
-	waitFor(t, 2*time.Second, "entries", func() bool { return b.store.len() == 10 })
+	testutil.WaitFor(t, "IN SYNC after garbage", inSync(a, b))
+	testutil.WaitWithin(t, 2*time.Second, "entries", func() bool { return b.store.len() == 10 })
 }
 
 // Status goes NOT SYNCED → SYNCING (while the peer's table is applied) →
@@ -275,18 +277,18 @@ func TestStatusTransitions(t *testing.T) {
 		t.Fatalf("peer down: %+v", st)
 	}
 	a.start(t)
-	waitFor(t, 5*time.Second, "B SYNCING", func() bool { return b.r.Status().State == StateSyncing })
+	testutil.WaitFor(t, "B SYNCING", func() bool { return b.r.Status().State == StateSyncing })
 	if st := b.r.Status(); !st.PeerConnected || st.BulkDone {
 		t.Fatalf("syncing: %+v", st)
 	}
 	close(gate)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	if st := b.r.Status(); !st.BulkDone || st.LastBulkEntries != 100 || st.Reason != "" {
 		t.Fatalf("in sync: %+v", st)
 	}
 	// The peer going away is NOT SYNCED again.
 	a.stop()
-	waitFor(t, 5*time.Second, "NOT SYNCED", func() bool { return b.r.Status().State == StateNotSynced })
+	testutil.WaitFor(t, "NOT SYNCED", func() bool { return b.r.Status().State == StateNotSynced })
 }
 
 // Publish never blocks while the peer is down; the overflow is counted
@@ -295,7 +297,7 @@ func TestPublishNeverBlocksPeerDown(t *testing.T) {
 	a, b := pair(t, newStore(false), newStore(false), func(name string, c *Config) { c.QueueLen = 1000 })
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	b.stop()
 
 	const n, clients = 200000, 50000
@@ -316,7 +318,7 @@ func TestPublishNeverBlocksPeerDown(t *testing.T) {
 	}
 	b2 := newNode(t, "lb2", ln, a.ln.Addr().String(), newStore(false), nil)
 	b2.start(t)
-	waitFor(t, 10*time.Second, "IN SYNC again", inSync(a, b2))
+	testutil.WaitWithin(t, 10*time.Second, "IN SYNC again", inSync(a, b2))
 	if err := b2.store.diff(a.store); err != nil {
 		t.Fatalf("after resync: %v", err)
 	}
@@ -331,10 +333,10 @@ func TestOverflowWhileConnectedResyncs(t *testing.T) {
 	a, b := pair(t, newStore(false), sb, func(name string, c *Config) { c.QueueLen = 500 })
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	a.publish(0, 50000, 20000) // far faster than 500 entries a batch delay
-	waitFor(t, 10*time.Second, "tables equal", func() bool { return sb.diff(a.store) == nil })
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitWithin(t, 10*time.Second, "tables equal", func() bool { return sb.diff(a.store) == nil })
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	if st := a.r.Status(); st.Dropped[dropQueue] == 0 || st.Resyncs < 2 {
 		t.Fatalf("want an overflow and a resync: %+v", st)
 	}
@@ -348,7 +350,7 @@ func TestResyncSendsTheWholeStore(t *testing.T) {
 	a, b := pair(t, sa, sb, nil)
 	a.start(t)
 	b.start(t)
-	waitFor(t, 5*time.Second, "IN SYNC", inSync(a, b))
+	testutil.WaitFor(t, "IN SYNC", inSync(a, b))
 	before := a.r.Status().Resyncs
 	for i := range 300 { // in the store, never published
 		sa.Apply(testEntry(i, 300))
@@ -357,7 +359,7 @@ func TestResyncSendsTheWholeStore(t *testing.T) {
 		t.Fatal("the peer has entries that were never sent")
 	}
 	a.r.Resync()
-	waitFor(t, 5*time.Second, "tables equal after Resync", func() bool { return sb.diff(sa) == nil })
+	testutil.WaitFor(t, "tables equal after Resync", func() bool { return sb.diff(sa) == nil })
 	if st := a.r.Status(); st.Resyncs != before+1 {
 		t.Fatalf("resyncs %d, want %d", st.Resyncs, before+1)
 	}

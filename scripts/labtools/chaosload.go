@@ -46,42 +46,20 @@ func (p *probeLog) completed() []Result {
 	return append([]Result(nil), p.rs[:n]...)
 }
 
-// runProber launches pr.once every interval until ctx ends.
+// runProber launches pr.once every interval until ctx ends, into pl.
 func runProber(ctx context.Context, pr *prober, interval time.Duration, pl *probeLog, wg *sync.WaitGroup) {
 	defer wg.Done()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	sem := make(chan struct{}, maxInFlight)
-	var inner sync.WaitGroup
-	defer inner.Wait()
-	for seq := 0; ; seq++ {
-		select {
-		case <-ctx.Done():
-			return
-		case sem <- struct{}{}:
-		}
-		at := time.Now()
+	pr.launch(ctx, interval, func(seq int, at time.Time) {
 		pl.mu.Lock()
 		pl.rs = append(pl.rs, Result{Seq: seq, At: at})
 		pl.done = append(pl.done, false)
 		pl.mu.Unlock()
-		inner.Add(1)
-		go func(seq int, at time.Time) {
-			defer inner.Done()
-			defer func() { <-sem }()
-			r := pr.once(at)
-			r.Seq = seq
-			pl.mu.Lock()
-			pl.rs[seq] = r
-			pl.done[seq] = true
-			pl.mu.Unlock()
-		}(seq, at)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	}, func(r Result) {
+		pl.mu.Lock()
+		pl.rs[r.Seq] = r
+		pl.done[r.Seq] = true
+		pl.mu.Unlock()
+	})
 }
 
 // start runs the probers and the clients until ctx ends; wg tracks them.

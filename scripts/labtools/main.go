@@ -28,7 +28,12 @@ func usage() {
   labtools vipwatch [-iface eth0] [-box NAME] [-out F.jsonl] [-duration 1h]
   labtools sessions -target ADDR -duration D [-n 200] [-interval 100ms] [-stall 150ms]
                  [-hang 1s] [-timeout 10s] [-ready FILE] [-stop FILE]
-  labtools echo [-listen 0.0.0.0:5222] [-idle 1m] [-max-conns 10000]
+  labtools echo [-listen 0.0.0.0:5222] [-idle 1m] [-max-conns 10000] [-raw]
+  labtools hold -target ADDR [-n 3000] [-c 100] [-timeout 10s] [-max 120s]
+  labtools dnslat [-target 127.0.0.1:5300] [-rate 5000] [-conns 20] [-duration 5s] [-timeout 1s]
+  labtools dnsflows [-target 127.0.0.3:53] [-n 100000] [-sockets 100] [-batch 200] [-timeout 2s] [-max 120s]
+  labtools hapeers used|feed|wait -sock SOCK [-table bk] ...  (scripts/bench-persistence.sh)
+  labtools persistreport -up0 U -up1 U [-bench F -mem F -fig F] [-lag F -insert F ...] [-out F.json]
   labtools chaos -out DIR [-seed N] [-pulls 20] [-features all|auto|none|LIST] ...  (scripts/chaos.sh)
   labtools garp -ip ADDR -mac MAC [-iface eth0] [-count 50] [-interval 100ms]
 `)
@@ -61,6 +66,16 @@ func main() {
 		err = cmdEcho(os.Args[2:])
 	case "garp":
 		err = cmdGarp(os.Args[2:])
+	case "hold":
+		err = cmdHold(os.Args[2:])
+	case "dnslat":
+		err = cmdDNSLat(os.Args[2:])
+	case "dnsflows":
+		err = cmdDNSFlows(os.Args[2:])
+	case "hapeers":
+		err = cmdHAPeers(os.Args[2:])
+	case "persistreport":
+		err = cmdPersistReport(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:

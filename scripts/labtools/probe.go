@@ -9,10 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -89,20 +87,14 @@ func cmdProbe(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
+	if err := checkRun(fs, *target, *duration); err != nil {
+		return err
+	}
 	switch {
-	case fs.NArg() != 0:
-		return usageError("no positional arguments")
-	case *target == "":
-		return usageError("-target is required")
-	case *duration <= 0 || *duration > maxDuration:
-		return usageError("-duration is required, > 0 and at most 1h")
 	case *interval < time.Millisecond:
 		return usageError("-interval must be at least 1ms")
 	case *timeout <= 0 || *timeout > 10*time.Second:
 		return usageError("-timeout must be in (0, 10s]")
-	}
-	if _, _, err := net.SplitHostPort(*target); err != nil {
-		return usageError("-target: " + err.Error())
 	}
 
 	var w io.Writer = io.Discard
@@ -119,27 +111,8 @@ func cmdProbe(args []string) error {
 		logw = io.Discard
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := runContext(*duration, *stopFile)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
-	defer cancel()
-	if *stopFile != "" {
-		go func() {
-			t := time.NewTicker(10 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					if _, err := os.Stat(*stopFile); err == nil {
-						cancel()
-						return
-					}
-				}
-			}
-		}()
-	}
 
 	p := &prober{target: *target, timeout: *timeout, udp: *udp,
 		send: strings.NewReplacer(`\r`, "\r", `\n`, "\n").Replace(*send)}
@@ -161,19 +134,21 @@ type prober struct {
 	udp     bool
 }
 
-// run launches a probe every interval until ctx ends, each with its own
-// deadline, so a probe stuck on a dead path does not delay the next one.
-// It waits for probes in flight and returns all results in launch order.
+// run launches a probe every interval until ctx ends (see launch), hands
+// the results to tr in launch order, and returns them all.
 func (p *prober) run(ctx context.Context, interval time.Duration, tr *tracker) []Result {
 	var (
 		mu      sync.Mutex
 		results []Result
 		done    []bool
 		next    int // first result not yet handed to the tracker
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, maxInFlight)
 	)
-	finish := func(r Result) {
+	p.launch(ctx, interval, func(seq int, at time.Time) {
+		mu.Lock()
+		results = append(results, Result{Seq: seq, At: at})
+		done = append(done, false)
+		mu.Unlock()
+	}, func(r Result) {
 		mu.Lock()
 		defer mu.Unlock()
 		results[r.Seq] = r
@@ -182,7 +157,21 @@ func (p *prober) run(ctx context.Context, interval time.Duration, tr *tracker) [
 			tr.observe(results[next])
 			next++
 		}
-	}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return results
+}
+
+// launch starts a probe every interval until ctx ends, each with its own
+// deadline, so a probe stuck on a dead path does not delay the next one;
+// at most maxInFlight at once. It calls started as each is launched, in
+// order, and finished as each completes (concurrently, in any order),
+// and returns once none is in flight.
+func (p *prober) launch(ctx context.Context, interval time.Duration, started func(seq int, at time.Time), finished func(Result)) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxInFlight)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for seq := 0; ; seq++ {
@@ -191,33 +180,22 @@ func (p *prober) run(ctx context.Context, interval time.Duration, tr *tracker) [
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
-			break
+			return
 		}
 		at := time.Now()
-		mu.Lock()
-		results = append(results, Result{Seq: seq, At: at})
-		done = append(done, false)
-		mu.Unlock()
-		wg.Add(1)
-		go func(seq int, at time.Time) {
-			defer wg.Done()
+		started(seq, at)
+		wg.Go(func() {
 			defer func() { <-sem }()
 			r := p.once(at)
 			r.Seq = seq
-			finish(r)
-		}(seq, at)
+			finished(r)
+		})
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
+			return
 		}
 	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	return results
 }
 
 // once runs one probe launched at at.

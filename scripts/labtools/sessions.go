@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,15 +38,12 @@ func cmdSessions(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
+	if err := checkRun(fs, *target, *duration); err != nil {
+		return err
+	}
 	switch {
-	case fs.NArg() != 0:
-		return usageError("no positional arguments")
-	case *target == "":
-		return usageError("-target is required")
 	case *n < 1 || *n > maxSessions:
 		return usageError("-n must be 1..5000")
-	case *duration <= 0 || *duration > maxDuration:
-		return usageError("-duration is required, > 0 and at most 1h")
 	case *interval < time.Millisecond || *interval > time.Minute:
 		return usageError("-interval must be in [1ms, 1m]")
 	case *timeout <= 0 || *timeout > time.Minute:
@@ -55,17 +51,9 @@ func cmdSessions(args []string) error {
 	case *stall <= 0 || *hang <= 0:
 		return usageError("-stall and -hang must be > 0")
 	}
-	if _, _, err := net.SplitHostPort(*target); err != nil {
-		return usageError("-target: " + err.Error())
-	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := runContext(*duration, *stopFile)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
-	defer cancel()
-	if *stopFile != "" {
-		go watchFile(ctx, *stopFile, cancel)
-	}
 
 	c := &sessionClient{target: *target, interval: *interval, timeout: *timeout, stall: *stall}
 	onReady := func(answered, failed int) {}
@@ -107,22 +95,6 @@ func (c *sessionClient) runAll(ctx context.Context, n int, hang time.Duration, o
 	c.stopped.Store(end.UnixNano())
 	wg.Wait()
 	return SummarizeSessions(c.recs, start, end, SessionOpts{Stall: c.stall, Hang: hang})
-}
-
-func watchFile(ctx context.Context, path string, cancel func()) {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := os.Stat(path); err == nil {
-				cancel()
-				return
-			}
-		}
-	}
 }
 
 func writeReady(path string, answered, failed int) {

@@ -52,7 +52,7 @@ func TestSessionsThroughEchoServerAllSurvive(t *testing.T) {
 	ln := listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { serveEcho(ctx, ln, 5*time.Second, 100); close(done) }()
+	go func() { serveEcho(ctx, ln, 5*time.Second, 100, false); close(done) }()
 	s := runSessions(t, ln.Addr().String(), 10, 400*time.Millisecond)
 	cancel()
 	<-done

@@ -15,3 +15,19 @@ http { access_log off; client_body_temp_path $d; proxy_temp_path $d; fastcgi_tem
   server { listen 80; location / { default_type text/plain; return 200 "$name\n"; } } }
 CONF
 }
+
+# nginx_bench_head DIR: the top of a benchmark's nginx.conf kept in DIR:
+# one worker in the foreground, the open-file limit of this machine (20,000)
+# and 8,000 connections.
+nginx_bench_head() {
+    cat <<CONF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+worker_rlimit_nofile 20000;
+events {
+    worker_connections 8000;
+}
+CONF
+}

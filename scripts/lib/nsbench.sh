@@ -1,10 +1,31 @@
 # Scaffolding shared by the benchmarks that run in a network namespace of
-# their own (bench-proxy.sh, bench-udp.sh). Source it after setting NS,
-# KEEP and defining log and die; then call nsbench_init NAME.
+# their own (bench-proxy.sh, bench-udp.sh, bench-persistence.sh). Source
+# it after setting BENCH, ROOT and NS; then nsbench_args "$@",
+# nsbench_init NAME, and nsbench_netns to make the namespace.
 # It provides TMP, PIDS, a cleanup that stops our PIDs and deletes the
-# namespace, and nsx, is_proc, rss_kib, show_log, build_tandem.
+# namespace, and nsx, listening, listening_udp, is_proc, rss_kib,
+# show_log, stop_proxy, log_nice; with lib/bench.sh, lib/proc.sh and
+# lib/build.sh.
 
+. "$ROOT/scripts/lib/bench.sh"
 . "$ROOT/scripts/lib/proc.sh"
+. "$ROOT/scripts/lib/build.sh"
+
+# nsbench_args ARGS...: the options (-n NETNS and those of bench_opt; a
+# script with more defines extra_opt, which takes them as bench_opt does),
+# then root and a namespace name ip(8) takes.
+nsbench_args() {
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            -n) [[ $# -ge 2 ]] || usage; NS=$2; shift 2 ;;
+            *)
+                bench_opt "$@" || { declare -F extra_opt >/dev/null && extra_opt "$@"; } || usage
+                shift "$SHIFT" ;;
+        esac
+    done
+    [[ $(id -u) -eq 0 ]] || die "must run as root"
+    [[ $NS =~ ^[a-z][a-z0-9-]{0,14}$ ]] || die "bad namespace name '$NS'"
+}
 
 # nsbench_init NAME: refuses a namespace that exists already, takes the
 # whole open-file limit, makes TMP and installs the cleanup traps.
@@ -43,9 +64,41 @@ nsbench_cleanup() {
     exit $rc
 }
 
+# nsbench_netns: makes the namespace (deleted on exit), its lo up.
+nsbench_netns() {
+    ip netns add "$NS" || die "cannot create namespace $NS"
+    NS_MADE=1
+    nsx ip link set lo up
+}
+
 # nsx CMD...: run CMD in the namespace, in the foreground (a function: never
 # put it in the background, $! would be a subshell, not CMD)
 nsx() { ip netns exec "$NS" "$@"; }
+
+# listening ADDR PORT: a TCP listener on ADDR:PORT in the namespace
+listening() {
+    nsx ss -Hltn "sport = :$2" 2>/dev/null | awk '{print $4}' | grep -qx -- "$1:$2"
+}
+
+# listening_udp ADDR PORT: a UDP socket bound to ADDR:PORT in the namespace
+listening_udp() {
+    nsx ss -Hlun "sport = :$2" 2>/dev/null | awk '{print $4}' | grep -qx -- "$1:$2"
+}
+
+# stop_proxy TARGET: stops the proxy PROXY_PID[TARGET] we started, if any.
+stop_proxy() {
+    if [[ -n ${PROXY_PID[$1]:-} ]]; then
+        stop_pid "${PROXY_PID[$1]}"; forget_pid "${PROXY_PID[$1]}"; PROXY_PID[$1]=""
+    fi
+}
+
+# log_nice: each proxy of PROXY_PID and the nice values of its threads.
+log_nice() {
+    local t
+    for t in "${!PROXY_PID[@]}"; do
+        log "$t: pid ${PROXY_PID[$t]}, nice of its threads: $(ps -L -o ni= -p "${PROXY_PID[$t]}" | sort -u | tr -s ' \n' ' ')"
+    done
+}
 
 # is_proc PID NAME: PID is a live process whose command is NAME
 is_proc() { [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]; }
@@ -53,20 +106,3 @@ is_proc() { [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]; }
 rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null; }
 
 show_log() { [[ -f $1 ]] && { echo "--- tail of $1" >&2; tail -n 20 "$1" >&2; }; return 0; }
-
-# build_tandem: TANDEM is TANDEM_BIN when set, else a build of the work
-# tree; TANDEM_SRC says which, for the report.
-build_tandem() {
-    if [[ -n ${TANDEM_BIN:-} ]]; then
-        [[ -x $TANDEM_BIN ]] || die "TANDEM_BIN=$TANDEM_BIN is not executable"
-        TANDEM=$(cd "$(dirname "$TANDEM_BIN")" && pwd)/$(basename "$TANDEM_BIN")
-        TANDEM_SRC="TANDEM_BIN=$TANDEM_BIN"
-    else
-        TANDEM=$TMP/tandem
-        log "building tandem"
-        go build -o "$TANDEM" ./cmd/tandem || die "cannot build ./cmd/tandem"
-        TANDEM_SRC="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-        [[ -n $(git status --porcelain --untracked-files=no -- . 2>/dev/null) ]] && TANDEM_SRC+=" + uncommitted changes"
-    fi
-    return 0
-}

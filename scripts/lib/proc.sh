@@ -42,3 +42,20 @@ set_nice() {
         renice -n "${PROXY_NICE:-0}" -p "${t##*/}" >/dev/null 2>&1 || true
     done
 }
+
+# lab_session NAME: TMP (a new folder /tmp/NAME.XXXXXX), PIDS, and an EXIT
+# trap that stops our PIDs, tears the lab $P down and removes TMP (the
+# demo and the pair figures).
+lab_session() {
+    TMP=$(mktemp -d "/tmp/$1.XXXXXX")
+    PIDS=()
+    trap lab_session_end EXIT
+}
+
+lab_session_end() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    scripts/lab.sh -p "$P" down >/dev/null 2>&1 || true
+    rm -rf "$TMP"
+}
