@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 func tcpAddr(s string) net.Addr {
@@ -108,7 +110,7 @@ func TestStrangersCannotLockThePeerOut(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the strangers are in first
 	a.start(t)
 	b.start(t)
-	waitFor(t, 10*time.Second, "both in sync despite the flood", inSync(a, b))
+	testutil.WaitWithin(t, 10*time.Second, "both in sync despite the flood", inSync(a, b))
 	if got := sb.len(); got != 100 {
 		t.Fatalf("b has %d entries, want 100", got)
 	}
