@@ -182,11 +182,12 @@ func (c *TCPCluster) dialAddr(s *Server) string {
 	return s.Addr.String()
 }
 
-// refuse resets the client at once and counts (and maybe logs) why.
+// refuse counts (and maybe logs) why, then resets the client at once:
+// counted first, so a client that saw its reset finds it in the status.
 func (cn *tcpConn) refuse(r reason, err error) {
+	cn.c.countRefusal(r, cn.from, err)
 	cn.client.SetLinger(0)
 	cn.client.Close()
-	cn.c.countRefusal(r, cn.from, err)
 	cn.finish(Traffic{})
 }
 

@@ -177,11 +177,12 @@ func resetFD(fd int) {
 	unix.Close(fd)
 }
 
-// refuse resets the client at once and counts (and maybe logs) why.
+// refuse counts (and maybe logs) why, then resets the client at once:
+// counted first, so a client that saw its reset finds it in the status.
 func (fc *fastConn) refuse(r reason, err error) {
+	fc.c.countRefusal(r, fc.from, err)
 	resetFD(fc.fd)
 	fc.owned = false
-	fc.c.countRefusal(r, fc.from, err)
 	fc.Done(Traffic{})
 }
 
