@@ -93,7 +93,9 @@ func upWeb(t *testing.T, algorithm, extra string) *lab {
 	l.start("lb2", o)
 	l.waitFor("lb1 MASTER with healthy servers", 10*time.Second, func() bool {
 		st, err := l.status("lb1")
-		if err != nil || st.State != "MASTER" || len(st.Clusters) == 0 || !l.holdsVIP("lb1") {
+		// lb2 too may have been master at start: it keeps the VIP for the
+		// make-before-break overlap, and serves what reaches it meanwhile.
+		if err != nil || st.State != "MASTER" || len(st.Clusters) == 0 || !l.holdsVIP("lb1") || l.holdsVIP("lb2") {
 			return false
 		}
 		for _, s := range st.Clusters[0].Servers {
