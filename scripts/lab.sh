@@ -252,28 +252,32 @@ inside_wait() {
 # The switch's filter: one bridge table in the switch namespace, created on
 # first use; heal flushes it.
 FILTER=tandemlab
-filter_rule() {
+# filter_rules RULE...: adds the rules (each one string) in ONE nft
+# transaction, so a cut is never one-way for an instant (a partition whose
+# second direction lagged let one box's heartbeats through on a busy
+# machine, which is not the fault under test).
+filter_rules() {
     command -v nft >/dev/null || die "nft missing: run scripts/deps.sh (package nftables)"
-    ip netns exec "$SW" nft add table bridge "$FILTER"
-    ip netns exec "$SW" nft add chain bridge "$FILTER" c \
-        '{ type filter hook forward priority 0; policy accept; }'
-    ip netns exec "$SW" nft add rule bridge "$FILTER" c "$@"
+    {
+        echo "add table bridge $FILTER"
+        echo "add chain bridge $FILTER c { type filter hook forward priority 0; policy accept; }"
+        for r in "$@"; do echo "add rule bridge $FILTER c $r"; done
+    } | ip netns exec "$SW" nft -f -
 }
 
 lab_partition() {
-    local what=${1:-all} match=()
+    local what=${1:-all} match=""
     case $what in
         all) ;;
-        ip) match=(ether type ip) ;;
+        ip) match="ether type ip" ;;
         *) usage ;;
     esac
-    filter_rule iifname p-lb1 oifname p-lb2 "${match[@]}" counter drop
-    filter_rule iifname p-lb2 oifname p-lb1 "${match[@]}" counter drop
+    filter_rules "iifname p-lb1 oifname p-lb2 $match counter drop" \
+                 "iifname p-lb2 oifname p-lb1 $match counter drop"
 }
 
 lab_isolate() {
-    filter_rule iifname "p-$1" counter drop
-    filter_rule oifname "p-$1" counter drop
+    filter_rules "iifname p-$1 counter drop" "oifname p-$1 counter drop"
 }
 
 lab_heal() {
