@@ -92,7 +92,7 @@ func TestStickyClientsKeepTheirServerAcrossFailover(t *testing.T) {
 	l.start("lb1", o)
 	l.start("lb2", o)
 	l.waitFor("lb1 MASTER, both in sync", 15*time.Second, func() bool {
-		return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") && l.inSync("lb1") && l.inSync("lb2")
+		return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") && !l.holdsVIP("lb2") && l.inSync("lb1") && l.inSync("lb2")
 	})
 
 	first := l.clients()

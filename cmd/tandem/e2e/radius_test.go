@@ -296,7 +296,7 @@ func TestRADIUSOverUDPThroughTheVIP(t *testing.T) {
 	l.start("lb2", o)
 	both := map[string]bool{"be1": true, "be2": true}
 	l.waitFor("lb1 MASTER, both RADIUS servers healthy on both boxes, in sync", 15*time.Second, func() bool {
-		return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") &&
+		return l.state("lb1") == "MASTER" && l.holdsVIP("lb1") && !l.holdsVIP("lb2") &&
 			l.radiusHealthy("lb1", both) && l.radiusHealthy("lb2", both) && l.inSync("lb1") && l.inSync("lb2")
 	})
 	if st, _ := l.status("lb1"); st != nil {
