@@ -250,6 +250,9 @@ func TestConfigDriftIsShownAndBlocksPreempt(t *testing.T) {
 	l.respond("lb1")
 	l.respond("lb2")
 	l.start("lb1", nodeOpts{preempt: true})
+	// lb1 master first: with a drifted config neither preempts, so the
+	// two start-ups must not race (on a busy machine lb2 may come up first).
+	l.waitFor("lb1 MASTER alone", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" })
 	l.start("lb2", nodeOpts{preempt: true, extra: "  garp: {count: 2}\n"})
 	l.waitFor("lb1 MASTER", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" })
 	st, err := l.status("lb1")
