@@ -254,7 +254,11 @@ func TestConfigDriftIsShownAndBlocksPreempt(t *testing.T) {
 	// two start-ups must not race (on a busy machine lb2 may come up first).
 	l.waitFor("lb1 MASTER alone", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" })
 	l.start("lb2", nodeOpts{preempt: true, extra: "  garp: {count: 2}\n"})
-	l.waitFor("lb1 MASTER", 10*time.Second, func() bool { return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" })
+	l.waitFor("lb1 MASTER, lb2 BACKUP, the drift known", 10*time.Second, func() bool {
+		st, err := l.status("lb1")
+		return err == nil && st.State == "MASTER" && l.state("lb2") == "BACKUP" &&
+			len(st.Peers) == 1 && len(st.Peers[0].ConfigDiff) > 0
+	})
 	st, err := l.status("lb1")
 	if err != nil {
 		t.Fatal(err)
