@@ -209,11 +209,14 @@ func (s *flowSync) snapshot(fn func(replicate.Entry) bool) bool {
 // preempt, a switchover back) the kernel would find the packets out of
 // those stale windows, call them invalid, leave them un-NATed and reset
 // the connections. Entries written from the peer's records are liberal
-// already. It returns how many entries it rewrote.
+// already, and connections that have ended (TIME_WAIT, CLOSE) carry no
+// more data: both are skipped (a busy box holds tens of thousands of the
+// latter, and rewriting them delayed its stop by seconds). It returns how
+// many entries it rewrote.
 func (s *flowSync) liberate() int {
 	var flows []ctsync.Flow
 	err := s.t.Dump(dataplane.NATMarkBase, dataplane.NATMarkMask, func(f ctsync.Flow) bool {
-		if f.Proto == ctsync.ProtoTCP && (f.TCPFlags[0]&f.TCPFlags[1]&ctsync.TCPFlagBeLiberal) == 0 {
+		if needsLiberal(f) {
 			flows = append(flows, f)
 		}
 		return true
@@ -230,6 +233,15 @@ func (s *flowSync) liberate() int {
 		n++
 	}
 	return n
+}
+
+// needsLiberal reports whether liberate rewrites f: a TCP flow still
+// open, with window tracking on in a direction.
+func needsLiberal(f ctsync.Flow) bool {
+	if f.Proto != ctsync.ProtoTCP || f.TCPState == ctsync.TCPTimeWait || f.TCPState == ctsync.TCPClose {
+		return false
+	}
+	return f.TCPFlags[0]&f.TCPFlags[1]&ctsync.TCPFlagBeLiberal == 0
 }
 
 // cut deletes the flows of cluster mark that go to server (a server taken

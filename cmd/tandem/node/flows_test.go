@@ -270,3 +270,22 @@ func TestFlowSyncUpdateEvent(t *testing.T) {
 		t.Errorf("update record starts with %q", rec[0])
 	}
 }
+
+// Ended connections carry no more data: liberate leaves them alone.
+func TestNeedsLiberal(t *testing.T) {
+	open := testFlow(1, "198.19.1.21:5222")
+	ended := open
+	ended.TCPState = ctsync.TCPTimeWait
+	liberal := open
+	liberal.TCPFlags = [2]uint8{ctsync.TCPFlagBeLiberal, ctsync.TCPFlagBeLiberal}
+	udp := open
+	udp.Proto = ctsync.ProtoUDP
+	for _, c := range []struct {
+		f    ctsync.Flow
+		want bool
+	}{{open, true}, {ended, false}, {liberal, false}, {udp, false}} {
+		if got := needsLiberal(c.f); got != c.want {
+			t.Errorf("needsLiberal(state %d flags %v proto %d) = %v, want %v", c.f.TCPState, c.f.TCPFlags, c.f.Proto, got, c.want)
+		}
+	}
+}
