@@ -12,7 +12,7 @@ type addrRange struct{ first, last netip.Addr }
 
 // mergePrefixes turns prefixes of one family into sorted, disjoint,
 // non-adjacent ranges: an interval set refuses overlapping elements, and
-// an operator's allow list may well overlap (10.0.0.0/8 and 10.1.0.0/16).
+// an operator's allow list may well overlap (198.18.0.0/15 and 198.19.1.0/24).
 func mergePrefixes(ps []netip.Prefix) []addrRange {
 	rs := make([]addrRange, 0, len(ps))
 	for _, p := range ps {

@@ -17,7 +17,7 @@ func TestNetnsAllowDropsOthers(t *testing.T) {
 	s1 := ap(srv4[0], 8080)
 	serveTCP(t, l.s1, "s1", s1, true)
 	spec := webSpec(s1)
-	spec.Services[0].Allow = []netip.Prefix{netip.MustParsePrefix("198.18.50.128/25"), netip.MustParsePrefix("10.0.0.0/8")}
+	spec.Services[0].Allow = []netip.Prefix{netip.MustParsePrefix("198.18.50.128/25"), netip.MustParsePrefix("198.19.200.0/24")}
 	l.apply(spec)
 	if c := dialTCP(t, l.client, netip.AddrPort{}, ap(vip4, 80), 300*time.Millisecond); c != nil {
 		t.Fatalf("client outside allow reached %s", c.server)

@@ -33,7 +33,7 @@ func cmdHAPeers(args []string) error {
 	sock := fs.String("sock", "", "HAProxy's command socket (required)")
 	table := fs.String("table", "bk", "stick-table")
 	count := fs.Int("count", 0, "entries: fed (feed) or awaited (wait)")
-	first := fs.Int("first", 0, "feed: the first entry's number (entry i is 10.0.0.0 + i)")
+	first := fs.Int("first", 0, "feed: the first entry's number (entry i is 100.64.0.0 + i)")
 	rate := fs.Float64("rate", 0, "feed: entries per second (0: all at once)")
 	peer := fs.String("peer", "", "feed: the peer's command socket, watched until it holds the entries")
 	pid := fs.String("pid", "", "feed: the fed process's PID, for its CPU time")
@@ -237,14 +237,14 @@ type peerResult struct {
 }
 
 // setLines are the `set table` commands of entries first..first+count-1
-// (entry i: key 10.0.0.0 + i, server_id 1 + i%16) in one buffer, and
+// (entry i: key 100.64.0.0 + i, shared address space, never routed here; server_id 1 + i%16) in one buffer, and
 // where each starts (one offset more, the end).
 func setLines(table string, first, count int) ([]byte, []int) {
 	var b bytes.Buffer
 	off := make([]int, 0, count+1)
 	for i := first; i < first+count; i++ {
 		off = append(off, b.Len())
-		u := uint32(0x0a000000 + i)
+		u := uint32(0x64400000 + i)
 		fmt.Fprintf(&b, "set table %s key %d.%d.%d.%d data.server_id %d\n", table, u>>24, u>>16&255, u>>8&255, u&255, 1+i%16)
 	}
 	return b.Bytes(), append(off, b.Len())

@@ -40,8 +40,8 @@ func TestPromptCounterAcrossReads(t *testing.T) {
 
 func TestSetLines(t *testing.T) {
 	b, off := setLines("bk", 255, 2)
-	second := "set table bk key 10.0.1.0 data.server_id 1\n"
-	want := "set table bk key 10.0.0.255 data.server_id 16\n" + second
+	second := "set table bk key 100.64.1.0 data.server_id 1\n"
+	want := "set table bk key 100.64.0.255 data.server_id 16\n" + second
 	if string(b) != want || len(off) != 3 || off[0] != 0 || string(b[off[1]:off[2]]) != second {
 		t.Errorf("lines %q offsets %v; want %q", b, off, want)
 	}
