@@ -60,9 +60,15 @@ type flowSync struct {
 	onNew func(f ctsync.Flow)
 
 	sent, applied, overflows atomic.Uint64
-	emu                      sync.Mutex
-	errs                     map[string]uint64
-	lastErrLog               time.Time
+
+	// deferred are the peer's records that arrived while this box was
+	// master, kept for replayDeferred; dropped counts those past the cap.
+	dmu        sync.Mutex
+	deferred   []string
+	dropped    uint64
+	emu        sync.Mutex
+	errs       map[string]uint64
+	lastErrLog time.Time
 
 	// counts caches the per-mark and per-server live flows for status.
 	cmu       sync.Mutex
@@ -159,17 +165,29 @@ func (s *flowSync) apply(rec string) {
 		return
 	}
 	if s.master() {
-		s.countErr("master", nil) // this box's own table is the truth
+		// This box's own table is the truth while it is master. But a
+		// backup that was master only for a moment (late adverts) must
+		// not lose what the real master sent meanwhile (acknowledged, so
+		// never sent again): keep the records, in order, and write them
+		// if it steps down (replayDeferred).
+		s.countErr("master", nil)
+		s.defer_(rec)
 		return
 	}
-	switch rec[0] {
+	s.write(rec[0], f)
+}
+
+// write applies one decoded record to the table.
+func (s *flowSync) write(op byte, f ctsync.Flow) {
+	var err error
+	switch op {
 	case flowOpDestroy:
 		err = s.t.Delete(f)
 	case flowOpUpsert, flowOpUpdate:
 		if f.Proto == ctsync.ProtoUDP && f.Timeout < minBackupUDPTimeout {
 			f.Timeout = minBackupUDPTimeout
 		}
-		if rec[0] == flowOpUpdate {
+		if op == flowOpUpdate {
 			err = s.t.Update(f)
 		} else {
 			err = s.t.Write(f)
@@ -183,6 +201,46 @@ func (s *flowSync) apply(rec string) {
 		return
 	}
 	s.applied.Add(1)
+}
+
+// maxDeferred bounds the records a master keeps from its peer; past it
+// they are dropped and counted ("deferred_overflow").
+const maxDeferred = 1 << 18
+
+// defer_ keeps a peer's record that arrived while this box was master.
+func (s *flowSync) defer_(rec string) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if len(s.deferred) >= maxDeferred {
+		s.dropped++
+		return
+	}
+	s.deferred = append(s.deferred, rec)
+}
+
+// replayDeferred writes, in order, the peer's records that arrived while
+// this box was master, now that it is not; it returns how many.
+func (s *flowSync) replayDeferred() int {
+	s.dmu.Lock()
+	recs, dropped := s.deferred, s.dropped
+	s.deferred, s.dropped = nil, 0
+	s.dmu.Unlock()
+	if dropped > 0 {
+		s.countErrN("deferred_overflow", dropped)
+	}
+	n := 0
+	for _, rec := range recs {
+		if s.master() {
+			return n // master again: the rest is stale
+		}
+		f, err := ctsync.DecodeFlow([]byte(rec[1:]))
+		if err != nil {
+			continue
+		}
+		s.write(rec[0], f)
+		n++
+	}
+	return n
 }
 
 // snapshot feeds the flows of this box's table to a full bulk: only the
@@ -267,6 +325,13 @@ func (s *flowSync) countErr(reason string, err error) {
 	if logIt {
 		s.log.Warn("conntrack replication", "reason", reason, "err", err)
 	}
+}
+
+// countErrN adds n failures of reason.
+func (s *flowSync) countErrN(reason string, n uint64) {
+	s.emu.Lock()
+	s.errs[reason] += n
+	s.emu.Unlock()
 }
 
 // errors returns the failure counters.

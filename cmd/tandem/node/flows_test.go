@@ -157,11 +157,26 @@ func TestFlowSyncApplyRefusesWhatItMustNotWrite(t *testing.T) {
 	if errs["foreign_mark"] != 1 || errs["malformed"] != 3 {
 		t.Errorf("errors = %v", errs)
 	}
-	// A master ignores its peer's flows: its own table is the truth.
+	// A master does not write its peer's flows (its own table is the
+	// truth), but keeps them: a box that was master only for a moment
+	// writes them, in order, once it steps down.
 	backup.master = func() bool { return true }
 	backup.apply(encodeFlow(flowOpUpsert, testFlow(4, "198.19.1.21:5222")))
-	if bt.len() != 0 || backup.errors()["master"] != 1 {
+	backup.apply(encodeFlow(flowOpUpsert, testFlow(8, "198.19.1.21:5222")))
+	backup.apply(encodeFlow(flowOpDestroy, testFlow(8, "198.19.1.21:5222")))
+	if bt.len() != 0 || backup.errors()["master"] != 3 {
 		t.Errorf("a master wrote its peer's flow: %d flows, errors %v", bt.len(), backup.errors())
+	}
+	backup.master = func() bool { return false }
+	if n := backup.replayDeferred(); n != 3 || bt.len() != 1 {
+		t.Errorf("replayed %d records, %d flows; want 3 records and flow 4 alone", n, bt.len())
+	}
+	if _, ok := bt.flows[testFlow(4, "198.19.1.21:5222").Key()]; !ok {
+		t.Error("the deferred flow was not written")
+	}
+	delete(bt.flows, testFlow(4, "198.19.1.21:5222").Key())
+	if n := backup.replayDeferred(); n != 0 {
+		t.Errorf("a second replay wrote %d records", n)
 	}
 	bt.failing = errors.New("ENOMEM")
 	backup.master = func() bool { return false }

@@ -196,6 +196,12 @@ func (s *natState) run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-s.leftMaster:
+				// Only a peer that was master too publishes while this box
+				// is: a brief dual master (late adverts). Its records,
+				// acknowledged and never sent again, go in now.
+				if k := s.flows.replayDeferred(); k > 0 {
+					s.log.Info("wrote the peer's flow records received while master", "records", k)
+				}
 				if k := s.flows.liberate(); k > 0 {
 					s.log.Info("own flows handed to the peer: window tracking off for their return", "flows", k)
 				}
