@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -98,23 +97,13 @@ func newLDAPChecker(hc config.HealthCheck) (*ldapChecker, error) {
 // Check implements Checker.
 func (c *ldapChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
 	start := time.Now()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", addr.String())
-	if err != nil {
-		return failErr(ctx, start, err)
+	// The socket's deadline bounds every step (and ends go-ldap's or
+	// textproto's reads when the probe times out).
+	conn, done, failed := dialProbe(ctx, addr, start, c.implicit, c.tls)
+	if failed != nil {
+		return *failed
 	}
-	defer raw.Close()
-	// The deadline on the socket bounds every step, TLS included, and
-	// ends go-ldap's reader goroutine when the probe times out.
-	defer withDeadline(ctx, raw)()
-	var conn net.Conn = raw
-	if c.implicit {
-		tc, err := c.tls.handshake(ctx, raw, addr)
-		if err != nil {
-			return fail(start, "%s", describeTLS(ctx, start, err))
-		}
-		conn = tc
-	}
+	defer done()
 	l := ldap.NewConn(conn, c.implicit)
 	l.Start()
 	// Bounds Close's wait for go-ldap's goroutines, and each request.

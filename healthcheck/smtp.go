@@ -64,21 +64,13 @@ func newSMTPChecker(hc config.HealthCheck) (*smtpChecker, error) {
 // Check implements Checker.
 func (c *smtpChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
 	start := time.Now()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", addr.String())
-	if err != nil {
-		return failErr(ctx, start, err)
+	// The socket's deadline bounds every step (and ends go-ldap's or
+	// textproto's reads when the probe times out).
+	conn, done, failed := dialProbe(ctx, addr, start, c.implicit, c.tls)
+	if failed != nil {
+		return *failed
 	}
-	defer raw.Close()
-	defer withDeadline(ctx, raw)()
-	var conn net.Conn = raw
-	if c.implicit {
-		tc, err := c.tls.handshake(ctx, raw, addr)
-		if err != nil {
-			return fail(start, "%s", describeTLS(ctx, start, err))
-		}
-		conn = tc
-	}
+	defer done()
 	tp := newSMTPConn(conn)
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return fail(start, "banner: %s", smtpError(ctx, start, err))
@@ -94,7 +86,7 @@ func (c *smtpChecker) Check(ctx context.Context, addr netip.AddrPort) Result {
 		if err := command(tp, 220, "STARTTLS"); err != nil {
 			return fail(start, "STARTTLS: %s", smtpError(ctx, start, err))
 		}
-		tc, err := c.tls.handshake(ctx, raw, addr)
+		tc, err := c.tls.handshake(ctx, conn, addr) // conn is the plain socket here
 		if err != nil {
 			return fail(start, "STARTTLS: %s", describeTLS(ctx, start, err))
 		}

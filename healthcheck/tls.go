@@ -144,3 +144,29 @@ func (r Result) CertDaysLeft(now time.Time) *int {
 	d := roundDays(r.CertNotAfter.Sub(now))
 	return &d
 }
+
+// dialProbe opens a probe's connection to addr: TCP, with ctx's deadline
+// on the socket (it bounds every later step, TLS included), then the TLS
+// handshake when implicit. done closes everything; on failure the probe's
+// Result is returned instead (done is nil).
+func dialProbe(ctx context.Context, addr netip.AddrPort, start time.Time, implicit bool, o *tlsOptions) (conn net.Conn, done func(), res *Result) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		r := failErr(ctx, start, err)
+		return nil, nil, &r
+	}
+	stop := withDeadline(ctx, raw)
+	done = func() { stop(); raw.Close() }
+	conn = raw
+	if implicit {
+		tc, err := o.handshake(ctx, raw, addr)
+		if err != nil {
+			done()
+			r := fail(start, "%s", describeTLS(ctx, start, err))
+			return nil, nil, &r
+		}
+		conn = tc
+	}
+	return conn, done, nil
+}

@@ -50,7 +50,12 @@ clusters:
 // edit applies old→new replacements to base; each old must occur once.
 func edit(t *testing.T, repl ...string) string {
 	t.Helper()
-	s := base
+	return editOf(t, base, repl...)
+}
+
+// editOf applies old→new replacements to s; each old must occur once.
+func editOf(t *testing.T, s string, repl ...string) string {
+	t.Helper()
 	for i := 0; i+1 < len(repl); i += 2 {
 		if strings.Count(s, repl[i]) != 1 {
 			t.Fatalf("edit: %q occurs %d times in base", repl[i], strings.Count(s, repl[i]))

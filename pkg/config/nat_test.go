@@ -3,7 +3,6 @@ package config
 import (
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -33,14 +32,7 @@ clusters:
 
 func natEdit(t *testing.T, repl ...string) string {
 	t.Helper()
-	s := natBase
-	for i := 0; i+1 < len(repl); i += 2 {
-		if strings.Count(s, repl[i]) != 1 {
-			t.Fatalf("natEdit: %q occurs %d times", repl[i], strings.Count(s, repl[i]))
-		}
-		s = strings.Replace(s, repl[i], repl[i+1], 1)
-	}
-	return s
+	return editOf(t, natBase, repl...)
 }
 
 func TestNATConfigDefaults(t *testing.T) {
