@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -328,7 +329,12 @@ func TestRADIUSOverUDPThroughTheVIP(t *testing.T) {
 		fails  []string
 	}
 	res := make(chan loadResult, 1)
+	var rounds atomic.Int64
+	loadDone := make(chan struct{})
+	endLoad := sync.OnceFunc(func() { close(stop) })
+	t.Cleanup(func() { endLoad(); <-loadDone }) // before the lab goes away
 	go func() {
+		defer close(loadDone)
 		var r loadResult
 		for {
 			select {
@@ -343,6 +349,7 @@ func TestRADIUSOverUDPThroughTheVIP(t *testing.T) {
 				}
 			}
 			r.rounds++
+			rounds.Add(1)
 		}
 	}()
 	time.Sleep(300 * time.Millisecond)
@@ -351,11 +358,17 @@ func TestRADIUSOverUDPThroughTheVIP(t *testing.T) {
 		down := map[string]bool{"be1": false, "be2": true}
 		return l.radiusHealthy("lb1", down) && l.radiusHealthy("lb2", down)
 	})
-	time.Sleep(1500 * time.Millisecond)
-	close(stop)
+	// The load goes on until two whole rounds started after be1 was
+	// marked down (a round whose requests met the stop waits for
+	// radclient's retries, so rounds are counted, not timed).
+	atDown := rounds.Load()
+	l.waitFor("two rounds of requests after be1 went down", 15*time.Second, func() bool {
+		return rounds.Load() >= atDown+2
+	})
+	endLoad()
 	lr := <-res
 	t.Logf("under load while be1 stopped: %d rounds of %d, failed: %v", lr.rounds, radiusClients, lr.fails)
-	if len(lr.fails) != 0 || lr.rounds < 2 {
+	if len(lr.fails) != 0 {
 		t.Fatalf("be1 stopped under load: %d rounds, %d requests failed (%v), want none failed", lr.rounds, len(lr.fails), lr.fails)
 	}
 	if n := perServer(l.radiusRound(addrs, "1", 1)); n["be2"] != radiusClients {
