@@ -54,6 +54,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+# build_tandem, show_log, and through it stop_pid, forget_pid, wait_for;
+# sourced first: its defaults (OUT, KEEP, usage, die, log) are set again
+# below.
+BENCH=bench-sessions
+NS="" # nsbench.sh's namespace helpers are not used here
+. "$ROOT/scripts/lib/nsbench.sh"
+
 OUT=""
 KEEP=0
 P=${TANDEM_LAB_PREFIX:-bs$(($$ % 100000))}
@@ -100,9 +107,6 @@ TMP=$(mktemp -d /tmp/bench-sessions.XXXXXX)
 PIDS=()
 LAB_MADE=0
 
-# build_tandem, show_log, and through it stop_pid, forget_pid, wait_for
-NS="" # nsbench.sh's namespace helpers are not used here
-. "$ROOT/scripts/lib/nsbench.sh"
 
 cleanup() {
     local rc=$? p
