@@ -172,7 +172,7 @@ func openHello(ks *keySet, b []byte) (*noise.HandshakeState, keys, string, error
 			return nil, keys{}, "", refuse(dropHandshake, "short hello")
 		}
 	}
-	return nil, keys{}, "", refuse(dropAuth, "peer failed authentication: its hello opens under none of this node's keys (different cluster key?)")
+	return nil, keys{}, "", refuse(dropAuth, "its hello opens under none of this node's keys (different cluster key?)")
 }
 
 // clientHandshake runs the dialing (sending) side:
@@ -253,7 +253,7 @@ func serverHandshake(c net.Conn, ks *keySet, node string, timeout time.Duration)
 	if err != nil {
 		var rf *refusal
 		if errors.As(err, &rf) && rf.reason == dropAuth {
-			return nil, "", refuse(dropAuth, "%s: %w", addrOf(c.RemoteAddr()), err)
+			return nil, "", refuse(dropAuth, "peer at %s failed authentication: %w", addrOf(c.RemoteAddr()), err)
 		}
 		return nil, "", err
 	}
