@@ -147,6 +147,8 @@ type AgentMonitor struct {
 	targets  []Target
 	onChange func(AgentChange)
 	log      *slog.Logger
+	// query polls one agent: QueryAgent, or a fake in tests.
+	query func(ctx context.Context, addr netip.AddrPort) AgentReading
 
 	notifyMu sync.Mutex // serialises onChange calls
 
@@ -173,6 +175,7 @@ func NewAgentMonitor(cfg config.Agent, targets []Target, onChange func(AgentChan
 		targets:  append([]Target(nil), targets...),
 		onChange: onChange,
 		log:      log,
+		query:    QueryAgent,
 		last:     make(map[string]AgentReading, len(targets)),
 	}
 }
@@ -215,7 +218,7 @@ func (m *AgentMonitor) watch(ctx context.Context, t Target) {
 		}
 		begun := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, m.timeout)
-		r := QueryAgent(pctx, addr)
+		r := m.query(pctx, addr)
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,12 +92,18 @@ func TestQueryAgent(t *testing.T) {
 		{"newline, kept open", func(c net.Conn) { io.WriteString(c, "12\n"); time.Sleep(time.Second) }, true, 12, "load 12"},
 		{"garbage", writes("busy\n"), false, 0, `bad reply "busy"`},
 		{"too long", writes(strings.Repeat("9", 40)), false, 0, "too long"},
-		{"silent", func(c net.Conn) { time.Sleep(time.Second) }, false, 0, "timeout after"},
+		{"silent", func(c net.Conn) { time.Sleep(3 * time.Second) }, false, 0, "timeout after"},
 		{"closes at once", func(net.Conn) {}, false, 0, `bad reply ""`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ln := agentServer(t, tt.reply)
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			// Long enough for a loaded machine, but for the silent
+			// agent, whose poll must time out.
+			timeout := 3 * time.Second
+			if tt.name == "silent" {
+				timeout = 300 * time.Millisecond
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			r := QueryAgent(ctx, addrOf(t, ln.Addr()))
 			if r.Answered != tt.answered || r.Load != tt.load || !strings.Contains(r.Detail, tt.detail) {
@@ -111,21 +118,27 @@ func TestQueryAgent(t *testing.T) {
 	}
 }
 
-// TestAgentMonitorReportsChangesOnly: an agent polled every 20 ms whose
-// answer changes a few times reaches the consumer once per change (not
-// once per poll), with Notable set as AgentNotable says.
+// TestAgentMonitorReportsChangesOnly: an agent polled every millisecond
+// whose answer changes a few times reaches the consumer once per change
+// (not once per poll), with Notable set as AgentNotable says. The polls
+// are faked (QueryAgent is tested above), so a slow machine cannot turn
+// one into a timeout.
 func TestAgentMonitorReportsChangesOnly(t *testing.T) {
 	var reply atomic.Value
-	reply.Store("30\n")
+	reply.Store(AgentReading{Answered: true, Load: 30})
 	var polls atomic.Int64
-	ln := agentServer(t, func(c net.Conn) {
-		polls.Add(1)
-		_, _ = io.WriteString(c, reply.Load().(string))
-	})
+	want := netip.MustParseAddrPort("198.18.0.21:1510")
 	changes := make(chan AgentChange, 16)
-	m := NewAgentMonitor(config.Agent{Port: int(addrOf(t, ln.Addr()).Port()), Interval: 20 * time.Millisecond,
-		Timeout: 20 * time.Millisecond}, []Target{{Cluster: "c", Server: "s1", Addr: addrOf(t, ln.Addr())}},
+	m := NewAgentMonitor(config.Agent{Port: 1510, Interval: time.Millisecond, Timeout: time.Millisecond},
+		[]Target{{Cluster: "c", Server: "s1", Addr: netip.MustParseAddrPort("198.18.0.21:80")}},
 		func(c AgentChange) { changes <- c }, nil)
+	m.query = func(_ context.Context, addr netip.AddrPort) AgentReading {
+		if addr != want {
+			t.Errorf("polled %s, want the server's address on the agent's port, %s", addr, want)
+		}
+		polls.Add(1)
+		return reply.Load().(AgentReading)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
@@ -150,38 +163,41 @@ func TestAgentMonitorReportsChangesOnly(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("the agent was polled %d times, want %d", polls.Load(), target)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(time.Millisecond)
 		}
 	}
 	if c := next(); !c.Initial || !c.Reading.Answered || c.Reading.Load != 30 || c.Notable {
 		t.Fatalf("first change %+v, want initial load 30, not notable", c)
 	}
+	load := func(n int) AgentReading { return AgentReading{Answered: true, Load: n} }
 	steps := []struct {
-		reply    string
-		answered bool
-		load     int
-		notable  bool
+		reply   AgentReading
+		notable bool
 	}{
-		{"35\n", true, 35, false},
-		{"45\n", true, 45, true}, // 15 from the 30 last reported
-		{"-1\n", true, -1, true},
-		{"nonsense\n", false, 0, true},
-		{"45\n", true, 45, true},
+		{load(35), false},
+		{load(45), true}, // 15 from the 30 last reported
+		{load(-1), true},
+		{AgentReading{Detail: "connect: connection refused"}, true},
+		{AgentReading{Detail: "timeout after 1.0ms"}, false}, // still silent: no change at all
+		{load(45), true},
 	}
-	for _, st := range steps {
-		waitPolls(3)
+	for i, st := range steps {
+		waitPolls(5)
 		select {
 		case c := <-changes:
-			t.Fatalf("change %+v while the agent's answer did not change", c)
+			t.Fatalf("step %d: change %+v while the agent's answer did not change", i, c)
 		default:
 		}
 		reply.Store(st.reply)
+		if i == 4 { // the same verdict in other words: no change expected
+			continue
+		}
 		c := next()
-		if c.Initial || c.Reading.Answered != st.answered || (st.answered && c.Reading.Load != st.load) || c.Notable != st.notable {
-			t.Errorf("after the agent says %q: %+v, want answered %v load %d notable %v", st.reply, c,
-				st.answered, st.load, st.notable)
+		if c.Initial || !c.Reading.same(st.reply) || c.Notable != st.notable {
+			t.Errorf("step %d: after the agent says %+v: %+v, want notable %v", i, st.reply, c, st.notable)
 		}
 	}
+	waitPolls(5)
 	if r, ok := m.Last()["s1"]; !ok || r.Load != 45 {
 		t.Errorf("Last = %+v", m.Last())
 	}
