@@ -37,8 +37,8 @@ func TestAgentStatus(t *testing.T) {
 		load                *int
 		weight              float64
 	}{
-		{"a", "load", "", ptr(50), 1},
-		{"b", "drain", "agent: -1", ptr(-1), 0},
+		{"a", "load", "", agentIntPtr(50), 1},
+		{"b", "drain", "agent: -1", agentIntPtr(-1), 0},
 		{"c", "no answer", "", nil, 2},
 		{"d", "pending", "", nil, 2},
 	} {
@@ -56,4 +56,4 @@ func TestAgentStatus(t *testing.T) {
 	}
 }
 
-func ptr(n int) *int { return &n }
+func agentIntPtr(n int) *int { return &n }
