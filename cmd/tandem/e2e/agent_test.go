@@ -138,7 +138,9 @@ func TestAgentLoadsShareConnections(t *testing.T) {
 		fmt.Fprintf(&servers8080, "      - {name: %s, address: \"%s:8080\"}\n", s.name, s.ip)
 		fmt.Fprintf(&servers5222, "      - {name: %s, address: \"%s:5222\"}\n", s.name, s.ip)
 	}
-	agent := "agent: {port: 1510, interval: 200ms, timeout: 150ms}"
+	// A poll has its whole interval: on a loaded machine a shorter timeout
+	// would read as a silent agent (a real change of weight and an event).
+	agent := "agent: {port: 1510, interval: 500ms, timeout: 500ms}"
 	l.start("lb1", nodeOpts{preempt: true, extra: fmt.Sprintf(`clusters:
   - name: conns
     vip: %[1]s
