@@ -735,7 +735,9 @@ cell() { # cell METRIC TARGET: "median (min–max)"
         echo
         echo "conntrack replication (go test -run TestNATReplicationFigures ./cmd/tandem/node, TANDEM_FIGURES=1):"
         echo
-        grep -E '^ *\|' "$TMP/replication.txt" | sed 's/^ *//'
+        # its tables, a blank line between them
+        awk '/^ *\|/ { if (!in_table && n++) print ""; in_table = 1; sub(/^ */, ""); print; next } { in_table = 0 }' \
+            "$TMP/replication.txt"
         grep -E '^ *note:' "$TMP/replication.txt" | sed 's/^ *//' || true
     fi
     true
