@@ -351,7 +351,11 @@ func TestNATReplicationFigures(t *testing.T) {
 	fmt.Printf("note: highest offered rate kept up: %d new flows/s (rates tried: %v, %d s each)\n", best, rates, step)
 
 	if best < natFloorRate {
-		t.Errorf("kept up with %d new flows/s at most, want ≥ %d", best, natFloorRate)
+		why := ""
+		if last := results[len(results)-1]; !last.keptUp {
+			why = fmt.Sprintf(" (at %d/s: %s)", last.rate, last.why())
+		}
+		t.Errorf("kept up with %d new flows/s at most%s, want ≥ %d", best, why, natFloorRate)
 	}
 	for _, r := range results {
 		if r.rate >= natFloorRate {
@@ -374,11 +378,26 @@ func TestNATReplicationFigures(t *testing.T) {
 }
 
 type sustainedResult struct {
-	rate, n, applied             int
+	rate, n, applied, lagged     int
 	achieved                     float64
 	p50, p99, pmax               time.Duration
 	overflows, resyncs, discards uint64
 	keptUp                       bool
+}
+
+// why says what a rate not kept up missed.
+func (r sustainedResult) why() string {
+	var w []string
+	if r.achieved < 0.95*float64(r.rate) {
+		w = append(w, fmt.Sprintf("the writer offered %.0f/s only (a busy machine, or Write on A slow)", r.achieved))
+	}
+	if r.lagged < r.n {
+		w = append(w, fmt.Sprintf("%d of %d flows reached B within 2 s of the last Write", r.lagged, r.n))
+	}
+	if r.overflows+r.resyncs+r.discards > 0 {
+		w = append(w, fmt.Sprintf("overflows %d, resyncs %d, discarded %d", r.overflows, r.resyncs, r.discards))
+	}
+	return strings.Join(w, "; ")
 }
 
 func (r sustainedResult) row() string {

@@ -48,6 +48,7 @@ func figSustained(t testing.TB, k, rate, step int) sustainedResult {
 	if len(lags) > 0 {
 		res.p50, res.p99, res.pmax = lags[len(lags)/2], lags[len(lags)*99/100], lags[len(lags)-1]
 	}
+	res.lagged = len(lags)
 	res.keptUp = i == n && len(lags) == n && res.overflows == 0 && res.resyncs == 0 && res.discards == 0 &&
 		res.achieved >= 0.95*float64(rate)
 	if errs := b.fs.errors(); len(errs) > 0 {
