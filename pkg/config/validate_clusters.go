@@ -82,6 +82,7 @@ func (v *validator) clusters() {
 		if vc.HealthCheck != nil {
 			v.healthCheck(k+".health_check", vc.HealthCheck)
 		}
+		v.traffic(k, vc)
 		v.servers(k, vc.Servers)
 	}
 }
