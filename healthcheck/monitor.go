@@ -52,7 +52,7 @@ type Monitor struct {
 
 	// notifyMu serialises onChange calls and guards the verdicts
 	// (targets), which the probes and the passive judge both change.
-	notifyMu sync.Mutex
+	notifyMu      sync.Mutex
 	targetsByName map[string]*target
 
 	// passive, when set, judges the servers on the clients' traffic
