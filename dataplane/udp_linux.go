@@ -26,9 +26,9 @@ type uflow struct {
 	srv     *Server
 	last    int64 // loop clock of the last datagram either way
 	ifindex uint32
-	fd      int32 // the socket connected to srv, or -1 when parked
-	slot    int32 // the parked socket's slot (uloop.parked), or -1
-	idx     int32 // position in uloop.list
+	fd      int32   // the socket connected to srv, or -1 when parked
+	slot    int32   // the parked socket's slot (uloop.parked), or -1
+	idx     int32   // position in uloop.list
 	rt      *uretry // timed requests (udp_retry_linux.go); nil until one
 }
 
