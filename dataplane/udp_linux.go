@@ -428,6 +428,9 @@ func (l *uloop) readServer(f *uflow) {
 		return
 	case errno != 0: // an ICMP error, such as port unreachable
 		l.c.drop(&l.counters, udpUpstreamError, f.client, fmt.Errorf("server %s: %w", f.srv.Name, errno))
+		if f.rt != nil && f.rt.n > 0 {
+			l.refused(f)
+		}
 		return
 	case n > udpMaxDatagram:
 		l.c.drop(&l.counters, udpOversize, f.client, fmt.Errorf("server %s: %d bytes", f.srv.Name, n))

@@ -169,6 +169,22 @@ func (l *uloop) unanswered(f *uflow, e *upend) bool {
 	return true
 }
 
+// refused handles an ICMP error on f's socket (port unreachable: the
+// service is gone): its oldest request for the server is unanswered now,
+// not at its deadline, so the retry costs a round trip rather than
+// retry_timeout. Only for flows held by descriptor: a parked flow learns
+// it inside a ring completion, where moving the flow cannot be done.
+func (l *uloop) refused(f *uflow) {
+	rt := f.rt
+	for i := range rt.n {
+		if e := l.pendAt(rt.pend[i]); e.srv == f.srv && !e.retried {
+			l.forget(f, i) // e stays intact until the ring's head passes it
+			l.unanswered(f, e)
+			return
+		}
+	}
+}
+
 // retryMove puts f on s after its server left a request unanswered. A
 // socket held by descriptor stays open a while (udpLateKeep) so late
 // answers are read and dropped; a parked one is closed at once. It

@@ -255,3 +255,26 @@ func TestUDPPassiveWithoutRetry(t *testing.T) {
 		t.Errorf("retries %d unanswered %d live got %d", st.Retries, st.Unanswered, len(live.received()))
 	}
 }
+
+// TestUDPRetryOnPortUnreachable: a server whose port is closed answers
+// with an ICMP error; the request goes to the other server at once,
+// long before retry_timeout.
+func TestUDPRetryOnPortUnreachable(t *testing.T) {
+	live := startScriptBackend(t, "live", 0, false)
+	closed := &scriptBackend{}
+	closed.name, closed.addr = "closed", udpDeadAddr(t)
+	c, client, pl := retryCluster(t, time.Second, "", closed, live)
+	start := time.Now()
+	if got := mustAsk(t, client, c.ListenAddr(), "hello"); got != "live" {
+		t.Fatalf("answered by %s", got)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("answered after %s: waited for retry_timeout (1s) though the port was closed", d)
+	}
+	if st := c.Stats(); st.Retries != 1 {
+		t.Errorf("retries %d, want 1", st.Retries)
+	}
+	if got := pl.events(); !slices.Equal(got, []string{"closed: requests unanswered"}) {
+		t.Errorf("passive events %q", got)
+	}
+}
