@@ -24,9 +24,11 @@ const (
 	// at 32 MiB per loop; DNS-sized queries take under 1 MiB.
 	udpRetryMaxCopy = 4096
 	// udpPendPerFlow is how many requests one flow has timed at once
-	// (a stub resolver asks A and AAAA together); a further one makes
-	// the flow forget its oldest.
-	udpPendPerFlow = 4
+	// (a stub resolver asks A and AAAA together; a NAS or a forwarder
+	// keeps one socket busy: 16 is 160 requests a second from one
+	// socket at the default timeout); a further one makes the flow
+	// forget its oldest. A timed flow's list costs 64 bytes.
+	udpPendPerFlow = 16
 	// udpAnswerWait is how long a server has to answer before the
 	// request counts as unanswered for passive health, when the cluster
 	// does not retry.

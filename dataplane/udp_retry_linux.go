@@ -19,7 +19,7 @@ type upend struct {
 // uretry is what a flow of a timed cluster keeps: its requests in the
 // ring, oldest first, and the socket of the server it left on a retry.
 type uretry struct {
-	pend    [udpPendPerFlow]uint64 // ring positions
+	pend    [udpPendPerFlow]uint32 // ring positions (mod 2^32: unique among the live ones)
 	n       int
 	oldFd   int32 // -1: none
 	oldSrv  *Server
@@ -30,7 +30,7 @@ type uretry struct {
 // datagram of the batch).
 const urTagResend = urTagSend | udpBatch
 
-func (l *uloop) pendAt(pos uint64) *upend { return &l.rq[pos&(udpPendRing-1)] }
+func (l *uloop) pendAt(pos uint32) *upend { return &l.rq[pos&(udpPendRing-1)] }
 
 // timeRequest starts timing p, just sent on f to its server. A request
 // the flow has in flight already (a client's retransmission) keeps its
@@ -62,7 +62,7 @@ func (l *uloop) push(f *uflow, key, dup uint32, retried bool, p []byte) {
 		l.counters.untimed.Add(1)
 		return
 	}
-	pos := l.rqTail
+	pos := uint32(l.rqTail)
 	l.rqTail++
 	e := l.pendAt(pos)
 	e.f, e.srv, e.at, e.key, e.dup, e.retried = f, f.srv, l.now+l.c.wait, key, dup, retried
@@ -109,7 +109,7 @@ func (l *uloop) endTiming(f *uflow) {
 // request that falls due if sooner.
 func (l *uloop) wakeAt() int64 {
 	if l.rqHead < l.rqTail {
-		if at := l.pendAt(l.rqHead).at; at < l.sweepAt {
+		if at := l.pendAt(uint32(l.rqHead)).at; at < l.sweepAt {
 			return at
 		}
 	}
@@ -122,11 +122,11 @@ func (l *uloop) wakeAt() int64 {
 func (l *uloop) expire() {
 	resent := false
 	for l.rqHead < l.rqTail {
-		e := l.pendAt(l.rqHead)
+		pos := uint32(l.rqHead)
+		e := l.pendAt(pos)
 		if e.f != nil && e.at > l.now {
 			break
 		}
-		pos := l.rqHead
 		l.rqHead++
 		f := e.f
 		if f == nil {
