@@ -43,6 +43,8 @@ type probeReport struct {
 	AddedP99MS float64   `json:"added_p99_ms"`
 	AddedMaxMS float64   `json:"added_max_ms"`
 	FailedAtMS []float64 `json:"failed_at_ms,omitempty"` // since the start
+
+	added []float64 // each slow answer's latency less the median, ms
 }
 
 // probeProto is what differs between DNS and RADIUS.
@@ -66,6 +68,7 @@ func cmdUDPRetry(args []string) error {
 	slow := fs.Duration("slow", 20*time.Millisecond, "an answer slower than this needed a retry")
 	ready := fs.String("ready", "", "file written once -warm requests of each protocol were answered")
 	warm := fs.Int("warm", 20, "requests before -ready is written")
+	addedOut := fs.String("added", "", "append \"PROTO MS\" for each slow answer (its latency less the median) to this file")
 	fs.Parse(args)
 	if *dnsAddr == "" && *radAddr == "" {
 		return usageError("udpretry: give -dns, -radius or both")
@@ -103,8 +106,25 @@ func cmdUDPRetry(args []string) error {
 	}
 	wg.Wait()
 	out := map[string]probeReport{}
+	var added strings.Builder
 	for i, p := range protos {
 		out[p.name] = reports[i]
+		for _, a := range reports[i].added {
+			fmt.Fprintf(&added, "%s %.3f\n", p.name, a)
+		}
+	}
+	if *addedOut != "" {
+		f, err := os.OpenFile(*addedOut, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(added.String())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("-added: %w", err)
+		}
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -252,7 +272,7 @@ func runProbe(p probeProto, to netip.AddrPort, start time.Time, interval, timeou
 			added = append(added, l-rep.P50MS)
 		}
 	}
-	rep.Slow = len(added)
+	rep.Slow, rep.added = len(added), added
 	if len(added) > 0 {
 		rep.AddedP99MS = added[min(len(added)-1, len(added)*99/100)]
 		rep.AddedMaxMS = added[len(added)-1]
