@@ -223,8 +223,18 @@ all_up() { # MASTER, and no server down
 for be in be1 be2; do start_dnsmasq "$be"; start_radius "$be"; done
 
 declare -A LOST=() SENT=() DUPS=() RETRIED=() RESENT=()
+BASELINE=""
 for mode in "${MODES[@]}"; do
     start_tandem "$mode"
+    if [[ -z $BASELINE ]]; then
+        # The servers' answer time with nothing stopped: what
+        # retry_timeout must stay well above.
+        wait_for 30 all_up || die "lb1 not MASTER with every server up (see $TMP/lb1-$mode.log)"
+        ip netns exec "$P-client" "$LABTOOLS" udpretry -dns "$VIP:53" -radius "$VIP:1812" -secret "$SECRET" \
+            -interval "$INTERVAL" -timeout "$WAIT" -count "$COUNT" -flows 2 >"$TMP/baseline.json"
+        BASELINE=$(awk '/^  "(dns|radius)":/ { p = $1 } $1 ~ /"p(50|99)_ms":|"max_ms":/ { gsub(/[",:]/, "", $1); gsub(",", "", $2); printf "%s %s %s; ", p, $1, $2 }' "$TMP/baseline.json" | tr -d '"')
+        log "answer times, nothing stopped: $BASELINE"
+    fi
     : >"$TMP/added-$mode"
     for trial in $(seq 1 "$TRIALS"); do
         wait_for 30 all_up || die "$mode trial $trial: lb1 not MASTER with every server up (see $TMP/lb1-$mode.log)"
@@ -266,8 +276,9 @@ done
 
 printf '\nUDP retry: %d trials per mode, %s requests per protocol each, every %s, each waiting %s; be1 stopped (%s)\n' \
     "$TRIALS" "$COUNT" "$INTERVAL" "$WAIT" "$STOP"
+printf 'answer times with nothing stopped (ms): %s\n' "$BASELINE"
 printf '%-6s %-7s %8s %8s %6s %8s %8s %14s %14s\n' mode proto sent failed dups re-sent slow added_p99_ms added_max_ms
-json="{\"trials\": $TRIALS, \"count\": $COUNT, \"interval\": \"$INTERVAL\", \"wait\": \"$WAIT\", \"stop\": \"$STOP\", \"results\": ["
+json="{\"baseline\": \"$BASELINE\", \"trials\": $TRIALS, \"count\": $COUNT, \"interval\": \"$INTERVAL\", \"wait\": \"$WAIT\", \"stop\": \"$STOP\", \"results\": ["
 sep=""
 for mode in "${MODES[@]}"; do
     for proto in dns radius; do

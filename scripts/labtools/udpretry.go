@@ -36,6 +36,7 @@ type probeReport struct {
 	Bad        int            `json:"bad"` // an answer unmatched (late) or that did not verify
 	ByServer   map[string]int `json:"by_server"`
 	P50MS      float64        `json:"p50_ms"`
+	P99MS      float64        `json:"p99_ms"`
 	MaxMS      float64        `json:"max_ms"`
 	// Slow counts the answers slower than -slow: the retried ones; their
 	// latency less the median is the retry's added latency.
@@ -265,7 +266,7 @@ func runProbe(p probeProto, to netip.AddrPort, start time.Time, interval, timeou
 		return rep
 	}
 	slices.Sort(lats)
-	rep.P50MS, rep.MaxMS = lats[len(lats)/2], lats[len(lats)-1]
+	rep.P50MS, rep.P99MS, rep.MaxMS = lats[len(lats)/2], lats[min(len(lats)-1, len(lats)*99/100)], lats[len(lats)-1]
 	var added []float64
 	for _, l := range lats {
 		if l > msOf(slow) {
