@@ -116,6 +116,7 @@ type UDPCluster struct {
 	timed       bool
 	wait, retry int64
 	match       udpMatch
+	pendRing    int // the ring's size, a power of two (tests lower it)
 	// sources are the local addresses upstream sockets bind to, in turn
 	// (source_addresses); none: the kernel's choice.
 	sources []netip.Addr
@@ -205,6 +206,7 @@ func NewUDPCluster(vc config.VirtualCluster, pool *Pool, opts UDPOptions, log *s
 		wait:        wait,
 		retry:       max(retry, 0),
 		match:       udpMatchFor(vc),
+		pendRing:    udpPendRing,
 		sources:     sources,
 		park:        park,
 		fdShare:     fdShare,

@@ -121,7 +121,7 @@ func (c *UDPCluster) listen() (loops []*uloop, bound netip.AddrPort, err error) 
 			return loops, bound, err
 		}
 		if c.timed {
-			l.rq = make([]upend, udpPendRing)
+			l.rq = make([]upend, c.pendRing)
 		}
 	}
 	return loops, bound, nil

@@ -30,7 +30,7 @@ type uretry struct {
 // datagram of the batch).
 const urTagResend = urTagSend | udpBatch
 
-func (l *uloop) pendAt(pos uint32) *upend { return &l.rq[pos&(udpPendRing-1)] }
+func (l *uloop) pendAt(pos uint32) *upend { return &l.rq[pos&uint32(len(l.rq)-1)] }
 
 // timeRequest starts timing p, just sent on f to its server. A request
 // the flow has in flight already (a client's retransmission) keeps its
@@ -58,7 +58,7 @@ func (l *uloop) timeRequest(f *uflow, p []byte) {
 
 // push times p as sent on f to its server now.
 func (l *uloop) push(f *uflow, key, dup uint32, retried bool, p []byte) {
-	if l.rqTail-l.rqHead == udpPendRing {
+	if l.rqTail-l.rqHead == uint64(len(l.rq)) {
 		l.counters.untimed.Add(1)
 		return
 	}

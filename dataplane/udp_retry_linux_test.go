@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -277,4 +278,57 @@ func TestUDPRetryOnPortUnreachable(t *testing.T) {
 	if got := pl.events(); !slices.Equal(got, []string{"closed: requests unanswered"}) {
 		t.Errorf("passive events %q", got)
 	}
+}
+
+// askMany sends each of ps to the cluster from client, at once.
+func askMany(t *testing.T, client *net.UDPConn, to netip.AddrPort, ps ...string) {
+	t.Helper()
+	for _, p := range ps {
+		if _, err := client.WriteToUDPAddrPort([]byte(p), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestUDPRetryBounds: a loop times at most its ring's worth of requests
+// (the rest go untimed, never retried), and a flow at most
+// udpPendPerFlow (a further one forgets the oldest).
+func TestUDPRetryBounds(t *testing.T) {
+	t.Run("ring", func(t *testing.T) {
+		dead := startScriptBackend(t, "dead", 0, true)
+		live := startScriptBackend(t, "live", 0, false)
+		vc := udpClusterConfig(&dead.udpBackend, &live.udpBackend)
+		vc.RetryTimeout = 50 * time.Millisecond
+		sticky := &mapSticky{m: map[netip.Addr]string{netip.MustParseAddr("127.0.0.1"): "dead"}}
+		c := startUDPCluster(t, vc, testPool(t, vc), UDPOptions{Sticky: sticky}, func(c *UDPCluster) { c.pendRing = 4 })
+		client := udpClient(t, netip.Addr{})
+		askMany(t, client, c.ListenAddr(), "a", "b", "c", "d", "e", "f")
+		got := readAll(t, client, 400*time.Millisecond)
+		slices.Sort(got)
+		if want := []string{"live|a", "live|b", "live|c", "live|d"}; !slices.Equal(got, want) {
+			t.Errorf("answers %q, want %q (the first four, timed)", got, want)
+		}
+		// e and f found the ring full; so did three of the four re-sent
+		// (sent all the same, but not timed again).
+		if st := c.Stats(); st.Untimed != 5 || st.Retries != 4 {
+			t.Errorf("untimed %d retries %d, want 5 and 4", st.Untimed, st.Retries)
+		}
+	})
+	t.Run("flow", func(t *testing.T) {
+		dead := startScriptBackend(t, "dead", 0, true)
+		live := startScriptBackend(t, "live", 0, false)
+		c, client, _ := retryCluster(t, 50*time.Millisecond, "", dead, live)
+		var ps []string
+		for i := range udpPendPerFlow + 2 {
+			ps = append(ps, fmt.Sprint("q", i))
+		}
+		askMany(t, client, c.ListenAddr(), ps...)
+		got := readAll(t, client, 400*time.Millisecond)
+		if len(got) != udpPendPerFlow || slices.Contains(got, "live|q0") || slices.Contains(got, "live|q1") {
+			t.Errorf("answers %q, want the last %d", got, udpPendPerFlow)
+		}
+		if st := c.Stats(); st.Retries != udpPendPerFlow {
+			t.Errorf("retries %d, want %d", st.Retries, udpPendPerFlow)
+		}
+	})
 }
