@@ -21,13 +21,14 @@ const (
 	// udpRetryMaxCopy is the largest request kept for a retry (a RADIUS
 	// packet's maximum; DNS queries are far smaller). A larger one is
 	// timed but never re-sent. With the ring's size it bounds the copies
-	// at 32 MiB per loop; DNS-sized queries take under 1 MiB.
+	// at 32 MiB per loop; DNS-sized queries take under 1 MiB, the ring
+	// itself 512 KiB.
 	udpRetryMaxCopy = 4096
 	// udpPendPerFlow is how many requests one flow has timed at once
 	// (a stub resolver asks A and AAAA together; a NAS or a forwarder
 	// keeps one socket busy: 16 is 160 requests a second from one
 	// socket at the default timeout); a further one makes the flow
-	// forget its oldest. A timed flow's list costs 64 bytes.
+	// forget its oldest. A timed flow keeps about 100 bytes for it.
 	udpPendPerFlow = 16
 	// udpAnswerWait is how long a server has to answer before the
 	// request counts as unanswered for passive health, when the cluster
