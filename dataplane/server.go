@@ -55,6 +55,8 @@ type Server struct {
 	// is set while a failure is the last outcome reported.
 	passive atomic.Pointer[PassiveFunc]
 	failRun atomic.Bool
+	// agent is the agent's last load reading minus AgentNone (agent.go).
+	agent atomic.Int32
 }
 
 // NewServer returns a server that is healthy and enabled.
@@ -69,7 +71,7 @@ func NewServer(index int, name string, addr netip.AddrPort, weight int) *Server 
 
 // Available reports whether new connections may go to the server.
 func (s *Server) Available() bool {
-	return s.healthy.Load() && Admin(s.admin.Load()) == Enabled
+	return s.healthy.Load() && Admin(s.admin.Load()) == Enabled && !s.AgentDrained()
 }
 
 // Healthy is the last health verdict.

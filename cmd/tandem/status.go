@@ -224,7 +224,8 @@ func renderStatus(out io.Writer, st *api.Status) {
 				if !s.Healthy && s.DownReason != "" && s.DownReason != s.LastCheck {
 					check = s.DownReason + "; last check: " + check
 				}
-				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, s.Admin,
+				admin, check := agentColumns(s, check)
+				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, admin,
 					s.ActiveConns, s.TotalConns, check)
 			}
 		}

@@ -90,6 +90,9 @@ func (c *Config) ApplyDefaults() {
 			c.healthDefaults(h, k+".health_check")
 		}
 		c.trafficDefaults(vc, k)
+		if vc.Agent != nil {
+			c.agentDefaults(vc.Agent, k+".agent")
+		}
 	}
 }
 

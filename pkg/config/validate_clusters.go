@@ -83,6 +83,9 @@ func (v *validator) clusters() {
 			v.healthCheck(k+".health_check", vc.HealthCheck)
 		}
 		v.traffic(k, vc)
+		if vc.Agent != nil {
+			v.agent(k+".agent", vc.Agent)
+		}
 		v.servers(k, vc.Servers)
 	}
 }

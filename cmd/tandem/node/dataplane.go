@@ -47,6 +47,8 @@ type vcluster struct {
 	udp  *dataplane.UDPCluster
 	nat  *dataplane.NATCluster
 	mon  *healthcheck.Monitor // nil without health_check
+	// agent polls the servers' load agents; nil without agent: (agent.go).
+	agent *healthcheck.AgentMonitor
 	// sticky is the persistence table; nil without persistence.
 	sticky *sticky
 	// stop ends the cluster's accept loop (closing its listener) and its
@@ -174,6 +176,7 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 			rt.pool.SetPassive(rt.mon.Traffic)
 		}
 	}
+	n.buildAgent(rt)
 	return rt, nil
 }
 
@@ -296,6 +299,10 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 		if c.mon != nil {
 			last, reasons = c.mon.Last(), c.mon.Reasons()
 		}
+		var agentLast map[string]healthcheck.AgentReading
+		if c.agent != nil {
+			agentLast = c.agent.Last()
+		}
 		for _, s := range servers {
 			as := api.Server{Name: s.Name, Address: s.Addr.String(), Healthy: s.Healthy, Admin: s.Admin,
 				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures}
@@ -310,6 +317,7 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 				as.LastCheckAt = &at
 				as.CheckWarning, as.CertExpiresInDays = r.Warning, r.CertDaysLeft(time.Now())
 			}
+			as.Agent = c.agentStatus(s.Name, agentLast)
 			ac.Servers = append(ac.Servers, as)
 		}
 		out = append(out, ac)
