@@ -183,6 +183,14 @@ type VirtualCluster struct {
 	Agent *Agent `mapstructure:"agent" json:"agent,omitempty"`
 	// HealthCheck, when set, probes the servers; without it they are up.
 	HealthCheck *HealthCheck `mapstructure:"health_check" json:"health_check,omitempty"`
+	// RetryTimeout (protocol udp, mode proxy): a request left without an
+	// answer this long is sent once more, unchanged, to another healthy
+	// server, and its flow moves there; 0 is off. [0, or
+	// DefaultRetryTimeout when the health check is dns or radius]
+	RetryTimeout time.Duration `mapstructure:"retry_timeout" json:"retry_timeout,omitempty"`
+	// Passive, when set, takes a server out at once when the traffic
+	// itself fails on it (see Passive); the active check brings it back.
+	Passive *Passive `mapstructure:"passive" json:"passive,omitempty"`
 	// Servers is the pool; at least one.
 	Servers []Server `mapstructure:"servers" json:"servers"`
 }

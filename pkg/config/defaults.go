@@ -89,6 +89,7 @@ func (c *Config) ApplyDefaults() {
 		if h := vc.HealthCheck; h != nil {
 			c.healthDefaults(h, k+".health_check")
 		}
+		c.trafficDefaults(vc, k)
 		if vc.Agent != nil {
 			c.agentDefaults(vc.Agent, k+".agent")
 		}
