@@ -21,27 +21,27 @@ func TestValidateWeb(t *testing.T) {
 		src  string
 		want []string
 	}{
-		{"loopback without TLS", node("  web_listen: 127.0.0.1:9111\n  web_users_file: "+users), nil},
-		{"localhost without TLS", node("  web_listen: localhost:9111\n  web_users_file: "+users), nil},
-		{"lab address without TLS refused", node("  web_listen: 198.18.0.11:9111\n  web_users_file: "+users),
+		{"loopback without TLS", node("  web_listen: 127.0.0.1:9111\n  web_users_file: " + users), nil},
+		{"localhost without TLS", node("  web_listen: localhost:9111\n  web_users_file: " + users), nil},
+		{"lab address without TLS refused", node("  web_listen: 198.18.0.11:9111\n  web_users_file: " + users),
 			[]string{"FILE:5: node.web_listen: 198.18.0.11:9111 is reachable from other machines: set node.web_cert_file and node.web_key_file (TLS), or node.web_insecure_http: true to send passwords and session cookies in clear"}},
-		{"all addresses without TLS refused", node("  web_listen: \":9111\"\n  web_users_file: "+users),
+		{"all addresses without TLS refused", node("  web_listen: \":9111\"\n  web_users_file: " + users),
 			[]string{`FILE:5: node.web_listen: :9111 is reachable from other machines: set node.web_cert_file and node.web_key_file (TLS), or node.web_insecure_http: true to send passwords and session cookies in clear`}},
-		{"lab address insecure_http", node("  web_listen: 198.18.0.11:9111\n  web_users_file: "+users+"\n  web_insecure_http: true"), nil},
-		{"lab address with TLS", node("  web_listen: 198.18.0.11:9111\n  web_users_file: "+users+
-			"\n  web_cert_file: "+users+"\n  web_key_file: "+users), nil},
-		{"cert without key", node("  web_listen: 127.0.0.1:9111\n  web_users_file: "+users+"\n  web_cert_file: "+users),
+		{"lab address insecure_http", node("  web_listen: 198.18.0.11:9111\n  web_users_file: " + users + "\n  web_insecure_http: true"), nil},
+		{"lab address with TLS", node("  web_listen: 198.18.0.11:9111\n  web_users_file: " + users +
+			"\n  web_cert_file: " + users + "\n  web_key_file: " + users), nil},
+		{"cert without key", node("  web_listen: 127.0.0.1:9111\n  web_users_file: " + users + "\n  web_cert_file: " + users),
 			[]string{"FILE:7: node.web_cert_file: needs node.web_key_file too: TLS takes both, or set neither"}},
-		{"unreadable cert", node("  web_listen: 127.0.0.1:9111\n  web_users_file: "+users+
-			"\n  web_cert_file: /nonexistent/cert.pem\n  web_key_file: "+users),
+		{"unreadable cert", node("  web_listen: 127.0.0.1:9111\n  web_users_file: " + users +
+			"\n  web_cert_file: /nonexistent/cert.pem\n  web_key_file: " + users),
 			[]string{"FILE:7: node.web_cert_file: cannot read it: open /nonexistent/cert.pem: no such file or directory"}},
 		{"no users file", node("  web_listen: 127.0.0.1:9111"),
 			[]string{"FILE:5: node.web_listen: needs node.web_users_file, the console's users (`tandem web passwd FILE USER` adds one)"}},
 		{"missing users file", node("  web_listen: 127.0.0.1:9111\n  web_users_file: /nonexistent/users"),
 			[]string{"FILE:6: node.web_users_file: cannot read the console's users: open /nonexistent/users: no such file or directory"}},
-		{"bad listen", node("  web_listen: \"9111\"\n  web_users_file: "+users),
+		{"bad listen", node("  web_listen: \"9111\"\n  web_users_file: " + users),
 			[]string{`FILE:5: node.web_listen: must be empty or host:port: got "9111"`}},
-		{"users without listen", node("  web_users_file: "+users),
+		{"users without listen", node("  web_users_file: " + users),
 			[]string{"FILE:5: node.web_users_file: has no effect without node.web_listen (the console is off)"}},
 	}
 	for _, tt := range tests {
