@@ -167,10 +167,14 @@ func sameToken(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// sameOrigin refuses a request whose Origin header names another site.
-// Browsers send it on every POST; its absence (curl) is left to the CSRF
-// token.
+// sameOrigin refuses a request that the browser says came from another
+// site: Sec-Fetch-Site other than same-origin, or an Origin header that
+// names another site. A client that sends neither (curl) is left to the
+// CSRF token.
 func sameOrigin(r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
+		return false
+	}
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return true

@@ -126,7 +126,7 @@ func (c *Console) Handler() http.Handler {
 }
 
 // headers sets what every answer carries: no framing, no sniffing, no
-// referrer, nothing loaded from elsewhere.
+// referrer beyond this site, nothing loaded from elsewhere.
 func headers(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hd := w.Header()
@@ -134,7 +134,7 @@ func headers(h http.Handler) http.Handler {
 			"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Referrer-Policy", "same-origin") // no-referrer would make POSTs' Origin "null"
 		if r.URL.Path == "/" || r.URL.Path == "/login" || len(r.URL.Path) > 4 && r.URL.Path[:5] == "/api/" {
 			hd.Set("Cache-Control", "no-store")
 		}

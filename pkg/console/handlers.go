@@ -74,11 +74,16 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	c.renderLogin(w, http.StatusOK, "")
+	c.renderLogin(w, r, http.StatusOK, "")
 }
 
-func (c *Console) renderLogin(w http.ResponseWriter, code int, msg string) {
+// renderLogin shows the form; a browser that has a login cookie keeps
+// it, so two open forms (or a reloaded one) stay valid.
+func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	tok := newToken()
+	if ck, err := r.Cookie(loginCookie); err == nil && len(ck.Value) == len(tok) {
+		tok = ck.Value
+	}
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: "/login", HttpOnly: true,
 		Secure: c.tls, SameSite: http.SameSiteStrictMode, MaxAge: 3600})
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -94,19 +99,19 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		secs := int(wait.Round(time.Second) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 		c.log.Warn("console login refused: too many attempts", "from", from)
-		c.renderLogin(w, http.StatusTooManyRequests, "Too many login attempts from "+from+": wait "+strconv.Itoa(max(secs, 1))+" s.")
+		c.renderLogin(w, r, http.StatusTooManyRequests, "Too many login attempts from "+from+": wait "+strconv.Itoa(max(secs, 1))+" s.")
 		return
 	}
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || !sameToken(r.PostFormValue("csrf"), ck.Value) || !sameOrigin(r) {
-		c.renderLogin(w, http.StatusForbidden, "The login form expired: try again.")
+		c.renderLogin(w, r, http.StatusForbidden, "The login form expired: try again.")
 		return
 	}
 	name := r.PostFormValue("user")
 	u, ok := c.users.check(name, r.PostFormValue("password"))
 	if !ok {
 		c.log.Warn("console login failed", "user", name, "from", from)
-		c.renderLogin(w, http.StatusUnauthorized, "Wrong user name or password.")
+		c.renderLogin(w, r, http.StatusUnauthorized, "Wrong user name or password.")
 		return
 	}
 	tok, _ := c.sessions.create(u.Name, c.now())

@@ -20,7 +20,7 @@ import (
 const (
 	plotW, plotH     = 640, 180
 	padL, padR       = 48, 8
-	padT, padB       = 10, 22
+	padT, padB       = 26, 22
 	legendRowHeight  = 16
 	plotWindow       = HistoryLen * SampleEvery
 	maxPlotMarkCount = 200
@@ -55,6 +55,7 @@ func PlotSVG(title string, times []time.Time, lines []Line, marks []Mark, now ti
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="11">`,
 		plotW, h, plotW, h)
 	fmt.Fprintf(&b, `<title>%s</title><rect width="100%%" height="100%%" fill="#fff"/>`, html.EscapeString(title))
+	fmt.Fprintf(&b, `<text x="%d" y="14" font-size="12" font-weight="bold">%s</text>`, padL, html.EscapeString(title))
 	top := 0.0
 	for _, l := range lines {
 		for _, v := range l.Values {
@@ -80,12 +81,12 @@ func PlotSVG(title string, times []time.Time, lines []Line, marks []Mark, now ti
 	}
 	for m := 0; m <= 30; m += 5 {
 		x := xOf(start.Add(time.Duration(m) * time.Minute))
-		label := fmt.Sprintf("−%d min", 30-m)
+		label, anchor := fmt.Sprintf("−%d min", 30-m), "middle"
 		if m == 30 {
-			label = "now"
+			label, anchor = "now", "end"
 		}
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#eee"/>`, x, y1, x, y0)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, x, plotH-6, label)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="%s">%s</text>`, x, plotH-6, anchor, label)
 	}
 	// marks
 	for i, mk := range marks {
