@@ -23,6 +23,7 @@ const (
 	padT, padB       = 26, 22
 	legendRowHeight  = 16
 	plotWindow       = HistoryLen * SampleEvery
+	minPlotSpan      = 2 * time.Minute
 	maxPlotMarkCount = 200
 )
 
@@ -67,9 +68,16 @@ func PlotSVG(title string, times []time.Time, lines []Line, marks []Mark, now ti
 	top = niceCeil(top)
 	x0, x1 := float64(padL), float64(plotW-padR)
 	y0, y1 := float64(plotH-padB), float64(padT)
-	start := now.Add(-plotWindow)
+	// The axis spans the history there is (at least minPlotSpan), up to
+	// the whole window: a node up for a minute is not a sliver at the
+	// right edge.
+	span := plotWindow
+	if len(times) > 0 {
+		span = min(plotWindow, max(minPlotSpan, now.Sub(times[0])))
+	}
+	start := now.Add(-span)
 	xOf := func(t time.Time) float64 {
-		return x0 + (x1-x0)*float64(t.Sub(start))/float64(plotWindow)
+		return x0 + (x1-x0)*float64(t.Sub(start))/float64(span)
 	}
 	yOf := func(v float64) float64 { return y0 - (y0-y1)*v/top }
 	// grid and axes
@@ -79,10 +87,11 @@ func PlotSVG(title string, times []time.Time, lines []Line, marks []Mark, now ti
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ddd"/>`, x0, y, x1, y)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`, padL-4, y+4, fmtValue(v))
 	}
-	for m := 0; m <= 30; m += 5 {
-		x := xOf(start.Add(time.Duration(m) * time.Minute))
-		label, anchor := fmt.Sprintf("−%d min", 30-m), "middle"
-		if m == 30 {
+	for i := 0; i <= 6; i++ {
+		ago := span * time.Duration(6-i) / 6
+		x := xOf(now.Add(-ago))
+		label, anchor := fmtAgo(ago), "middle"
+		if i == 6 {
 			label, anchor = "now", "end"
 		}
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#eee"/>`, x, y1, x, y0)
@@ -135,6 +144,14 @@ func PlotSVG(title string, times []time.Time, lines []Line, marks []Mark, now ti
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// fmtAgo labels a tick: "−25 min", "−20 s".
+func fmtAgo(d time.Duration) string {
+	if d >= 5*time.Minute {
+		return fmt.Sprintf("−%d min", int(d.Round(time.Minute)/time.Minute))
+	}
+	return fmt.Sprintf("−%d s", int(d.Round(time.Second)/time.Second))
 }
 
 // niceCeil rounds up to 1, 2 or 5 times a power of ten (at least 1).

@@ -241,12 +241,22 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, adm, "lb2 MASTER on the open page", fmt.Sprintf(stateOf, "lb2")+` === "MASTER"`, 10*time.Second)
-	t.Logf("cable pull -> lb2 MASTER on the page: %v", time.Since(pulled).Round(time.Millisecond))
-	if s := l.state("lb2"); s != "MASTER" {
-		t.Errorf("the page shows lb2 MASTER but its status says %s", s)
+	seen := time.Now()
+	st2, err := l.status("lb2")
+	if err != nil || st2.State != "MASTER" {
+		t.Fatalf("the page shows lb2 MASTER but its status says %+v (%v)", st2, err)
 	}
+	tr := st2.Transitions[len(st2.Transitions)-1]
+	t.Logf("cable pull -> lb2 MASTER on the page: %v; lb2's transition -> on the page: %v",
+		seen.Sub(pulled).Round(time.Millisecond), seen.Sub(tr.At).Round(time.Millisecond))
+	weight := eval[int](t, adm, `performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource"))
+		.reduce((a, e) => a + e.transferSize, 0)`)
+	t.Logf("page weight (page, script, style, plots, events; transferred): %d bytes", weight)
 	waitJS(t, view, "connection lost on lb1's page", `!document.getElementById("lost").hidden`, 10*time.Second)
 	screenshot(t, adm, filepath.Join(l.dir, "console-failover.png"))
+	cpu := l.consoleCPU("lb2", 20, 5*time.Second)
+	t.Logf("lb2's CPU with 20 open live feeds: %.1f%% of a core (idle pair: %.1f%%)", cpu[1], cpu[0])
+
 	// At a phone's width nothing but the tables' own boxes scrolls
 	// sideways.
 	do(t, adm, "a phone's viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
@@ -263,4 +273,55 @@ func TestConsoleInABrowser(t *testing.T) {
 			}
 		}
 	}
+}
+
+// consoleCPU measures box's node's CPU, as a share of one core, over d
+// with no console open and then with n live feeds open (curl in the
+// client's namespace, one session).
+func (l *lab) consoleCPU(box string, n int, d time.Duration) [2]float64 {
+	l.t.Helper()
+	pid := l.nodes[box].cmd.Process.Pid
+	ticks := func() float64 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		var u, s float64
+		fmt.Sscan(f[11], &u)
+		fmt.Sscan(f[12], &s)
+		return u + s // clock ticks, 100 a second
+	}
+	share := func(run func()) float64 {
+		t0, c0 := time.Now(), ticks()
+		run()
+		return (ticks() - c0) / 100 / time.Since(t0).Seconds() * 100
+	}
+	idle := share(func() { time.Sleep(d) })
+	jar := filepath.Join(l.dir, "curl-jar")
+	base := "http://198.18.0.12:9111"
+	script := fmt.Sprintf(`set -e
+tok=$(curl -s -c %[1]s %[2]s/login | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p')
+curl -s -o /dev/null -b %[1]s -c %[1]s --data-urlencode "csrf=$tok" -d user=vic -d password=vic-secret-1 %[2]s/login
+for i in $(seq 1 %[3]d); do curl -s -N -m %[4]d -b %[1]s -o /dev/null -w '%%{size_download}\n' %[2]s/api/live & done
+wait`, jar, base, n, int(d.Seconds()))
+	var out []byte
+	busy := share(func() {
+		// curl -m ends each feed with exit 28 (timeout), which wait
+		// does not report.
+		var err error
+		if out, err = exec.Command("ip", "netns", "exec", l.ns("client"), "sh", "-c", script).Output(); err != nil {
+			l.t.Fatalf("console load: %v\n%s", err, out)
+		}
+	})
+	got := strings.Fields(string(out))
+	for _, f := range got {
+		if f == "0" {
+			got = nil
+		}
+	}
+	if len(got) != n {
+		l.t.Fatalf("console load: want %d feeds that received data, got sizes %q", n, out)
+	}
+	return [2]float64{idle, busy}
 }

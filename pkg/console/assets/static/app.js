@@ -109,7 +109,7 @@ function renderClusters(st) {
   const root = $("clusters");
   root.replaceChildren();
   for (const c of st.clusters) {
-    const refused = Object.entries(c.refused || {}).map(([k, v]) => k + " " + v).join(", ");
+    const refused = Object.entries(c.refused || {}).filter(([, v]) => v > 0).map(([k, v]) => k + " " + v).join(", ");
     const head = el("tr", {}, ...["Server", "Address", "Health (last check)", "Admin", "Active", "Total", "Connect failures"].map((h) => el("th", {}, h)));
     if (admin) head.append(el("th", {}, "Actions"));
     const tb = el("tbody");
