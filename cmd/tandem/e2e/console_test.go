@@ -254,6 +254,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Logf("page weight (page, script, style, plots, events; transferred): %d bytes", weight)
 	waitJS(t, view, "connection lost on lb1's page", `!document.getElementById("lost").hidden`, 10*time.Second)
 	screenshot(t, adm, filepath.Join(l.dir, "console-failover.png"))
+	// Plugged back, lb1's page recovers by itself.
+	if err := l.script("plug", "lb1"); err != nil {
+		t.Fatal(err)
+	}
+	plugged := time.Now()
+	waitJS(t, view, "lb1's page live again", `document.getElementById("lost").hidden && `+
+		`document.getElementById("conn").textContent === "LIVE"`, 15*time.Second)
+	t.Logf("plug -> lb1's page live again: %v", time.Since(plugged).Round(time.Millisecond))
+
 	cpu := l.consoleCPU("lb2", 20, 5*time.Second)
 	t.Logf("lb2's CPU with 20 open live feeds: %.1f%% of a core (idle pair: %.1f%%)", cpu[1], cpu[0])
 

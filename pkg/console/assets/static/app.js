@@ -206,7 +206,7 @@ function connect() {
 // gone), log in again, or reconnect when the node answers.
 async function recheck() {
   try {
-    const r = await fetch("/api/session", {credentials: "same-origin"});
+    const r = await fetch("/api/session", {credentials: "same-origin", signal: AbortSignal.timeout(3000)});
     if (r.status === 401) { location.href = "/login"; return; }
     if (r.ok) { connect(); return; }
   } catch (e) { /* still unreachable */ }
