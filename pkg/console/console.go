@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tandem-lb/tandem/pkg/api"
@@ -135,7 +136,7 @@ func headers(h http.Handler) http.Handler {
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("Referrer-Policy", "same-origin") // no-referrer would make POSTs' Origin "null"
-		if r.URL.Path == "/" || r.URL.Path == "/login" || len(r.URL.Path) > 4 && r.URL.Path[:5] == "/api/" {
+		if r.URL.Path == "/" || r.URL.Path == "/login" || strings.HasPrefix(r.URL.Path, "/api/") {
 			hd.Set("Cache-Control", "no-store")
 		}
 		h.ServeHTTP(w, r)
