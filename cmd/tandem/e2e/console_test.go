@@ -151,7 +151,8 @@ const stateOf = `(document.querySelector("#box-%s .state") || {}).textContent`
 // TestConsoleInABrowser drives the console of a pair in headless
 // Chromium: a log-in, both boxes on the page, a cable pull seen without
 // a reload, a drain by an admin seen in `tandem status`, a viewer
-// refused, a POST without the CSRF token refused. Screenshots go to the
+// refused, a POST without the CSRF token refused, a switchover refused
+// and then done, a lost page recovering. Screenshots go to the
 // test's folder, and to the folder $TANDEM_CONSOLE_SCREENSHOTS when set
 // (docs/console.png is console-failover.png).
 func TestConsoleInABrowser(t *testing.T) {
@@ -254,6 +255,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	t.Logf("page weight (page, script, style, plots, events; transferred): %d bytes", weight)
 	waitJS(t, view, "connection lost on lb1's page", `!document.getElementById("lost").hidden`, 10*time.Second)
 	screenshot(t, adm, filepath.Join(l.dir, "console-failover.png"))
+	// A switchover now is refused, in words: nobody to hand over to.
+	do(t, adm, "switchover with lb1 silent",
+		chromedp.Click(chromedp.CSS("#switchover")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS(t, adm, "the refusal on the page", `document.getElementById("msg").textContent.includes("switchover refused: the peer is not alive")`, 5*time.Second)
 	// Plugged back, lb1's page recovers by itself.
 	if err := l.script("plug", "lb1"); err != nil {
 		t.Fatal(err)
@@ -262,6 +269,18 @@ func TestConsoleInABrowser(t *testing.T) {
 	waitJS(t, view, "lb1's page live again", `document.getElementById("lost").hidden && `+
 		`document.getElementById("conn").textContent === "LIVE"`, 15*time.Second)
 	t.Logf("plug -> lb1's page live again: %v", time.Since(plugged).Round(time.Millisecond))
+	// lb1 is back as BACKUP (no preempting): the admin hands the VIPs
+	// back from lb2's page, and the page shows it.
+	l.waitFor("lb1 BACKUP again", 10*time.Second, func() bool { return l.state("lb1") == "BACKUP" })
+	do(t, adm, "switchover to lb1",
+		chromedp.Click(chromedp.CSS("#switchover")),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")))
+	waitJS(t, adm, "lb1 MASTER and lb2 BACKUP on lb2's page", fmt.Sprintf(stateOf, "lb2")+` === "BACKUP" && `+
+		fmt.Sprintf(stateOf, "lb1")+` === "MASTER"`, 10*time.Second)
+	if s := l.state("lb1"); s != "MASTER" {
+		t.Errorf("after the switchover lb1 is %s", s)
+	}
 
 	cpu := l.consoleCPU("lb2", 20, 5*time.Second)
 	t.Logf("lb2's CPU with 20 open live feeds: %.1f%% of a core (idle pair: %.1f%%)", cpu[1], cpu[0])
