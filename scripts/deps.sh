@@ -36,9 +36,10 @@ declare -A probe=(
     [slapd]=slapd
     [ldap-utils]=ldapsearch
     [exim4-daemon-light]=exim4
+    [chromium]=chromium
 )
 pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 nftables
-    slapd ldap-utils exim4-daemon-light "$@")
+    slapd ldap-utils exim4-daemon-light chromium "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}

@@ -52,6 +52,22 @@ type Node struct {
 	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `mapstructure:"log_level" json:"log_level"`
+	// WebListen is the address of the browser console (host:port); ""
+	// disables it. A non-loopback address needs TLS (WebCertFile and
+	// WebKeyFile) or WebInsecureHTTP. [""]
+	WebListen string `mapstructure:"web_listen" json:"web_listen"`
+	// WebUsersFile lists the console's users, one "name:bcrypt-hash:role"
+	// a line (role admin or viewer), as `tandem web passwd` writes it;
+	// required with WebListen. It is read again when it changes. [""]
+	WebUsersFile string `mapstructure:"web_users_file" json:"web_users_file"`
+	// WebCertFile and WebKeyFile, PEM, serve the console over HTTPS;
+	// both or neither. [""]
+	WebCertFile string `mapstructure:"web_cert_file" json:"web_cert_file"`
+	WebKeyFile  string `mapstructure:"web_key_file" json:"web_key_file"`
+	// WebInsecureHTTP must be true to serve the console without TLS on an
+	// address other than loopback: passwords and session cookies would
+	// cross the network in clear. [false]
+	WebInsecureHTTP bool `mapstructure:"web_insecure_http" json:"web_insecure_http"`
 	// RTPriority runs the node's threads with real-time round-robin
 	// scheduling at this priority (1..99), so heartbeats are sent and read
 	// on time even when the box's CPUs are saturated, as keepalived does
