@@ -14,6 +14,9 @@
 # subnet behind the pair) and 50 through the same servers on a proxy
 # cluster (im-proxy): the nat sessions survive the pull and the plug-back,
 # the proxy ones do not.
+# Each box serves the browser console on its own 127.0.0.1:9111 (user admin,
+# the password printed); DEMO_HOLD=SECONDS keeps the lab up that long at the
+# end, with lb1's console forwarded to this machine's 127.0.0.1:9111.
 # Exits 0 only when every step behaved. Needs root; run through `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,8 @@ BIN=${TANDEM_BIN:-bin/tandem}
 TOOLS=${LABTOOLS_BIN:-bin/labtools}
 VIP=198.18.0.100
 USERS=50
+HOLD=${DEMO_HOLD:-0}
+[[ $HOLD =~ ^[0-9]+$ && $HOLD -le 3600 ]] || { echo "demo: DEMO_HOLD must be 0..3600 (seconds)" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "demo: must run as root (network namespaces)" >&2; exit 1; }
 [[ -x $BIN && -x $TOOLS ]] || { echo "demo: build first: make build" >&2; exit 1; }
 
@@ -83,6 +88,8 @@ ok "srv1 and srv2 (198.19.1.21, .22; gateway 198.19.1.1, the pair's inside VIP) 
 
 step "3. the pair starts (lb1 priority 150, lb2 priority 100, adverts every 50ms)"
 "$BIN" keygen >"$TMP/cluster.key"
+WEBPW=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+echo "$WEBPW" | "$BIN" web passwd "$TMP/web-users" admin --role admin >/dev/null
 for n in lb1 lb2; do
     if [[ $n == lb1 ]]; then prio=150 self=198.18.0.11 peer=198.18.0.12 hbs=198.19.0.11 hbp=198.19.0.12
     else prio=100 self=198.18.0.12 peer=198.18.0.11 hbs=198.19.0.12 hbp=198.19.0.11; fi
@@ -90,6 +97,8 @@ for n in lb1 lb2; do
 node:
   name: $n
   api_socket: $TMP/$n.sock
+  web_listen: 127.0.0.1:9111
+  web_users_file: $TMP/web-users
 cluster:
   bind: $self:7946
   peers: [$peer:7946]
@@ -151,6 +160,10 @@ wait_until 15 "lb1 MASTER, lb2 BACKUP" pair_is MASTER BACKUP
 wait_until 5 "the VIP on lb1" holds lb1
 wait_until 10 "healthy servers and persistence in sync" ready lb1
 ok "lb1 is MASTER and holds $VIP; lb2 is BACKUP, warm (its checks run too)"
+for n in lb1 lb2; do
+    in_ns "$n" curl -sf -m 2 -o /dev/null http://127.0.0.1:9111/ || fail "$n's console does not answer on 127.0.0.1:9111"
+done
+ok "each box's console answers on its 127.0.0.1:9111 (user admin, password $WEBPW)"
 
 step "4. client traffic through $VIP"
 printf '   web (curl x4):  '; for i in 1 2 3 4; do in_ns client curl -s -m 2 "http://$VIP/" | tr '\n' ' '; done; echo
@@ -216,6 +229,13 @@ python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s["su
 
 step "the timeline of both boxes (tandem events)"
 "$BIN" events --socket "$TMP/lb1.sock" --socket "$TMP/lb2.sock" --last 40
+
+if [[ $HOLD -gt 0 ]]; then
+    step "holding the lab for ${HOLD}s: lb1's console at http://127.0.0.1:9111 (admin / $WEBPW)"
+    # loopback only: this machine's 127.0.0.1:9111 to lb1's, through ip netns exec
+    timeout "$HOLD" socat TCP-LISTEN:9111,bind=127.0.0.1,reuseaddr,fork \
+        EXEC:"ip netns exec $P-lb1 socat STDIO TCP\:127.0.0.1\:9111" || true
+fi
 
 step "7. tearing down"
 lab_session_end
