@@ -60,7 +60,7 @@ func TestHTTPClusterProblems(t *testing.T) {
 		want []string
 	}{
 		{"valid http with tls and cookie", http(tlsOK + "\n    http: {redirect_port: 8080, trusted_proxies: [198.18.0.0/15]}"), nil},
-		{"nat refused", http("\n    mode: nat"), []string{
+		{"nat refused", http("\n    mode: nat\n    nat: {return: snat, snat_address: 198.18.0.100}"), []string{
 			"FILE:21: clusters[0].mode: protocol: http is served by the proxy; it cannot be mode: nat"}},
 		{"tls on tcp", edit(t, "    port: 80", "    port: 80"+tlsOK),
 			[]string{`FILE:20: clusters[0].tls: only for protocol: http clusters (this one is "tcp")`}},
