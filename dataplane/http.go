@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -284,11 +283,11 @@ func (c *HTTPCluster) Drain(ctx context.Context) {
 	c.tr.CloseIdleConnections()
 }
 
-// ReloadCertificates re-reads the certificate files; the running
-// certificates stay when one cannot be loaded.
-func (c *HTTPCluster) ReloadCertificates() error {
+// ReloadCertificates re-reads the certificate files and reports whether
+// any changed; the running certificates stay when one cannot be loaded.
+func (c *HTTPCluster) ReloadCertificates() (changed bool, err error) {
 	if c.certs == nil {
-		return nil
+		return false, nil
 	}
 	return c.certs.reload()
 }
@@ -354,11 +353,3 @@ func (l *httpListener) Accept() (net.Conn, error) {
 
 func (l *httpListener) Close() error   { return l.ln.Close() }
 func (l *httpListener) Addr() net.Addr { return l.ln.Addr() }
-
-// tlsConfig is for tests: the cluster's TLS config, nil for plain HTTP.
-func (c *HTTPCluster) tlsConfig() *tls.Config {
-	if c.certs == nil {
-		return nil
-	}
-	return c.certs.config()
-}

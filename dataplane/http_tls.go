@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -36,30 +37,53 @@ type CertInfo struct {
 
 func loadCerts(cfg config.TLS) (*certStore, error) {
 	s := &certStore{cfg: cfg}
-	if err := s.reload(); err != nil {
+	if _, err := s.reload(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// reload reads every pair; on any error the running set stays.
-func (s *certStore) reload() error {
+// reload reads every pair and reports whether any changed; on any error
+// the running set stays.
+func (s *certStore) reload() (changed bool, err error) {
 	pairs := append([]config.CertPair{{CertFile: s.cfg.CertFile, KeyFile: s.cfg.KeyFile}}, s.cfg.Certificates...)
 	out := make([]loadedCert, 0, len(pairs))
 	for _, p := range pairs {
 		c, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
 		if err != nil {
-			return fmt.Errorf("tls: load %s: %w", p.CertFile, err)
+			return false, fmt.Errorf("tls: load %s: %w", p.CertFile, err)
 		}
 		if c.Leaf == nil {
 			if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-				return fmt.Errorf("tls: parse %s: %w", p.CertFile, err)
+				return false, fmt.Errorf("tls: parse %s: %w", p.CertFile, err)
 			}
 		}
 		out = append(out, loadedCert{cert: &c, certFile: p.CertFile})
 	}
+	if old := s.certs.Load(); old != nil && sameCerts(*old, out) {
+		return false, nil
+	}
 	s.certs.Store(&out)
-	return nil
+	return true, nil
+}
+
+// sameCerts reports whether a and b hold the same certificates and keys.
+func sameCerts(a, b []loadedCert) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].cert.Leaf.Equal(b[i].cert.Leaf) || !samePrivateKey(a[i].cert, b[i].cert) {
+			return false
+		}
+	}
+	return true
+}
+
+// samePrivateKey compares the keys of two certificates.
+func samePrivateKey(a, b *tls.Certificate) bool {
+	ka, ok := a.PrivateKey.(interface{ Equal(crypto.PrivateKey) bool })
+	return ok && ka.Equal(b.PrivateKey)
 }
 
 // get picks the certificate for a handshake: the first valid for the

@@ -92,14 +92,17 @@ func TestHTTPSCertificateReload(t *testing.T) {
 	cert2, key2, second := writeCert(t, time.Now().Add(2*time.Hour), "www.example.test")
 	copyFile(t, cert2, cert)
 	copyFile(t, key2, key)
-	if err := c.ReloadCertificates(); err != nil {
-		t.Fatal(err)
+	if changed, err := c.ReloadCertificates(); err != nil || !changed {
+		t.Fatalf("reload: changed %v, %v", changed, err)
+	}
+	if changed, err := c.ReloadCertificates(); err != nil || changed {
+		t.Fatalf("reload of the same files: changed %v, %v", changed, err)
 	}
 	if _, resp := get(t, tlsClient("www.example.test", false, second), newReq(t, "GET", url, nil)); resp.StatusCode != 200 {
 		t.Fatalf("after reload: status %d", resp.StatusCode)
 	}
 	copyFile(t, "/dev/null", key)
-	if err := c.ReloadCertificates(); err == nil {
+	if _, err := c.ReloadCertificates(); err == nil {
 		t.Error("a broken key file was accepted")
 	}
 	if _, resp := get(t, tlsClient("www.example.test", false, second), newReq(t, "GET", url, nil)); resp.StatusCode != 200 {

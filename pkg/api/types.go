@@ -127,6 +127,8 @@ type Cluster struct {
 	// Serving is true while this box accepts connections (MASTER).
 	Serving bool     `json:"serving"`
 	Servers []Server `json:"servers"`
+	// HTTP is set for a protocol: http cluster (see http.go).
+	HTTP *HTTPStatus `json:"http,omitempty"`
 }
 
 // Server is one member of a pool.
@@ -151,6 +153,8 @@ type Server struct {
 	// the certificate the last check saw has left; absent for checks
 	// that do not speak TLS.
 	CertExpiresInDays *int `json:"cert_expires_in_days,omitempty"`
+	// HTTP is set for a server of a protocol: http cluster.
+	HTTP *ServerHTTP `json:"http,omitempty"`
 }
 
 // Persistence summarises the sticky tables and their replication to the
