@@ -90,7 +90,11 @@ func (n *Node) reloadHTTPCerts(c *vcluster) []string {
 
 // setHTTPCookieKeys hands rotated cluster keys to the http clusters.
 func (n *Node) setHTTPCookieKeys(keys [][]byte) {
-	for _, c := range n.gen().clusters {
+	g := n.gen()
+	if g == nil {
+		return
+	}
+	for _, c := range g.clusters {
 		if c.http != nil {
 			c.http.SetCookieKeys(dataplane.CookieKeys(keys, c.cfg.Name))
 		}
