@@ -10,6 +10,10 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,5 +122,48 @@ func TestHTTPDefaults(t *testing.T) {
 	if p.Name != "TANDEM" || p.Path != "/" || p.SameSite != "lax" || p.HTTPOnly == nil || !*p.HTTPOnly ||
 		p.Timeout != DefaultCookieFallback {
 		t.Errorf("cookie defaults: %+v", p)
+	}
+}
+
+// TestExampleHTTPS: configs/example-https.yaml validates once its
+// certificate paths point at real files, and example-full.yaml shows
+// every key of the http block and of cookie persistence.
+func TestExampleHTTPS(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "configs", "example-https.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	for _, name := range []string{"www", "api"} {
+		cert, key := writeTestCert(t, name+".example.com")
+		src = strings.ReplaceAll(src, "/etc/tandem/"+name+".pem", cert)
+		src = strings.ReplaceAll(src, "/etc/tandem/"+name+".key", key)
+	}
+	src = strings.Replace(src, "secret_file: /etc/tandem/cluster.key", "secret: "+testKey, 1)
+	src = strings.Replace(src, "access_log: /var/log/tandem/www.log", "access_log: stdout", 1)
+	if got := problems(t, src); len(got) > 0 {
+		t.Errorf("example-https.yaml: %v", got)
+	}
+	c, err := Load(filepath.Join("..", "..", "configs", "example-full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(c.Clusters, func(vc VirtualCluster) bool { return vc.IsHTTP() })
+	if i < 0 {
+		t.Fatal("example-full.yaml has no http cluster")
+	}
+	k := "clusters[" + strconv.Itoa(i) + "]"
+	for f := range reflect.TypeFor[HTTP]().Fields() {
+		if key := k + ".http." + f.Tag.Get("mapstructure"); c.lines[key] == 0 {
+			t.Errorf("example-full.yaml does not show %s", key)
+		}
+	}
+	for _, key := range []string{"name", "max_age", "path", "domain", "secure", "http_only", "same_site"} {
+		if c.lines[k+".persistence."+key] == 0 {
+			t.Errorf("example-full.yaml does not show %s.persistence.%s", k, key)
+		}
+	}
+	if c.lines[k+".servers[2].pool"] == 0 {
+		t.Errorf("example-full.yaml does not show %s.servers[].pool", k)
 	}
 }
