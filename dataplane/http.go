@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -49,7 +50,8 @@ type HTTPCluster struct {
 	allow    allowList
 	trusted  allowList
 	maxConns int64
-	certs    *certStore // nil: plain HTTP
+	certs    *certStore  // nil: plain HTTP
+	tlsConf  *tls.Config // certs' config
 	cookie   *cookieJar // nil: no cookie persistence
 	sticky   StickyTable
 	proxy    *httputil.ReverseProxy
@@ -112,6 +114,7 @@ func NewHTTPCluster(vc config.VirtualCluster, pool *Pool, opts HTTPOptions, logg
 		if c.certs, err = loadCerts(*vc.TLS); err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", vc.Name, err)
 		}
+		c.tlsConf = c.certs.config()
 	}
 	if p := vc.Persistence; p != nil && p.Mode == config.PersistenceCookie {
 		c.cookie = newCookieJar(*p, pool.Servers(), opts.CookieKeys)
@@ -204,8 +207,13 @@ func (c *HTTPCluster) server(h http.Handler) *http.Server {
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext:       connContext,
 	}
-	if c.certs != nil && h == http.Handler(c) {
-		s.TLSConfig = c.certs.config()
+	if c.tlsConf != nil && h == http.Handler(c) {
+		// TLS is the listener's (clientConn): HTTP/2 arrives as the
+		// preface on a connection net/http sees unencrypted.
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		s.Protocols = &p
 	}
 	return s
 }
@@ -227,7 +235,7 @@ func (c *HTTPCluster) Serve(ctx context.Context) error {
 		rdr = c.rdr
 	}
 	c.mu.Unlock()
-	hl := &httpListener{c: c, ln: ln}
+	hl := &httpListener{c: c, ln: ln, tls: c.tlsConf}
 	stop := context.AfterFunc(ctx, func() {
 		ln.Close()
 		if rdln != nil {
@@ -240,12 +248,7 @@ func (c *HTTPCluster) Serve(ctx context.Context) error {
 	if rdr != nil {
 		wg.Go(func() { errc <- rdr.Serve(&httpListener{c: c, ln: rdln}) })
 	}
-	var err error
-	if c.certs != nil {
-		err = srv.ServeTLS(hl, "", "")
-	} else {
-		err = srv.Serve(hl)
-	}
+	err := srv.Serve(hl)
 	ln.Close()
 	if rdln != nil {
 		rdln.Close()
@@ -313,8 +316,9 @@ func (c *HTTPCluster) redirect(w http.ResponseWriter, r *http.Request) {
 // serves (MASTER), the client is on the allow list, the cluster is under
 // max_conns. A refused connection is reset at once and counted.
 type httpListener struct {
-	c  *HTTPCluster
-	ln *net.TCPListener
+	c   *HTTPCluster
+	ln  *net.TCPListener
+	tls *tls.Config // nil: plain HTTP (the redirect's, a cluster without tls)
 }
 
 func (l *httpListener) Accept() (net.Conn, error) {
@@ -347,7 +351,7 @@ func (l *httpListener) Accept() (net.Conn, error) {
 			continue
 		}
 		c.open.add()
-		return newClientConn(conn, c, from), nil
+		return newClientConn(conn, c, from, l.tls), nil
 	}
 }
 

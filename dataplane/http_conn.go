@@ -13,33 +13,43 @@ import (
 
 // clientConn is an accepted client connection of an HTTPCluster: it
 // frees the connection's place (max_conns, Drain) once, when closed
-// (by the server, or by the proxy after an upgrade), and on plain HTTP
-// watches the requests' framing for smuggling attempts.
+// (by the server, or by the proxy after an upgrade), and watches the
+// requests' framing for smuggling attempts.
+//
+// On a TLS cluster, Conn is a *tls.Conn that clientConn hides from
+// net/http: the server sees a plain connection whose bytes are already
+// decrypted, so the framing watch sees them too (net/http reads a
+// *tls.Conn itself, out of reach). The handshake runs on the first Read,
+// under the header timeout net/http sets; a client that negotiated h2
+// by ALPN sends the HTTP/2 preface, which the server (Protocols:
+// UnencryptedHTTP2) serves as HTTP/2. The request's TLS state is then
+// not in Request.TLS; the proxy reads secure instead.
 type clientConn struct {
-	*net.TCPConn
-	c     *HTTPCluster
-	from  netip.AddrPort
-	once  sync.Once
-	sniff *framing // nil over TLS (the bytes read are ciphertext)
+	net.Conn // the *net.TCPConn, or a *tls.Conn over it
+	c        *HTTPCluster
+	from     netip.AddrPort
+	secure   bool
+	once     sync.Once
+	sniff    framing
 	// smuggled is set once a request carried both Content-Length and
 	// Transfer-Encoding: the handler answers 400 and closes.
 	smuggled atomic.Bool
 }
 
-func newClientConn(conn *net.TCPConn, c *HTTPCluster, from netip.AddrPort) *clientConn {
-	cc := &clientConn{TCPConn: conn, c: c, from: from}
-	if c.certs == nil {
-		cc.sniff = &framing{}
+// newClientConn wraps conn, in TLS when tlsConf is not nil.
+func newClientConn(conn *net.TCPConn, c *HTTPCluster, from netip.AddrPort, tlsConf *tls.Config) *clientConn {
+	cc := &clientConn{Conn: conn, c: c, from: from}
+	if tlsConf != nil {
+		cc.Conn, cc.secure = tls.Server(conn, tlsConf), true
 	}
 	return cc
 }
 
-// Read reads from the client and, on plain HTTP, feeds the framing
-// watcher, which sees every request's headers before net/http parses
-// them.
+// Read reads from the client and feeds the framing watcher, which sees
+// every request's headers before net/http parses them.
 func (cc *clientConn) Read(p []byte) (int, error) {
-	n, err := cc.TCPConn.Read(p)
-	if f := cc.sniff; f != nil && n > 0 && !f.done {
+	n, err := cc.Conn.Read(p)
+	if f := &cc.sniff; n > 0 && !f.done {
 		if f.feed(p[:n]) {
 			cc.smuggled.Store(true)
 		}
@@ -49,7 +59,7 @@ func (cc *clientConn) Read(p []byte) (int, error) {
 
 // Close closes the connection and frees its place, once.
 func (cc *clientConn) Close() error {
-	err := cc.TCPConn.Close()
+	err := cc.Conn.Close()
 	cc.once.Do(func() {
 		cc.c.active.Add(-1)
 		cc.c.open.done()
@@ -61,9 +71,6 @@ type connKey struct{}
 
 // connContext puts the client connection in each request's context.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
 	if cc, ok := c.(*clientConn); ok {
 		return context.WithValue(ctx, connKey{}, cc)
 	}
@@ -169,6 +176,10 @@ func (f *framing) lineDone(line []byte) bool {
 			return f.headersDone()
 		}
 		if !f.started {
+			if bytes.HasPrefix(line, []byte("PRI * HTTP/2.0")) {
+				f.done = true // the HTTP/2 preface: frames follow
+				return false
+			}
 			f.started = true
 			f.upgrade = bytes.HasPrefix(line, []byte("CONNECT "))
 			return false

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +19,13 @@ import (
 // first response and whether the proxy closed the connection after it.
 func rawHTTP(t *testing.T, url, s string) (*http.Response, bool) {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	var conn net.Conn
+	var err error
+	if addr, ok := strings.CutPrefix(url, "https://"); ok {
+		conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	} else {
+		conn, err = net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,20 +73,32 @@ func TestHTTPLimits(t *testing.T) {
 
 // TestHTTPSmuggling: a request with both Content-Length and
 // Transfer-Encoding gets 400, its connection is closed, and no server
-// sees it; net/http alone would take it (dropping Content-Length).
+// sees it, over HTTP and HTTPS; net/http alone would take it (dropping
+// Content-Length). A good request on the connection before it is served.
 func TestHTTPSmuggling(t *testing.T) {
 	a := startWeb(t, "a")
-	c, url := runHTTP(t, httpClusterConfig(t, srv(a, "")), HTTPOptions{})
-	smuggle := "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
-	resp, closed := rawHTTP(t, url, smuggle)
-	if resp.StatusCode != 400 || !closed {
-		t.Errorf("smuggling attempt: status %d, closed %v; want 400 and closed", resp.StatusCode, closed)
-	}
-	if n := a.conns.Load(); n != 0 {
-		t.Errorf("the server saw %d connections", n)
-	}
-	if n := c.Stats().Smuggling; n != 1 {
-		t.Errorf("smuggling counted %d, want 1", n)
+	cert, key, _ := writeCert(t, time.Now().Add(time.Hour), "www.example.test")
+	for _, secure := range []bool{false, true} {
+		vc := httpClusterConfig(t, srv(a, ""))
+		if secure {
+			vc.TLS = &config.TLS{CertFile: cert, KeyFile: key, MinVersion: "1.2"}
+		}
+		c, url := runHTTP(t, vc, HTTPOptions{})
+		before := a.conns.Load()
+		smuggle := "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
+		resp, closed := rawHTTP(t, url, smuggle)
+		if resp.StatusCode != 400 || !closed {
+			t.Errorf("%s smuggling attempt: status %d, closed %v; want 400 and closed", url, resp.StatusCode, closed)
+		}
+		if n := a.conns.Load() - before; n != 0 {
+			t.Errorf("%s: the server saw %d connections", url, n)
+		}
+		if n := c.Stats().Smuggling; n != 1 {
+			t.Errorf("%s: smuggling counted %d, want 1", url, n)
+		}
+		if resp, _ := rawHTTP(t, url, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); resp.StatusCode != 200 {
+			t.Errorf("%s: a good request got %d", url, resp.StatusCode)
+		}
 	}
 }
 
@@ -233,5 +252,35 @@ func TestFraming(t *testing.T) {
 				t.Errorf("%s, reads of %d: flagged %v, want %v", tt.name, step, got, tt.want)
 			}
 		}
+	}
+}
+
+// TestHTTPSSilentClientCut: a client that opens a connection to an
+// HTTPS cluster and never finishes its handshake is cut at the header
+// timeout.
+func TestHTTPSSilentClientCut(t *testing.T) {
+	a := startWeb(t, "a")
+	cert, key, _ := writeCert(t, time.Now().Add(time.Hour), "www.example.test")
+	vc := httpClusterConfig(t, srv(a, ""))
+	vc.TLS = &config.TLS{CertFile: cert, KeyFile: key, MinVersion: "1.2"}
+	vc.HTTP.HeaderTimeout = 300 * time.Millisecond
+	c, url := runHTTP(t, vc, HTTPOptions{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "\x16\x03\x01") // the start of a ClientHello, and no more
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = conn.Read(make([]byte, 1))
+	if d := time.Since(start); err == nil || d > 5*time.Second || d < 250*time.Millisecond {
+		t.Errorf("silent client: read %v after %s; want the connection closed at the 300ms header timeout", err, d)
+	}
+	for deadline := time.Now().Add(5 * time.Second); c.Stats().Active != 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := c.Stats().Active; n != 0 {
+		t.Errorf("%d client connections counted after the cut", n)
 	}
 }

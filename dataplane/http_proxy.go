@@ -19,6 +19,7 @@ import (
 // swaps it) and the server its cookie named.
 type reqState struct {
 	client    netip.AddrPort
+	secure    bool // the request came over TLS
 	pool      *Pool
 	srv       *Server
 	cookieSrv *Server
@@ -41,7 +42,7 @@ func (c *HTTPCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &respWriter{ResponseWriter: w}
 	st := &reqState{}
 	if cc := connFrom(r.Context()); cc != nil {
-		st.client = cc.from
+		st.client, st.secure = cc.from, cc.secure
 		if cc.smuggled.Load() {
 			c.stats.smuggling.Add(1)
 			w.Header().Set("Connection", "close")
@@ -168,7 +169,7 @@ func (c *HTTPCluster) forwarded(pr *httputil.ProxyRequest, st *reqState) {
 	in, out := pr.In.Header, pr.Out.Header
 	ip := st.client.Addr().Unmap()
 	proto := "http"
-	if pr.In.TLS != nil {
+	if st.secure || pr.In.TLS != nil {
 		proto = "https"
 	}
 	trusted := len(c.trusted) > 0 && c.trusted.permits(ip)
