@@ -52,7 +52,7 @@ type HTTPCluster struct {
 	maxConns int64
 	certs    *certStore  // nil: plain HTTP
 	tlsConf  *tls.Config // certs' config
-	cookie   *cookieJar // nil: no cookie persistence
+	cookie   *cookieJar  // nil: no cookie persistence
 	sticky   StickyTable
 	proxy    *httputil.ReverseProxy
 	tr       *http.Transport
