@@ -57,6 +57,25 @@ func (cc *clientConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// netHTTPError is how net/http ends the answer it writes itself to a
+// request it cannot parse (400, 431, 501), in one write on the
+// connection: the handler's answers never carry it (their headers are
+// sorted, with a Date).
+var netHTTPError = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
+
+// Write writes to the client, counting the requests net/http refused by
+// itself (the handler never saw them).
+func (cc *clientConn) Write(p []byte) (int, error) {
+	if len(p) > 12 && string(p[:10]) == "HTTP/1.1 4" && bytes.Contains(p, netHTTPError) {
+		if string(p[9:12]) == "431" {
+			cc.c.stats.headerTooLarge.Add(1)
+		} else {
+			cc.c.stats.malformed.Add(1)
+		}
+	}
+	return cc.Conn.Write(p)
+}
+
 // Close closes the connection and frees its place, once.
 func (cc *clientConn) Close() error {
 	err := cc.Conn.Close()

@@ -74,6 +74,11 @@ func httpClusterConfig(t testing.TB, servers ...config.Server) config.VirtualClu
 	return c.Clusters[0]
 }
 
+// srvAt is a config server at addr.
+func srvAt(name, addr string) config.Server {
+	return config.Server{Name: name, Address: addr, Weight: 1}
+}
+
 // srv is a config server for a backend.
 func srv(b *webBackend, pool string) config.Server {
 	return config.Server{Name: b.name, Address: b.addr.String(), Weight: 1, Pool: pool}

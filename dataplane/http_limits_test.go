@@ -46,7 +46,8 @@ func rawHTTP(t *testing.T, url, s string) (*http.Response, bool) {
 }
 
 // TestHTTPLimits: headers over max_header_bytes get 431, bodies over
-// max_body_bytes 413 (announced or chunked), within limits 200.
+// max_body_bytes 413 (announced or chunked), a malformed request 400,
+// within limits 200; each is counted.
 func TestHTTPLimits(t *testing.T) {
 	a := startWeb(t, "a")
 	vc := httpClusterConfig(t, srv(a, ""))
@@ -60,14 +61,16 @@ func TestHTTPLimits(t *testing.T) {
 		{"small", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 200},
 		{"header too large", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n", 431},
 		{"body announced too large", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + strings.Repeat("y", 2000), 413},
+		{"malformed", "GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400},
 		{"chunked body too large", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n" + strings.Repeat("y", 2000) + "\r\n0\r\n\r\n", 413},
 	} {
 		if resp, _ := rawHTTP(t, url, tt.req); resp.StatusCode != tt.want {
 			t.Errorf("%s: status %d, want %d", tt.name, resp.StatusCode, tt.want)
 		}
 	}
-	if n := c.Stats().TooLarge; n != 2 {
-		t.Errorf("too large counted %d, want 2", n)
+	if st := c.Stats(); st.TooLarge != 2 || st.HeaderTooLarge != 1 || st.Malformed != 1 || st.Requests != 3 {
+		t.Errorf("counted too large %d (want 2), header too large %d (want 1), malformed %d (want 1), requests %d (want 3)",
+			st.TooLarge, st.HeaderTooLarge, st.Malformed, st.Requests)
 	}
 }
 
@@ -209,7 +212,9 @@ func TestHTTPDrain(t *testing.T) {
 
 // startWebFunc serves h on 127.0.0.1 until the test ends and returns
 // its address.
-func startWebFunc(t *testing.T, h http.HandlerFunc) string {
+func startWebFunc(t *testing.T, h http.HandlerFunc) string { return startWebFuncB(t, h) }
+
+func startWebFuncB(t testing.TB, h http.HandlerFunc) string {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {

@@ -42,6 +42,9 @@ type httpStats struct {
 	servers map[*Server]*reqCounters
 	// events count what the proxy refused or failed by itself.
 	smuggling, tooLarge, noServer, badGateway, timeouts, retries atomic.Uint64
+	// malformed and headerTooLarge count what net/http answered itself
+	// (400, 431): requests it could not parse.
+	malformed, headerTooLarge atomic.Uint64
 }
 
 func newHTTPStats(servers []*Server) *httpStats {
@@ -103,8 +106,11 @@ type HTTPStats struct {
 	// NoServer requests no server could take (503); BadGateway failed
 	// exchanges with a server (502); Timeouts servers that did not answer
 	// in time (504); Retries requests sent again elsewhere after a
-	// failed connect.
+	// failed connect. Malformed counts requests net/http could not parse
+	// (answered 400 by itself), HeaderTooLarge those over
+	// max_header_bytes (431); neither reaches Requests.
 	Smuggling, TooLarge, NoServer, BadGateway, Timeouts, Retries uint64
+	Malformed, HeaderTooLarge                                    uint64
 	// Certificates are the served certificates (TLS), the default first.
 	Certificates []CertInfo
 }
@@ -122,6 +128,7 @@ func (c *HTTPCluster) Stats() HTTPStats {
 		ServerRequests: make(map[string]RequestStats, len(s.servers)),
 		Smuggling:      s.smuggling.Load(), TooLarge: s.tooLarge.Load(), NoServer: s.noServer.Load(),
 		BadGateway: s.badGateway.Load(), Timeouts: s.timeouts.Load(), Retries: s.retries.Load(),
+		Malformed: s.malformed.Load(), HeaderTooLarge: s.headerTooLarge.Load(),
 	}
 	for r := range numReasons {
 		st.Refused[r.String()] = c.refused[r].Load()

@@ -19,13 +19,17 @@ type HTTPStatus struct {
 	// max_body_bytes (413); NoServer requests no server could take (503);
 	// BadGateway failed exchanges with a server (502); Timeouts servers
 	// too slow to answer (504); Retries requests sent to another server
-	// after a failed connect.
+	// after a failed connect. Malformed counts requests too broken to
+	// parse (400), HeaderTooLarge those over max_header_bytes (431).
 	Smuggling  uint64 `json:"smuggling"`
 	TooLarge   uint64 `json:"too_large"`
 	NoServer   uint64 `json:"no_server"`
 	BadGateway uint64 `json:"bad_gateway"`
 	Timeouts   uint64 `json:"timeouts"`
 	Retries    uint64 `json:"retries"`
+	// Malformed and HeaderTooLarge: see Smuggling.
+	Malformed      uint64 `json:"malformed"`
+	HeaderTooLarge uint64 `json:"header_too_large"`
 	// Certificates are the certificates served (tls), the default first.
 	Certificates []Certificate `json:"certificates,omitempty"`
 }

@@ -12,7 +12,7 @@ var (
 	dHTTPRequests   = desc("http_requests_total", "Requests of an http cluster, by status class (none: no response, the client left).", "cluster", "class")
 	dHTTPDuration   = desc("http_request_duration_seconds", "Time from a request's headers to its response's end.", "cluster")
 	dHTTPSrvReqs    = desc("http_server_requests_total", "Requests sent to a server of an http cluster, by status class.", "cluster", "server", "class")
-	dHTTPProblems   = desc("http_problems_total", "Requests the proxy answered itself, by reason (smuggling, too_large, no_server, bad_gateway, timeout) and retries after a failed connect (retry).", "cluster", "reason")
+	dHTTPProblems   = desc("http_problems_total", "Requests the proxy answered itself, by reason (smuggling, too_large, no_server, bad_gateway, timeout, malformed, header_too_large) and retries after a failed connect (retry).", "cluster", "reason")
 	dHTTPCertExpiry = desc("http_certificate_expiry_seconds", "Seconds until a served certificate expires (negative once past).", "cluster", "file")
 	httpDescs       = []*prometheus.Desc{dHTTPRequests, dHTTPDuration, dHTTPSrvReqs, dHTTPProblems, dHTTPCertExpiry}
 )
@@ -48,7 +48,8 @@ func collectHTTP(ch chan<- prometheus.Metric, cl api.Cluster) {
 		}
 	}
 	for reason, n := range map[string]uint64{"smuggling": h.Smuggling, "too_large": h.TooLarge, "no_server": h.NoServer,
-		"bad_gateway": h.BadGateway, "timeout": h.Timeouts, "retry": h.Retries} {
+		"bad_gateway": h.BadGateway, "timeout": h.Timeouts, "retry": h.Retries, "malformed": h.Malformed,
+		"header_too_large": h.HeaderTooLarge} {
 		counter(dHTTPProblems, float64(n), cl.Name, reason)
 	}
 	for _, c := range h.Certificates {

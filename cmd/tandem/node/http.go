@@ -108,7 +108,7 @@ func httpStatus(c *vcluster, ac *api.Cluster) ([]dataplane.ServerStats, map[stri
 	ac.ActiveConns, ac.TotalConns, ac.Serving, ac.Refused = st.Active, st.Total, st.Serving, st.Refused
 	h := &api.HTTPStatus{Requests: st.Requests, Status: st.Status, LatencyMeanMs: ms(st.MeanLatency),
 		Smuggling: st.Smuggling, TooLarge: st.TooLarge, NoServer: st.NoServer, BadGateway: st.BadGateway,
-		Timeouts: st.Timeouts, Retries: st.Retries}
+		Timeouts: st.Timeouts, Retries: st.Retries, Malformed: st.Malformed, HeaderTooLarge: st.HeaderTooLarge}
 	bounds := dataplane.LatencyBounds()
 	for i, n := range st.Latency {
 		b := api.LatencyBucket{Count: n}
