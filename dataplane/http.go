@@ -58,6 +58,7 @@ type HTTPCluster struct {
 	tr       *http.Transport
 	alog     *accessLog
 	addrs    map[*Server]string
+	byAddr   map[string]*Server // the inverse of addrs, for the dialer
 	stats    *httpStats
 
 	serving atomic.Bool
@@ -101,11 +102,12 @@ func NewHTTPCluster(vc config.VirtualCluster, pool *Pool, opts HTTPOptions, logg
 		name: vc.Name, addr: netip.AddrPortFrom(vip.Unmap(), uint16(vc.Port)),
 		pool: pool, cfg: hc, opts: opts, log: logger.With("cluster", vc.Name),
 		allow: allow, trusted: trusted, maxConns: int64(max(vc.MaxConns, 0)),
-		sticky: opts.Sticky, addrs: make(map[*Server]string),
+		sticky: opts.Sticky, addrs: make(map[*Server]string), byAddr: make(map[string]*Server),
 	}
 	c.stats = newHTTPStats(pool.Servers())
 	for _, s := range pool.Servers() {
 		c.addrs[s] = s.Addr.String()
+		c.byAddr[c.addrs[s]] = s
 	}
 	if c.routes, err = newRouter(vc, pool); err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", vc.Name, err)
@@ -134,11 +136,20 @@ func NewHTTPCluster(vc config.VirtualCluster, pool *Pool, opts HTTPOptions, logg
 
 // transport is the keep-alive pool to the servers: HTTP/1.1, no
 // compression of its own (gzip is left to the servers), idle connections
-// kept per server.
+// kept per server. Each connect's time feeds the server's EWMA
+// (fastest_response).
 func (c *HTTPCluster) transport() *http.Transport {
 	d := &net.Dialer{Timeout: c.cfg.ConnectTimeout, KeepAlive: -1}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		start := time.Now()
+		conn, err := d.DialContext(ctx, network, addr)
+		if s := c.byAddr[addr]; s != nil && err == nil {
+			s.ObserveConnect(time.Since(start))
+		}
+		return conn, err
+	}
 	return &http.Transport{
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,

@@ -43,6 +43,9 @@ func TestHTTPProxyBalancesOverKeepAlive(t *testing.T) {
 	if st.Requests != 20 || st.Status["2xx"] != 20 || st.ServerRequests["a"].Requests != 10 {
 		t.Errorf("stats: %+v", st.RequestStats)
 	}
+	if st.Servers[0].ConnectTime == 0 || st.Servers[1].ConnectTime == 0 {
+		t.Errorf("connect times %v, %v: want both measured (fastest_response)", st.Servers[0].ConnectTime, st.Servers[1].ConnectTime)
+	}
 }
 
 // TestHTTPForwardedHeaders: an untrusted client's X-Forwarded-For and

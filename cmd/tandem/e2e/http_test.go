@@ -63,6 +63,12 @@ http {
 // in the lab's folder and returns their paths.
 func (l *lab) selfSigned(name string) (certFile, keyFile string) {
 	l.t.Helper()
+	return l.selfSignedAs(name, name)
+}
+
+// selfSignedAs is selfSigned into the files file.pem and file.key.
+func (l *lab) selfSignedAs(name, file string) (certFile, keyFile string) {
+	l.t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		l.t.Fatal(err)
@@ -74,7 +80,7 @@ func (l *lab) selfSigned(name string) (certFile, keyFile string) {
 		l.t.Fatal(err)
 	}
 	kb, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile = filepath.Join(l.dir, name+".pem"), filepath.Join(l.dir, name+".key")
+	certFile, keyFile = filepath.Join(l.dir, file+".pem"), filepath.Join(l.dir, file+".key")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
@@ -194,5 +200,26 @@ func TestHTTPSClusterThroughTheVIP(t *testing.T) {
 	h := st.Clusters[0].HTTP
 	if h == nil || h.Status["2xx"] == 0 || len(h.Certificates) != 2 {
 		t.Errorf("lb1's http status: %+v", h)
+	}
+
+	// A renewed certificate in the same files: `tandem reload` serves it
+	// (curl now trusts only the new one), and says so.
+	oldCert, _ := os.ReadFile(wwwCert)
+	newCert, newKey := l.selfSignedAs("www.example.test", "renewed")
+	for from, to := range map[string]string{newCert: wwwCert, newKey: wwwKey} {
+		b, _ := os.ReadFile(from)
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, _ := os.ReadFile(wwwCert); string(b) == string(oldCert) {
+		t.Fatal("the renewed certificate is the old one")
+	}
+	out, err = exec.Command(binDir+"/tandem", "reload", "--socket", filepath.Join(l.dir, "lb1.sock")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "cluster www: certificates reloaded") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if got := strings.Fields(l.https("www.example.test", wwwCert, jar))[0]; got != first {
+		t.Errorf("after the certificate reload: served by %s, want %s", got, first)
 	}
 }
