@@ -8,6 +8,7 @@ COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/tandem
 LABTOOLS  := bin/labtools
+AGENT     := bin/tandem-agent
 
 .PHONY: all build test unit e2e demo bench lint deps deb fuzz clean chaos soak
 
@@ -16,6 +17,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tandem
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(LABTOOLS) ./scripts/labtools
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(AGENT) ./scripts/tandem-agent
 
 deps:
 	@if [ "$$(id -u)" = 0 ]; then scripts/deps.sh; else echo "make: not root: skipping package installs (root-only tests will skip)"; fi

@@ -3,6 +3,7 @@ module github.com/tandem-lb/tandem
 go 1.26.0
 
 require (
+	github.com/flynn/noise v1.1.0
 	github.com/go-ldap/ldap/v3 v3.4.15
 	github.com/go-viper/mapstructure/v2 v2.4.0
 	github.com/google/nftables v0.3.0

@@ -39,12 +39,14 @@ func NewBalancer(algorithm string) (Balancer, error) {
 }
 
 // lessLoaded reports whether a is less loaded than b, weighing the
-// connection each would get next: (a.Active()+1)/a.Weight <
-// (b.Active()+1)/b.Weight, compared by cross-multiplication so there is
-// no float and no division. Weights are 1..256 and counts fit in far
-// fewer than 55 bits, so the products cannot overflow.
+// connection each would get next: (a.Active()+1)/w(a) <
+// (b.Active()+1)/w(b), w being the effective weight (the configured one
+// scaled by the server's agent, agent.go), compared by
+// cross-multiplication so there is no float and no division. Effective
+// weights are at most 25,600 and counts fit in far fewer than 48 bits, so
+// the products cannot overflow.
 func lessLoaded(a, b *Server) bool {
-	return nextLoad(a)*serverWeight(b) < nextLoad(b)*serverWeight(a)
+	return nextLoad(a)*b.EffectiveWeight() < nextLoad(b)*a.EffectiveWeight()
 }
 
 // nextLoad is the active count the next connection would make. A transient

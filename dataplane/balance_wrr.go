@@ -31,7 +31,7 @@ func (b *weightedRoundRobin) Pick(_ netip.Addr, candidates []*Server) *Server {
 		if s.Index >= len(b.current) {
 			b.grow(s.Index + 1)
 		}
-		w := serverWeight(s)
+		w := s.EffectiveWeight() // the agent's scaling, agent.go
 		total += w
 		b.current[s.Index] += w
 		if c := b.current[s.Index]; best == nil || c > bestCur {

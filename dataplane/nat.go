@@ -320,21 +320,22 @@ func (c *NATCluster) service() NATService {
 const MaglevHash = "maglev"
 
 // wrrSlots is one period of smooth weighted round robin over servers
-// (weights divided by their gcd, at most maxWRRSlots slots): the kernel's
-// counter walks it, so a server of weight 3 gets three flows in every
-// period, spread out.
+// (effective weights, agent.go, divided by their gcd, at most maxWRRSlots
+// slots): the kernel's counter walks it, so a server of weight 3 gets
+// three flows in every period, spread out. An agent's new load changes
+// the slots, and the pool's Refresh rewrites them.
 func wrrSlots(servers []*Server) []netip.AddrPort {
 	if len(servers) == 0 {
 		return nil
 	}
 	g := 0
 	for _, s := range servers {
-		g = gcd(g, max(s.Weight, 1))
+		g = gcd(g, natWeight(s))
 	}
 	w := make([]int, len(servers))
 	total := 0
 	for i, s := range servers {
-		w[i] = max(s.Weight, 1) / g
+		w[i] = natWeight(s) / g
 		total += w[i]
 	}
 	if total > maxWRRSlots { // scale down, keeping every server in
@@ -362,6 +363,9 @@ func wrrSlots(servers []*Server) []netip.AddrPort {
 }
 
 const maxWRRSlots = 4096
+
+// natWeight is the server's effective weight, at least 1.
+func natWeight(s *Server) int { return int(max(s.EffectiveWeight(), 1)) }
 
 func gcd(a, b int) int {
 	for b != 0 {

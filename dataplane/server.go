@@ -51,6 +51,8 @@ type Server struct {
 	failures atomic.Uint64
 	// connectNanos is an EWMA of connect time, for fastest_response.
 	connectNanos atomic.Int64
+	// agent is the agent's last load reading minus AgentNone (agent.go).
+	agent atomic.Int32
 }
 
 // NewServer returns a server that is healthy and enabled.
@@ -65,7 +67,7 @@ func NewServer(index int, name string, addr netip.AddrPort, weight int) *Server 
 
 // Available reports whether new connections may go to the server.
 func (s *Server) Available() bool {
-	return s.healthy.Load() && Admin(s.admin.Load()) == Enabled
+	return s.healthy.Load() && Admin(s.admin.Load()) == Enabled && !s.AgentDrained()
 }
 
 // Healthy is the last health verdict.

@@ -54,6 +54,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+# build_tandem, show_log, and through it stop_pid, forget_pid, wait_for;
+# sourced first: its defaults (OUT, KEEP, usage, die, log) are set again
+# below.
+BENCH=bench-sessions
+NS="" # nsbench.sh's namespace helpers are not used here
+. "$ROOT/scripts/lib/nsbench.sh"
+
 OUT=""
 KEEP=0
 P=${TANDEM_LAB_PREFIX:-bs$(($$ % 100000))}
@@ -100,9 +107,6 @@ TMP=$(mktemp -d /tmp/bench-sessions.XXXXXX)
 PIDS=()
 LAB_MADE=0
 
-# build_tandem, show_log, and through it stop_pid, forget_pid, wait_for
-NS="" # nsbench.sh's namespace helpers are not used here
-. "$ROOT/scripts/lib/nsbench.sh"
 
 cleanup() {
     local rc=$? p
@@ -596,7 +600,12 @@ restart_backup() {
     start_tandem_node lb2
     wait_for 30 restarted_in_sync || { log "$1: lb2 not BACKUP and IN SYNC within 30 s of its restart"; return 1; }
 }
-restarted_in_sync() { tstate_is lb2 BACKUP && in_sync lb1; }
+# (lb2's own view counts: lb1's IN SYNC may still be the one from before
+# the restart; lb2 holds while its bulk is arriving)
+restarted_in_sync() {
+    tstate_is lb2 BACKUP && in_sync lb2 && in_sync lb1 &&
+        jq -e '(.holds // []) | length == 0' >/dev/null <<<"$(tstatus lb2)"
+}
 
 run_nat() { # run_nat SETUP HB
     local s=$1 hb=$2 i

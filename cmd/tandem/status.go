@@ -220,7 +220,8 @@ func renderStatus(out io.Writer, st *api.Status) {
 						check += "; WARNING: " + s.CheckWarning
 					}
 				}
-				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, s.Admin,
+				admin, check := agentColumns(s, check)
+				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, admin,
 					s.ActiveConns, s.TotalConns, check)
 			}
 		}

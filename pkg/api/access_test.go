@@ -151,7 +151,7 @@ func TestPeerCredentials(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, l, Handler(fixed{Node: "lb1"}, nil, nil), slog.New(slog.DiscardHandler))
+	go Serve(ctx, l, Handler(Deps{Status: fixed{Node: "lb1"}}), slog.New(slog.DiscardHandler))
 
 	dial := func(cred *syscall.Credential) string {
 		cmd := exec.Command(bin, "-test.run=^TestHelperDial$", "-test.v")
@@ -204,8 +204,8 @@ func TestServeLimits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", Handler(fixed{Node: "lb1"}, nil, nil))
-	mux.Handle("/boom/", http.StripPrefix("/boom", Handler(panicky{}, nil, nil)))
+	mux.Handle("/v1/", Handler(Deps{Status: fixed{Node: "lb1"}}))
+	mux.Handle("/boom/", http.StripPrefix("/boom", Handler(Deps{Status: panicky{}})))
 	go Serve(ctx, l, mux, slog.New(slog.NewTextHandler(&logs, nil)))
 
 	raw := func(req string) string {
@@ -254,7 +254,7 @@ func TestManyClientsDoNotExhaustConns(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, l, Handler(fixed{Node: "lb1"}, nil, nil), slog.New(slog.DiscardHandler))
+	go Serve(ctx, l, Handler(Deps{Status: fixed{Node: "lb1"}}), slog.New(slog.DiscardHandler))
 	for i := range 2 * MaxConns {
 		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := NewClient(sock).Status(cctx)

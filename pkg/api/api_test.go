@@ -32,7 +32,9 @@ func TestStatusOverSocket(t *testing.T) {
 	done := make(chan error, 1)
 	want := fixed{Node: "lb1", State: "MASTER", Priority: 150,
 		Peers: []Peer{{Name: "lb2", Alive: true, State: "BACKUP"}}}
-	go func() { done <- Serve(ctx, l, Handler(want, nil, nil), slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() {
+		done <- Serve(ctx, l, Handler(Deps{Status: want}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
 
 	// A second daemon must not steal a live socket.
 	if _, err := Listen(sock); err == nil {
@@ -88,7 +90,7 @@ func TestServerActions(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a := admins{}
-	go Serve(ctx, l, Handler(fixed{}, a, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go Serve(ctx, l, Handler(Deps{Status: fixed{}, Servers: a}), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	c := NewClient(sock)
 	for action, want := range map[string]string{"drain": "draining", "disable": "disabled", "enable": "enabled"} {
 		if err := c.ServerAction(ctx, "web", "web1", action); err != nil {

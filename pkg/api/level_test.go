@@ -47,7 +47,7 @@ func TestLevelOf(t *testing.T) {
 	}
 }
 
-type switcher struct{ fixed }
+type switcher struct{}
 
 func (switcher) Switchover() error { return nil }
 
@@ -86,7 +86,7 @@ func TestReadersCannotAct(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, l, Handler(switcher{fixed{Node: "lb1"}}, nil, nil), slog.New(slog.NewTextHandler(&logs, nil)))
+	go Serve(ctx, l, Handler(Deps{Status: fixed{Node: "lb1"}, Switchover: switcher{}}), slog.New(slog.NewTextHandler(&logs, nil)))
 	do := func(gid uint32, groups []uint32, req string) string {
 		cmd := exec.Command(bin, "-test.run=^TestHelperDial$", "-test.v")
 		cmd.Env = append(os.Environ(), helperEnv+"="+sock, helperReqEnv+"="+req)
@@ -140,7 +140,7 @@ func TestTopBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pers := &listPers{}
-	go Serve(ctx, l, Handler(fixed{}, nil, pers), slog.New(slog.DiscardHandler))
+	go Serve(ctx, l, Handler(Deps{Status: fixed{}, Persistence: pers}), slog.New(slog.DiscardHandler))
 	if _, err := NewClient(sock).StickyEntries(ctx, "", 1<<30); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestManyGroups(t *testing.T) {
 			os.Chmod(sock, 0o666)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go Serve(ctx, l, Handler(fixed{Node: "lb1"}, nil, nil), slog.New(slog.DiscardHandler))
+			go Serve(ctx, l, Handler(Deps{Status: fixed{Node: "lb1"}}), slog.New(slog.DiscardHandler))
 			var groups []uint32
 			for g := uint32(10000); len(groups) < 1099; g++ {
 				groups = append(groups, g)

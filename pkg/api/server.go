@@ -56,15 +56,29 @@ type EventSource interface {
 // ErrNotFound is returned for an unknown cluster or server name.
 var ErrNotFound = errors.New("not found")
 
-// Handler returns the API's routes. admin and pers may be nil.
-func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Handler {
+// Deps are what the API serves, one small interface per feature, wired
+// explicitly by the node: nothing is discovered by type assertion, so a
+// feature cannot appear or vanish because a method was renamed. Status is
+// required; a nil optional part answers as a node without it would.
+type Deps struct {
+	Status      StatusSource
+	Servers     ServerAdmin      // nil: server actions answer 501 (no dataplane)
+	Persistence PersistenceAdmin // nil: the list is empty, a flush 404
+	Switchover  Switcher         // nil: no /v1/switchover route
+	Reload      Reloader         // nil: no /v1/reload route
+	Events      EventSource      // nil: no /v1/events route
+}
+
+// Handler returns the API's routes over d.
+func Handler(d Deps) http.Handler {
+	src, admin, pers := d.Status, d.Servers, d.Persistence
 	mux := http.NewServeMux()
-	if es, ok := src.(EventSource); ok {
+	if es := d.Events; es != nil {
 		mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, es.Events())
 		})
 	}
-	if sw, ok := src.(Switcher); ok {
+	if sw := d.Switchover; sw != nil {
 		mux.HandleFunc("POST /v1/switchover", func(w http.ResponseWriter, _ *http.Request) {
 			if err := sw.Switchover(); err != nil {
 				writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
@@ -73,7 +87,7 @@ func Handler(src StatusSource, admin ServerAdmin, pers PersistenceAdmin) http.Ha
 			writeJSON(w, http.StatusAccepted, map[string]string{"switchover": "started"})
 		})
 	}
-	if rl, ok := src.(Reloader); ok {
+	if rl := d.Reload; rl != nil {
 		mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
 			changes, err := rl.Reload()
 			if err != nil {

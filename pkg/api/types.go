@@ -155,6 +155,30 @@ type Server struct {
 	CertExpiresInDays *int `json:"cert_expires_in_days,omitempty"`
 	// HTTP is set for a server of a protocol: http cluster.
 	HTTP *ServerHTTP `json:"http,omitempty"`
+	// Agent is what the server's load agent says, in a cluster with an
+	// agent: key; nil otherwise.
+	Agent *ServerAgent `json:"agent,omitempty"`
+}
+
+// ServerAgent is a server's load feedback (a cluster's agent: key).
+type ServerAgent struct {
+	// State is "load" (the agent answers with a load, which scales the
+	// weight), "drain" (it answered -1: no new connections), "no answer"
+	// (the configured weight holds) or "pending" (not polled yet).
+	State string `json:"state"`
+	// Load is the last load the agent answered (-1..100); absent unless
+	// it answers.
+	Load *int `json:"load,omitempty"`
+	// Weight is the effective weight the balancer uses, as a multiple of
+	// one configured weight unit (configured weight × (100 − load) / 100,
+	// at least weight / 100; 0 while draining).
+	Weight float64 `json:"weight"`
+	// Reason says why the server is out by its agent's will: "agent: -1".
+	Reason string `json:"reason,omitempty"`
+	// Detail is the last poll's outcome ("load 37", "connect: connection
+	// refused"), At when it began.
+	Detail string     `json:"detail,omitempty"`
+	At     *time.Time `json:"at,omitempty"`
 }
 
 // Persistence summarises the sticky tables and their replication to the

@@ -179,6 +179,9 @@ type VirtualCluster struct {
 	SourceAddresses []string `mapstructure:"source_addresses" json:"source_addresses,omitempty"`
 	// Persistence, when set, keeps a client on one server.
 	Persistence *Persistence `mapstructure:"persistence" json:"persistence,omitempty"`
+	// Agent, when set, polls each server's load agent and scales the
+	// server's weight by its answer (agent.go).
+	Agent *Agent `mapstructure:"agent" json:"agent,omitempty"`
 	// HealthCheck, when set, probes the servers; without it they are up.
 	HealthCheck *HealthCheck `mapstructure:"health_check" json:"health_check,omitempty"`
 	// TLS (protocol http) terminates TLS on the VIP (see http.go).

@@ -92,6 +92,9 @@ func (c *Config) ApplyDefaults() {
 		if vc.IsHTTP() {
 			c.httpDefaults(vc, k)
 		}
+		if vc.Agent != nil {
+			c.agentDefaults(vc.Agent, k+".agent")
+		}
 	}
 }
 

@@ -83,6 +83,9 @@ func (v *validator) clusters() {
 		if vc.HealthCheck != nil {
 			v.healthCheck(k+".health_check", vc.HealthCheck)
 		}
+		if vc.Agent != nil {
+			v.agent(k+".agent", vc.Agent)
+		}
 		v.servers(k, vc.Servers)
 	}
 }

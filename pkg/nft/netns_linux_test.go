@@ -1,11 +1,14 @@
 package nft
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +260,61 @@ func TestNetnsRemovingAServiceKeepsTheOthers(t *testing.T) {
 	}
 	if c := dialTCP(t, l.client, netip.AddrPort{}, ap(vip4, 80), 2*time.Second); c == nil {
 		t.Error("the remaining service stopped")
+	}
+}
+
+// A flow of Tandem's reports its birth, its establishment, the start of
+// its close and its end, not every TCP state in between: each event costs
+// the node a read and the peer a write, and the peer needs no more to carry
+// the flow on or to let it expire soon after it closed.
+func TestNetnsFlowEventsSkipTheStatesBetween(t *testing.T) {
+	l := newLab(t, true)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		t.Skip("conntrack(8) not installed")
+	}
+	s1 := ap(srv4[0], 8080)
+	serveTCP(t, l.s1, "s1", s1, false)
+	l.apply(webSpec(s1))
+
+	for _, tc := range []struct {
+		name  string
+		close func(c *conn)
+		want  []string
+	}{
+		// FIN from the client: CLOSE_WAIT (the server's ACK) and
+		// TIME_WAIT (the client's last ACK) are not reported.
+		{"fin", func(c *conn) { c.Close() }, []string{"[NEW] SYN_SENT", "[UPDATE] ESTABLISHED", "[UPDATE] FIN_WAIT", "[UPDATE] LAST_ACK"}},
+		{"rst", func(c *conn) { c.Conn.(*net.TCPConn).SetLinger(0); c.Close() }, []string{"[NEW] SYN_SENT", "[UPDATE] ESTABLISHED", "[UPDATE] CLOSE"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ev := exec.CommandContext(ctx, "ip", "netns", "exec", l.lb, "conntrack", "-E", "-p", "tcp", "--mark", fmt.Sprint(mark1))
+		var out bytes.Buffer
+		ev.Stdout, ev.Stderr = &out, &out
+		if err := ev.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // conntrack -E subscribes
+
+		c := dialTCP(t, l.client, netip.AddrPort{}, ap(vip4, 80), 2*time.Second)
+		if c == nil {
+			t.Fatal("connection to the VIP dropped")
+		}
+		if got := c.echo(t, "hi"); got != "s1 echo hi" {
+			t.Fatalf("echo through the VIP: %q", got)
+		}
+		tc.close(c)
+		time.Sleep(500 * time.Millisecond)
+		cancel()
+		ev.Wait()
+
+		var kinds []string
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.Contains(line, "dport=80 ") {
+				kinds = append(kinds, f[0]+" "+f[4])
+			}
+		}
+		if !slices.Equal(kinds, tc.want) {
+			t.Errorf("%s: events of one connection = %q, want %q\n%s", tc.name, kinds, tc.want, out.String())
+		}
 	}
 }

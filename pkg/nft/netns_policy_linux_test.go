@@ -266,7 +266,7 @@ func TestNetnsOutboundPolicy(t *testing.T) {
 	run(t, "ip", "-n", l.client, "route", "add", "198.19.50.0/24", "via", "198.18.50.1")
 	spec.Outbound = nil
 	l.apply(spec)
-	if out, _ := l.nft("list", "table", "inet", "tandem"); strings.Contains(out, "hook forward") {
+	if out, _ := l.nft("list", "table", "inet", "tandem"); strings.Contains(out, "chain forward") {
 		t.Errorf("forward chain left without an Outbound:\n%s", out)
 	}
 	if c := dialTCP(t, l.s1, netip.AddrPort{}, ap(client4, 7002), 2*time.Second); c == nil {

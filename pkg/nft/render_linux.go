@@ -19,7 +19,11 @@ const (
 	chainPost     = "postrouting"
 	chainForward  = "forward"
 	chainOutbound = "outbound"
-	counterDenied = "drop_outbound_denied"
+	// chainFlowEvents and setFlowMarks: the closing-flow event mask
+	// (flowevents_linux.go).
+	chainFlowEvents = "flowevents"
+	setFlowMarks    = "flowmarks"
+	counterDenied   = "drop_outbound_denied"
 )
 
 // Object names of a service, derived from ServiceID so they survive
@@ -97,9 +101,17 @@ func render(spec Spec) *rendered {
 	for _, svc := range spec.Services {
 		r.service(pre, post, svc)
 	}
+	var tcpMarks []uint32
+	for _, svc := range spec.Services {
+		if svc.Proto == "tcp" {
+			tcpMarks = append(tcpMarks, svc.Mark)
+		}
+	}
 	if spec.Outbound != nil {
 		r.outbound(post, *spec.Outbound)
+		tcpMarks = append(tcpMarks, spec.Outbound.Mark)
 	}
+	r.flowEventRules(tcpMarks)
 	return r
 }
 
@@ -128,7 +140,7 @@ func (r *rendered) service(pre, post *nftables.Chain, svc Service) {
 			&expr.Lookup{SourceRegister: r0, SetName: s.Name, Invert: true}},
 			countDrop(dropCounter(ReasonAllow, id)))
 	}
-	r.rule(c, setMark(svc.Mark))
+	r.rule(c, setFlow(svc.Mark))
 	if svc.MaxConns > 0 {
 		// The count lives in a set element keyed by the service's mark,
 		// so it survives applies (a rule's own ct count would restart
@@ -255,7 +267,7 @@ func (r *rendered) outbound(post *nftables.Chain, o Outbound) {
 			if proto != "" {
 				base = cat(base, matchL4(l4num(proto)))
 			}
-			ok := cat(setMark(o.Mark), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})
+			ok := cat(setFlow(o.Mark), []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})
 			if len(ar.Ports) == 0 {
 				r.rule(out, base, ok)
 				continue

@@ -59,7 +59,7 @@ func TestRenderStickyService(t *testing.T) {
 	svc.SNAT = netip.MustParseAddr("198.19.50.2")
 	r := render(Spec{Services: []Service{svc}})
 
-	wantChains := []string{"prerouting", "postrouting", "svc_web", serverChain("web", s1), serverChain("web", s2)}
+	wantChains := []string{"prerouting", "postrouting", "svc_web", serverChain("web", s1), serverChain("web", s2), "flowevents"}
 	if got := r.chainNames(); !slices.Equal(got, wantChains) {
 		t.Errorf("chains = %v, want %v", got, wantChains)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // TestKeyRotation rotates the pair's key in the three steps of the README
@@ -61,7 +63,7 @@ func TestKeyRotation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, st.name+": intruder's adverts dropped as decrypt", func() bool {
+		testutil.WaitWithin(t, patience, st.name+": intruder's adverts dropped as decrypt", func() bool {
 			return a.Stats().Dropped[DropDecrypt] >= before.Dropped[DropDecrypt]+5
 		})
 		// Whatever reached a's queue since is from lb2 only.
@@ -83,7 +85,7 @@ func TestKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "old-key adverts dropped", func() bool { return a.Stats().Dropped[DropDecrypt] >= before+5 })
+	testutil.WaitWithin(t, patience, "old-key adverts dropped", func() bool { return a.Stats().Dropped[DropDecrypt] >= before+5 })
 }
 
 func TestSetKeysRefuses(t *testing.T) {

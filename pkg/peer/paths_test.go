@@ -4,7 +4,8 @@ import (
 	"net"
 	"strconv"
 	"testing"
-	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // freePortOn returns a port free for TCP and UDP on every one of ips.
@@ -53,17 +54,20 @@ func TestAdvertsTakeEveryPath(t *testing.T) {
 	b := start(t, Config{NodeName: "lb2", Bind: at("127.0.0.3"), Peers: []string{at("127.0.0.1")},
 		Paths: []Path{{Bind: at("127.0.0.4"), Peer: at("127.0.0.2")}}, Keys: [][]byte{keyA}, Label: "paths"})
 	sendUntil(t, a, b, Advert{State: "MASTER", Priority: 150})
-	time.Sleep(200 * time.Millisecond) // the second copies of sendUntil's adverts
+	// Every copy of sendUntil's adverts (one per path) has arrived.
+	testutil.WaitWithin(t, patience, "the second copies of sendUntil's adverts", func() bool {
+		return seen(b) == a.Stats().AdvertsSent
+	})
 	drain(b)
 	before := b.Stats()
 	if err := a.SendAdvert(Advert{State: "MASTER", Priority: 150}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the advert over both paths", func() bool {
+	testutil.WaitWithin(t, patience, "the advert over both paths", func() bool {
 		s := b.Stats()
 		return s.AdvertsReceived >= before.AdvertsReceived+1 && s.Dropped[DropDuplicate] >= before.Dropped[DropDuplicate]+1
 	})
-	time.Sleep(100 * time.Millisecond)
+	// Both copies are in: a second delivery could only have been one of them.
 	if n := b.Stats().AdvertsReceived; n != before.AdvertsReceived+1 {
 		t.Fatalf("one advert delivered %d times", n-before.AdvertsReceived)
 	}

@@ -5,7 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // tap is a UDP socket that keeps every packet it receives: a replayer's
@@ -48,8 +49,11 @@ func (tp *tap) captured() [][]byte {
 	return append([][]byte(nil), tp.pkts...)
 }
 
-// replay sends every captured packet, in order, to each address.
-func replay(t *testing.T, pkts [][]byte, to ...string) {
+// replay sends every captured packet, in order, to each address of tr,
+// each once tr has counted the one before (delivered or dropped): as the
+// master sent them, only faster, and never faster than tr reads, so none
+// is lost in a socket buffer and every one must be accounted for.
+func replay(t *testing.T, tr *Transport, pkts [][]byte, to ...string) {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -62,21 +66,33 @@ func replay(t *testing.T, pkts [][]byte, to ...string) {
 			t.Fatal(err)
 		}
 		for _, p := range pkts {
+			n := seen(tr)
 			if _, err := c.WriteToUDP(p, ua); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Millisecond) // as the master sent them, only faster
+			testutil.WaitWithin(t, patience, "the replayed packet counted", func() bool { return seen(tr) > n })
 		}
 	}
 }
 
-// expectNothing fails if tr delivers an advert within d.
-func expectNothing(t *testing.T, tr *Transport, d time.Duration, what string) {
+// seen is every advert tr delivered or dropped.
+func seen(tr *Transport) uint64 {
+	s := tr.Stats()
+	n := s.AdvertsReceived
+	for _, d := range s.Dropped {
+		n += d
+	}
+	return n
+}
+
+// expectNothing fails if tr delivered an advert; after replay, every
+// replayed packet has been counted, so none can still come.
+func expectNothing(t *testing.T, tr *Transport, what string) {
 	t.Helper()
 	select {
 	case r := <-tr.Adverts():
 		t.Fatalf("%s: replayed advert delivered: %+v", what, r.Advert)
-	case <-time.After(d):
+	default:
 	}
 }
 
@@ -102,26 +118,28 @@ func TestReplayedAdvertsDropped(t *testing.T) {
 
 	master := Advert{State: "MASTER", Priority: 200}
 	sendUntil(t, a, b, master)
+	// The capture: 20 adverts, each sent once the tap has the one before.
+	first := len(tp.captured())
 	for range 20 {
+		n := len(tp.captured())
 		if err := a.SendAdvert(master); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		testutil.WaitWithin(t, patience, "the advert captured", func() bool { return len(tp.captured()) > n })
 	}
-	eventually(t, "the capture", func() bool { return len(tp.captured()) >= 21 })
-	eventually(t, "lb2 hears the master", func() bool { return b.Stats().AdvertsReceived >= 21 })
-	pkts := tp.captured()
+	testutil.WaitWithin(t, patience, "lb2 hears the master", func() bool { return b.Stats().AdvertsReceived >= 21 })
+	pkts := tp.captured()[first:]
 	if err := a.Shutdown(); err != nil { // the master dies
 		t.Fatal(err)
 	}
 	drain(b)
 
 	before := b.Stats().Dropped
-	replay(t, pkts, at("127.0.0.3"), at("127.0.0.4"))
-	expectNothing(t, b, 300*time.Millisecond, "live backup")
+	replay(t, b, pkts, at("127.0.0.3"), at("127.0.0.4"))
+	expectNothing(t, b, "live backup")
 	after := b.Stats().Dropped
-	if got := after[DropReplay] + after[DropDuplicate] - before[DropReplay] - before[DropDuplicate]; got < 2*20 {
-		t.Fatalf("%d replayed adverts counted, want at least %d (dropped %v)", got, 2*20, after)
+	if got := after[DropReplay] + after[DropDuplicate] - before[DropReplay] - before[DropDuplicate]; got != uint64(2*len(pkts)) {
+		t.Fatalf("%d replayed adverts counted as replays, want %d (dropped %v)", got, 2*len(pkts), after)
 	}
 
 	// The backup restarts: it knows no epoch of lb1's any more.
@@ -129,10 +147,10 @@ func TestReplayedAdvertsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2 := start(t, cfgB)
-	replay(t, pkts, at("127.0.0.3"), at("127.0.0.4"))
-	expectNothing(t, b2, 500*time.Millisecond, "restarted backup")
-	if d := b2.Stats().Dropped; d[DropUnverified] == 0 {
-		t.Fatalf("replays to the restarted backup not counted as unverified: %v", d)
+	replay(t, b2, pkts, at("127.0.0.3"), at("127.0.0.4"))
+	expectNothing(t, b2, "restarted backup")
+	if d := b2.Stats().Dropped; d[DropUnverified] != uint64(2*len(pkts)) {
+		t.Fatalf("replays to the restarted backup: %d counted as unverified, want %d: %v", d[DropUnverified], 2*len(pkts), d)
 	}
 
 	// The master comes back (a new epoch): it answers the challenge and

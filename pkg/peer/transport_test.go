@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // All traffic in these tests stays on 127.0.0.1.
@@ -100,16 +102,9 @@ func pair(t *testing.T, label string) (a, b *Transport, addrA, addrB string) {
 	return a, b, addrA, addrB
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// patience bounds the waits on memberlist and the kernel's UDP sockets
+// (a join under a loaded machine takes seconds).
+const patience = 10 * time.Second
 
 // sendUntil sends adv from tr every 50ms until it arrives at to, and
 // returns what arrived.
@@ -162,7 +157,7 @@ func aliveMember(tr *Transport, name string) bool {
 
 func TestPairExchangesAdverts(t *testing.T) {
 	a, b, addrA, addrB := pair(t, "tandem-test")
-	eventually(t, "members see each other", func() bool { return aliveMember(a, "lb2") && aliveMember(b, "lb1") })
+	testutil.WaitWithin(t, patience, "members see each other", func() bool { return aliveMember(a, "lb2") && aliveMember(b, "lb1") })
 	if m := a.Members(); len(m) != 1 || m[0].Addr != addrB || m[0].State != "alive" {
 		t.Fatalf("a.Members() = %+v, want only lb2 at %s", m, addrB)
 	}
@@ -198,7 +193,7 @@ func TestSelfAdvertDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "self drop counted", func() bool { return a.Stats().Dropped[DropSelf] > 0 })
+	testutil.WaitWithin(t, patience, "self drop counted", func() bool { return a.Stats().Dropped[DropSelf] > 0 })
 	if len(a.Adverts()) != 0 {
 		t.Fatal("self advert delivered")
 	}
@@ -230,7 +225,7 @@ func TestRejectsForeignTraffic(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			eventually(t, tt.reason+" drops counted", func() bool { return a.Stats().Dropped[tt.reason] >= before+10 })
+			testutil.WaitWithin(t, patience, tt.reason+" drops counted", func() bool { return a.Stats().Dropped[tt.reason] >= before+10 })
 			assertWorking(t, a, b)
 			for _, m := range a.Members() {
 				if m.Name == tt.cfg.NodeName {
@@ -252,7 +247,7 @@ func TestRejectsForeignTraffic(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, "garbage counted", func() bool {
+		testutil.WaitWithin(t, patience, "garbage counted", func() bool {
 			after := a.Stats().Dropped
 			return after[DropDecrypt]+after[DropLabel]+after[DropOther] >= before[DropDecrypt]+before[DropLabel]+before[DropOther]+7
 		})
@@ -280,7 +275,7 @@ func TestInsecurePair(t *testing.T) {
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	a := start(t, Config{NodeName: "lb1", Bind: addrA, Peers: []string{addrB}, Insecure: true})
 	b := start(t, Config{NodeName: "lb2", Bind: addrB, Peers: []string{addrA}, Insecure: true})
-	eventually(t, "members", func() bool { return aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "members", func() bool { return aliveMember(a, "lb2") })
 	adv := Advert{Node: "lb2", State: "BACKUP", Priority: 1, Seq: 5, Sent: time.Unix(1767225600, 1)}
 	if got := sendUntil(t, b, a, adv); !sameAdvert(got.Advert, sentAs(t, b, adv, got.Advert)) {
 		t.Fatalf("got %+v", got.Advert)
@@ -293,12 +288,12 @@ func TestInsecurePair(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.Write([]byte{200, 1, 2})
-	eventually(t, "garbage counted", func() bool { return a.Stats().Dropped[DropOther] > 0 })
+	testutil.WaitWithin(t, patience, "garbage counted", func() bool { return a.Stats().Dropped[DropOther] > 0 })
 }
 
 func TestQueueFullDrops(t *testing.T) {
 	a, b, _, _ := pair(t, "")
-	eventually(t, "queue full", func() bool {
+	testutil.WaitWithin(t, patience, "queue full", func() bool {
 		b.SendAdvert(Advert{State: "BACKUP"})
 		return a.Stats().Dropped[DropQueueFull] > 0
 	})
@@ -352,13 +347,13 @@ func TestNewValidates(t *testing.T) {
 // adverts flow again both ways and membership heals.
 func TestPeerRestart(t *testing.T) {
 	a, b, addrA, addrB := pair(t, "tandem-test")
-	eventually(t, "members", func() bool { return aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "members", func() bool { return aliveMember(a, "lb2") })
 	sendUntil(t, a, b, Advert{State: "MASTER"})
 
 	if err := b.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a sees lb2 dead", func() bool { return !aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "a sees lb2 dead", func() bool { return !aliveMember(a, "lb2") })
 	if err := a.SendAdvert(Advert{State: "MASTER"}); err != nil {
 		t.Fatalf("send to a dead peer: %v", err)
 	}
@@ -370,18 +365,18 @@ func TestPeerRestart(t *testing.T) {
 	}
 	drain(a)
 	sendUntil(t, b2, a, Advert{Node: "lb2", State: "BACKUP"})
-	eventually(t, "a sees lb2 alive again", func() bool { return aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "a sees lb2 alive again", func() bool { return aliveMember(a, "lb2") })
 }
 
 // TestLeave: a leaving node is seen as gone at once, yet adverts (such as
 // a priority-0 goodbye) still reach the peer.
 func TestLeave(t *testing.T) {
 	a, b, _, _ := pair(t, "")
-	eventually(t, "members", func() bool { return aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "members", func() bool { return aliveMember(a, "lb2") })
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatalf("Leave: %v", err)
 	}
-	eventually(t, "a sees lb2 gone", func() bool { return !aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "a sees lb2 gone", func() bool { return !aliveMember(a, "lb2") })
 	drain(a)
 	bye := Advert{Node: "lb2", State: "BACKUP", Priority: 0, Seq: 1, Sent: time.Unix(1767225600, 3)}
 	if got := sendUntil(t, b, a, bye); !sameAdvert(got.Advert, sentAs(t, b, bye, got.Advert)) {
@@ -413,7 +408,7 @@ func TestConcurrentSend(t *testing.T) {
 	}
 	wg.Wait()
 	// The first adverts of a new epoch only start its verification.
-	eventually(t, "adverts arrive", func() bool {
+	testutil.WaitWithin(t, patience, "adverts arrive", func() bool {
 		a.SendAdvert(Advert{State: "MASTER"})
 		return b.Stats().AdvertsReceived > 0
 	})
@@ -423,7 +418,7 @@ func TestConcurrentSend(t *testing.T) {
 // replaces the old member instead of leaving a dead twin behind.
 func TestPeerRenamed(t *testing.T) {
 	a, b, addrA, addrB := pair(t, "")
-	eventually(t, "members", func() bool { return aliveMember(a, "lb2") })
+	testutil.WaitWithin(t, patience, "members", func() bool { return aliveMember(a, "lb2") })
 	if err := b.Leave(time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +426,7 @@ func TestPeerRenamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, Config{NodeName: "lb2-new", Bind: addrB, Peers: []string{addrA}, Keys: [][]byte{keyA}})
-	eventually(t, "only lb2-new", func() bool {
+	testutil.WaitWithin(t, patience, "only lb2-new", func() bool {
 		m := a.Members()
 		return len(m) == 1 && m[0].Name == "lb2-new" && m[0].Alive && m[0].Addr == addrB
 	})
@@ -444,7 +439,7 @@ func TestSameNameOnBothBoxes(t *testing.T) {
 	addrA, addrB := freeAddr(t), freeAddr(t)
 	a := start(t, Config{NodeName: "lb1", Bind: addrA, Peers: []string{addrB}, Keys: [][]byte{keyA}})
 	b := start(t, Config{NodeName: "lb1", Bind: addrB, Peers: []string{addrA}, Keys: [][]byte{keyA}})
-	eventually(t, "both see the clash", func() bool {
+	testutil.WaitWithin(t, patience, "both see the clash", func() bool {
 		a.SendAdvert(Advert{State: "MASTER", Priority: 150})
 		b.SendAdvert(Advert{State: "MASTER", Priority: 100})
 		return a.NameClash().From == addrB && b.NameClash().From == addrA

@@ -16,32 +16,56 @@
 //
 // # Handshake
 //
-// Handshake frames are length-prefixed (u32, at most 1 KiB) and not
-// encrypted:
+// The handshake is Noise_NNpsk0_25519_AESGCM_SHA256 (the Noise Protocol
+// Framework, revision 34, implemented by github.com/flynn/noise), with
+// PSK = HKDF-SHA256(cluster key, info "tandem/replicate/v2 noise psk")
+// and the clear header "TDMR" | 2 as the prologue. Its two messages are
+// length-prefixed (u32, at most 1 KiB):
 //
-//	S→R hello_s = "TDMR" | version | nonce[32] | node
-//	R→S hello_r | HMAC(Ka, "server hello", hello_s, hello_r)
-//	S→R HMAC(Ka, "client finished", hello_s, hello_r|mac)
+//	S→R "TDMR" | 2 | e | AES-GCM(node)   psk, e
+//	R→S e | AES-GCM(node)                e, ee
 //
-// Ka = HKDF-SHA256(cluster key, info "auth"). During a key rotation a node
-// holds several keys: R MACs with its primary key, S accepts a MAC under
-// any key it holds and continues with that one, so the connection's keys
-// derive from a key both hold. Both nonces are fresh, so
-// each MAC proves the other side holds the key now: a peer without the key
-// cannot connect, replay or inject. Each direction then gets its own
-// AES-256-GCM key, HKDF-SHA256(cluster key, salt nonce_s|nonce_r, info
-// naming the direction). S sends a sealed CONFIG{config hash}; R answers
-// STATE{config hash, epoch, seq}. A differing config hash is refused on
-// both sides (logged as an error, counted, Status NOT SYNCED), as is a
-// wrong key ("auth") or anything malformed ("handshake").
+// Why this pattern: both nodes hold only the shared cluster key, no key
+// pair of their own, which is what the NN pattern with a pre-shared key
+// is for (XX or KK would need static keys, and static keys derived from
+// one shared secret would be the same on both sides, proving nothing
+// more). psk0 mixes the key in before the first message, so the
+// receiver refuses a stranger after one AEAD open, before doing any
+// Diffie-Hellman or sending a byte, and tells which of its keys the
+// sender used (it tries each; see SetKeys). ee gives every connection
+// fresh keys and forward secrecy. Noise binds the protocol name and the
+// prologue into every key, so the suite cannot be negotiated down and a
+// rewritten or stripped header fails authentication.
+//
+// What the receiver knows after the first message is only that someone
+// once held the key: the message may be a replay. The sender's first
+// transport frame, CONFIG{config hash}, is the proof: it is sealed with
+// keys that need the sender's ephemeral private key, so a replayed hello
+// is refused there ("auth"). R answers STATE{config hash, epoch, seq}.
+// The sender is sure of the receiver once the second message opens. A
+// node refuses a peer that names it (its own handshake reflected back),
+// and each direction has its own key, so a frame reflected to its sealer
+// does not open. A differing config hash is refused on both sides
+// (logged as an error, counted, Status NOT SYNCED), as is a hello under
+// none of the receiver's keys ("auth"), an old protocol version or
+// anything malformed ("handshake"). The receiver answers none of these:
+// a sender whose hello was refused sees the connection close.
+//
+// The dialer sends with its primary key; the receiver accepts any key
+// it holds, so a rotation works whichever box reloads first.
 //
 // # Frames
 //
 //	length u32 | AES-GCM(type | body, nonce = 0^4 | counter u64, aad = length)
 //
-// with a per-direction counter from 0, and length at most 1 MiB. A frame
-// that fails to open, is too large or is malformed drops the connection
-// and is counted ("bad_frame"); the sender reconnects.
+// sealed with the handshake's two cipher states (Noise's Split), one per
+// direction, with the cipher state's counter from 0, and length at most
+// 1 MiB. That is Noise's transport phase with the length as associated
+// data and frames longer than Noise's 65535 bytes (AES-GCM is defined
+// far beyond; one frame carries a batch of 4096 entries). The transport
+// keys come from Split, never from the handshake hash, which is public.
+// A frame that fails to open, is too large or is malformed drops the
+// connection and is counted ("bad_frame"); the sender reconnects.
 //
 //	UPDATE     S→R  seq uvarint | entries
 //	BULK_BEGIN S→R  epoch u64 | kind (0 full, 1 resume)

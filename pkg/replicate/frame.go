@@ -2,12 +2,12 @@ package replicate
 
 import (
 	"bufio"
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/flynn/noise"
 )
 
 // maxFrameLen bounds a frame's length field (sealed bytes, tag included).
@@ -21,53 +21,48 @@ var (
 	errOpen          = errors.New("frame failed authentication")
 )
 
-// newAEAD returns AES-GCM for a 16, 24 or 32-byte key.
-func newAEAD(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
+// tagLen is the AES-GCM tag each sealed frame carries.
+const tagLen = 16
 
-// frameWriter seals frames for one direction of one connection:
+// frameWriter seals frames for one direction of one connection with that
+// direction's Noise cipher state (the handshake's Split):
 //
-//	length u32 big endian | AES-GCM(plaintext, nonce = 0^4 | counter u64, aad = length)
+//	length u32 big endian | AES-GCM(plaintext, nonce = 0^4 | n u64, aad = length)
 //
-// The counter starts at 0 for each direction's fresh key and is never
-// reused; a reordered, replayed or truncated frame fails to open.
+// n is the cipher state's counter: 0 for the first frame after the
+// handshake, never reused; a reordered, replayed or truncated frame fails
+// to open. This is Noise's transport phase with two choices of ours: the
+// length prefix is the associated data, and a frame may exceed Noise's
+// 65535-byte message (up to maxFrameLen; AES-GCM is defined far beyond).
 type frameWriter struct {
-	w    *bufio.Writer
-	aead cipher.AEAD
-	ctr  uint64
-	buf  []byte
+	w   *bufio.Writer
+	cs  *noise.CipherState
+	buf []byte
 }
 
 func (f *frameWriter) write(plain []byte) error {
-	n := len(plain) + f.aead.Overhead()
+	n := len(plain) + tagLen
 	if n > maxFrameLen {
 		return fmt.Errorf("%w: %d bytes", errFrameTooLarge, n)
 	}
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(n))
-	var nonce [12]byte
-	binary.BigEndian.PutUint64(nonce[4:], f.ctr)
-	f.ctr++
 	if cap(f.buf) < 4+n {
 		f.buf = make([]byte, 0, 4+n)
 	}
-	b := append(f.buf[:0], hdr[:]...)
-	b = f.aead.Seal(b, nonce[:], plain, hdr[:])
-	_, err := f.w.Write(b)
+	b, err := f.cs.Encrypt(append(f.buf[:0], hdr[:]...), hdr[:], plain)
+	if err != nil {
+		return err
+	}
+	_, err = f.w.Write(b)
 	return err
 }
 
 // frameReader opens frames written by a frameWriter with the same key.
 type frameReader struct {
-	r    *bufio.Reader
-	aead cipher.AEAD
-	ctr  uint64
-	buf  []byte
+	r   *bufio.Reader
+	cs  *noise.CipherState
+	buf []byte
 }
 
 // read returns the next frame's plaintext, valid until the next call. Any
@@ -78,7 +73,7 @@ func (f *frameReader) read() ([]byte, error) {
 		return nil, err
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:]))
-	if n > maxFrameLen || n < f.aead.Overhead()+1 {
+	if n > maxFrameLen || n < tagLen+1 {
 		return nil, fmt.Errorf("%w: length %d", errFrameTooLarge, n)
 	}
 	if cap(f.buf) < n {
@@ -88,10 +83,7 @@ func (f *frameReader) read() ([]byte, error) {
 	if _, err := io.ReadFull(f.r, b); err != nil {
 		return nil, err
 	}
-	var nonce [12]byte
-	binary.BigEndian.PutUint64(nonce[4:], f.ctr)
-	f.ctr++
-	plain, err := f.aead.Open(b[:0], nonce[:], b, hdr[:])
+	plain, err := f.cs.Decrypt(b[:0], hdr[:], b)
 	if err != nil {
 		return nil, errOpen
 	}

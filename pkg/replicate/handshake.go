@@ -2,35 +2,38 @@ package replicate
 
 import (
 	"bufio"
-	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
+
+	"github.com/flynn/noise"
 )
 
 const (
-	helloMagic   = "TDMR"
-	protoVersion = 1
-	nonceLen     = 32
-	macLen       = sha256.Size
+	helloMagic = "TDMR"
+	// protoVersion 2 is the Noise handshake; 1 was a home-made
+	// HMAC handshake, refused by name so a half-upgraded pair says why.
+	protoVersion = 2
 	maxNodeLen   = 128
 	maxHashLen   = 256
 
-	labelAuth   = "tandem/replicate/v1 auth"
-	labelS2R    = "tandem/replicate/v1 sender to receiver"
-	labelR2S    = "tandem/replicate/v1 receiver to sender"
-	labelServer = "tandem/replicate/v1 server hello"
-	labelClient = "tandem/replicate/v1 client finished"
+	// labelPSK derives the Noise pre-shared key from a cluster key.
+	labelPSK = "tandem/replicate/v2 noise psk"
 
 	bufSize = 64 << 10
 )
+
+// suite is the handshake's fixed cipher suite: no negotiation, nothing to
+// downgrade. AES-GCM because the frames were AES-GCM before and the
+// machines this runs on have AES instructions.
+var suite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+
+// header opens the first handshake frame in the clear and is the Noise
+// prologue, so a peer that strips or rewrites it fails authentication.
+var header = []byte{'T', 'D', 'M', 'R', protoVersion}
 
 // insecureKey is the well-known key used when Config.Insecure is set and
 // no key is given: frames are still sealed, which catches a wrong peer or
@@ -41,7 +44,7 @@ var insecureKey = make([]byte, 32)
 // discarded by Publish are counted under dropQueue.
 const (
 	dropHandshake = "handshake"      // garbage, timeout, wrong version or node name
-	dropAuth      = "auth"           // hello MAC failed: the peer lacks the cluster key
+	dropAuth      = "auth"           // the peer's handshake failed authentication: it lacks the cluster key, or replays
 	dropConfig    = "config_hash"    // authenticated peer runs a different config
 	dropFrame     = "bad_frame"      // a sealed frame failed to open, was too large or malformed
 	dropBusy      = "busy"           // too many handshakes in progress
@@ -62,81 +65,36 @@ func refuse(reason string, format string, args ...any) error {
 	return &refusal{reason: reason, err: fmt.Errorf(format, args...)}
 }
 
-// hello opens the handshake in both directions:
-//
-//	"TDMR" | version byte | nonce [32] | node uvarint-length string
-type hello struct {
-	version byte
-	nonce   [nonceLen]byte
-	node    string
-}
-
-func (h hello) marshal() []byte {
-	b := append([]byte(helloMagic), h.version)
-	b = append(b, h.nonce[:]...)
-	b = binary.AppendUvarint(b, uint64(len(h.node)))
-	return append(b, h.node...)
-}
-
-func parseHello(b []byte) (hello, error) {
-	var h hello
-	if len(b) < len(helloMagic) || string(b[:len(helloMagic)]) != helloMagic {
-		return h, refuse(dropHandshake, "not a tandem replication peer (bad magic)")
-	}
-	d := decoder{b: b[len(helloMagic):]}
-	h.version = d.byte()
-	copy(h.nonce[:], d.bytes(nonceLen))
-	h.node = d.str(maxNodeLen)
-	if err := d.end(); err != nil {
-		return h, refuse(dropHandshake, "bad hello: %w", err)
-	}
-	if h.version != protoVersion {
-		return h, refuse(dropHandshake, "peer %q speaks protocol version %d, this node %d", h.node, h.version, protoVersion)
-	}
-	return h, nil
-}
-
-// keys holds what is derived from the cluster key once.
+// keys holds what is derived from one cluster key.
 type keys struct {
 	master []byte // the cluster key
-	auth   []byte // HKDF(master, info=labelAuth): MACs over the handshake
+	psk    []byte // HKDF-SHA256(master, info=labelPSK): the Noise PSK
 }
 
 func deriveKeys(master []byte) (keys, error) {
-	auth, err := hkdf.Key(sha256.New, master, nil, labelAuth, 32)
+	psk, err := hkdf.Key(sha256.New, master, nil, labelPSK, 32)
 	if err != nil {
 		return keys{}, err
 	}
-	return keys{master: master, auth: auth}, nil
+	return keys{master: master, psk: psk}, nil
 }
 
-// mac is HMAC-SHA256 under the auth key of label and the length-prefixed parts.
-func (k keys) mac(label string, parts ...[]byte) []byte {
-	m := hmac.New(sha256.New, k.auth)
-	m.Write([]byte(label))
-	for _, p := range parts {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
-		m.Write(n[:])
-		m.Write(p)
-	}
-	return m.Sum(nil)
-}
-
-// sessionKey derives one direction's AES-256-GCM key from the cluster key
-// and both hellos' nonces, so every connection has fresh keys and counter
-// nonces never repeat under one key.
-func (k keys) sessionKey(client, server [nonceLen]byte, label string) (cipher.AEAD, error) {
-	salt := append(client[:], server[:]...)
-	key, err := hkdf.Key(sha256.New, k.master, salt, label, 32)
-	if err != nil {
-		return nil, err
-	}
-	return newAEAD(key)
+// newHandshake starts Noise_NNpsk0_25519_AESGCM_SHA256 with header as the
+// prologue.
+func newHandshake(psk []byte, initiator bool) (*noise.HandshakeState, error) {
+	return noise.NewHandshakeState(noise.Config{
+		CipherSuite:           suite,
+		Pattern:               noise.HandshakeNN,
+		Initiator:             initiator,
+		Prologue:              header,
+		PresharedKey:          psk,
+		PresharedKeyPlacement: 0,
+	})
 }
 
 // session is an authenticated, sealed connection. The sender side writes
-// with s2r and reads with r2s; the receiver side the other way round.
+// with the initiator's cipher state and reads with the responder's; the
+// receiver side the other way round.
 type session struct {
 	conn net.Conn
 	bw   *bufio.Writer
@@ -144,6 +102,11 @@ type session struct {
 	fr   frameReader
 	peer string // the peer's node name
 	key  []byte // the cluster key the session's keys derive from
+}
+
+func newSession(c net.Conn, br *bufio.Reader, bw *bufio.Writer, key []byte, out, in *noise.CipherState, peer string) *session {
+	return &session{conn: c, bw: bw, peer: peer, key: key,
+		fw: frameWriter{w: bw, cs: out}, fr: frameReader{r: br, cs: in}}
 }
 
 // send seals plain into the write buffer; flush sends it.
@@ -167,72 +130,90 @@ func (s *session) recv(timeout time.Duration) ([]byte, error) {
 	return b, nil
 }
 
-// newSession derives both directions' keys; sender is true on the dialing side.
-func newSession(c net.Conn, br *bufio.Reader, bw *bufio.Writer, k keys, cn, sn [nonceLen]byte, sender bool, peer string) (*session, error) {
-	s2r, err := k.sessionKey(cn, sn, labelS2R)
-	if err != nil {
-		return nil, err
+// checkName refuses a peer name that is empty, too long or this node's
+// own: our own hello reflected back to us names us.
+func checkName(peer, self string) error {
+	switch {
+	case peer == "" || len(peer) > maxNodeLen:
+		return refuse(dropHandshake, "peer sent a node name of %d bytes, want 1..%d", len(peer), maxNodeLen)
+	case peer == self:
+		return refuse(dropHandshake, "peer uses this node's name %q (our own handshake reflected back?)", self)
 	}
-	r2s, err := k.sessionKey(cn, sn, labelR2S)
-	if err != nil {
-		return nil, err
+	return nil
+}
+
+// openHello is the responder's decoder of the first handshake frame,
+//
+//	"TDMR" | version | e [32] | AES-GCM(node name)
+//
+// sealed under a key mixed from the PSK and e. It tries each key of ks
+// (primary first) and returns the handshake ready to answer, the key that
+// opened the hello and the initiator's node name. A hello proves only
+// that someone once held the key: it may be replayed, so nothing is
+// trusted until the initiator's first sealed frame opens.
+func openHello(ks *keySet, b []byte) (*noise.HandshakeState, keys, string, error) {
+	if len(b) < len(header) || string(b[:len(helloMagic)]) != helloMagic {
+		return nil, keys{}, "", refuse(dropHandshake, "not a tandem replication peer (bad magic)")
 	}
-	out, in := s2r, r2s
-	if !sender {
-		out, in = r2s, s2r
+	if v := b[len(helloMagic)]; v != protoVersion {
+		return nil, keys{}, "", refuse(dropHandshake, "peer speaks replication protocol version %d, this node %d: run the same tandem release on both boxes", v, protoVersion)
 	}
-	s := &session{conn: c, bw: bw, peer: peer, key: k.master}
-	s.fw = frameWriter{w: bw, aead: out}
-	s.fr = frameReader{r: br, aead: in}
-	return s, nil
+	msg := b[len(header):]
+	for _, k := range ks.all {
+		hs, err := newHandshake(k.psk, false)
+		if err != nil {
+			return nil, keys{}, "", err
+		}
+		name, _, _, err := hs.ReadMessage(nil, msg)
+		if err == nil {
+			return hs, k, string(name), nil
+		}
+		if errors.Is(err, noise.ErrShortMessage) {
+			return nil, keys{}, "", refuse(dropHandshake, "short hello")
+		}
+	}
+	return nil, keys{}, "", refuse(dropAuth, "its hello opens under none of this node's keys (different cluster key?)")
 }
 
 // clientHandshake runs the dialing (sending) side:
 //
-//	C→S hello_c
-//	S→C hello_s | HMAC(auth, "server hello", hello_c, hello_s)
-//	C→S HMAC(auth, "client finished", hello_c, hello_s|mac)
+//	C→S "TDMR" | 2 | e | AES-GCM(node)         (psk, e)
+//	S→C e | AES-GCM(node)                      (e, ee)
 //	C→S sealed CONFIG{hash}
 //	S→C sealed STATE{hash, epoch, seq}
 //
-// The receiver MACs with its primary key; the sender accepts a MAC under
-// any of its keys and goes on with that key, so the two may have
-// different primaries during a key rotation.
+// The dialer proves its primary key; the receiver accepts any key it
+// holds, so the two may have different primaries during a key rotation.
 //
 // It returns the session and the receiver's position in this node's stream.
 func clientHandshake(c net.Conn, ks *keySet, node, hash string, timeout time.Duration) (*session, streamState, error) {
 	c.SetDeadline(time.Now().Add(timeout))
 	br, bw := bufio.NewReaderSize(c, bufSize), bufio.NewWriterSize(c, bufSize)
-	ch := hello{version: protoVersion, node: node}
-	rand.Read(ch.nonce[:])
-	chb := ch.marshal()
-	if err := writePlain(bw, chb); err != nil {
+	k := ks.primary
+	hs, err := newHandshake(k.psk, true)
+	if err != nil {
+		return nil, streamState{}, err
+	}
+	hello, _, _, err := hs.WriteMessage(append([]byte(nil), header...), []byte(node))
+	if err != nil {
+		return nil, streamState{}, err
+	}
+	if err := writePlain(bw, hello); err != nil {
 		return nil, streamState{}, refuse(dropHandshake, "send hello: %w", err)
 	}
-	shf, err := readPlain(br, maxHelloLen)
+	answer, err := readPlain(br, maxHelloLen)
 	if err != nil {
-		return nil, streamState{}, refuse(dropHandshake, "read hello: %w", err)
+		return nil, streamState{}, refuse(dropHandshake, "peer hung up after our hello (a different cluster key or tandem release? its log says which): %w", err)
 	}
-	if len(shf) < macLen {
-		return nil, streamState{}, refuse(dropHandshake, "short hello")
-	}
-	shb, mac := shf[:len(shf)-macLen], shf[len(shf)-macLen:]
-	sh, err := parseHello(shb)
+	name, out, in, err := hs.ReadMessage(nil, answer)
 	if err != nil {
+		return nil, streamState{}, refuse(dropAuth, "peer's answer failed authentication (replayed or forged): %w", err)
+	}
+	peer := string(name)
+	if err := checkName(peer, node); err != nil {
 		return nil, streamState{}, err
 	}
-	i := slices.IndexFunc(ks.all, func(k keys) bool { return hmac.Equal(mac, k.mac(labelServer, chb, shb)) })
-	if i < 0 {
-		return nil, streamState{}, refuse(dropAuth, "peer %q failed authentication (different cluster key?)", sh.node)
-	}
-	k := ks.all[i]
-	if err := writePlain(bw, k.mac(labelClient, chb, shf)); err != nil {
-		return nil, streamState{}, refuse(dropHandshake, "send finished: %w", err)
-	}
-	s, err := newSession(c, br, bw, k, ch.nonce, sh.nonce, true, sh.node)
-	if err != nil {
-		return nil, streamState{}, err
-	}
+	s := newSession(c, br, bw, k.master, out, in, peer)
 	if err := s.send(appendConfig(nil, hash)); err != nil {
 		return nil, streamState{}, err
 	}
@@ -244,68 +225,65 @@ func clientHandshake(c net.Conn, ks *keySet, node, hash string, timeout time.Dur
 		return nil, streamState{}, refuse(dropHandshake, "read state: %w", err)
 	}
 	if b[0] != msgState {
-		return nil, streamState{}, refuse(dropFrame, "peer %q sent message %d, want STATE", sh.node, b[0])
+		return nil, streamState{}, refuse(dropFrame, "peer %q sent message %d, want STATE", peer, b[0])
 	}
 	st, err := parseState(b[1:])
 	if err != nil {
-		return nil, streamState{}, refuse(dropFrame, "peer %q: STATE: %w", sh.node, err)
+		return nil, streamState{}, refuse(dropFrame, "peer %q: STATE: %w", peer, err)
 	}
 	if st.configHash != hash {
-		return nil, streamState{}, refuse(dropConfig, "peer %q runs config %s, this node %s: refusing to sync", sh.node, st.configHash, hash)
+		return nil, streamState{}, refuse(dropConfig, "peer %q runs config %s, this node %s: refusing to sync", peer, st.configHash, hash)
 	}
 	c.SetDeadline(time.Time{})
 	return s, st, nil
 }
 
 // serverHandshake runs the accepting (receiving) side up to reading the
-// sender's CONFIG; the caller answers with STATE. It returns the session
-// and the peer's config hash. It proves and expects the primary key of ks.
+// sender's CONFIG, whose opening is the proof that the sender holds the
+// key now (the hello alone could be a replay); the caller answers with
+// STATE. It returns the session and the peer's config hash.
 func serverHandshake(c net.Conn, ks *keySet, node string, timeout time.Duration) (*session, string, error) {
-	k := ks.primary
 	c.SetDeadline(time.Now().Add(timeout))
 	br, bw := bufio.NewReaderSize(c, bufSize), bufio.NewWriterSize(c, bufSize)
-	chb, err := readPlain(br, maxHelloLen)
+	hello, err := readPlain(br, maxHelloLen)
 	if err != nil {
 		return nil, "", refuse(dropHandshake, "read hello: %w", err)
 	}
-	ch, err := parseHello(chb)
+	hs, k, peer, err := openHello(ks, hello)
 	if err != nil {
+		var rf *refusal
+		if errors.As(err, &rf) && rf.reason == dropAuth {
+			return nil, "", refuse(dropAuth, "peer at %s failed authentication: %w", addrOf(c.RemoteAddr()), err)
+		}
 		return nil, "", err
 	}
-	if ch.node == node {
-		return nil, "", refuse(dropHandshake, "peer uses this node's name %q", node)
-	}
-	sh := hello{version: protoVersion, node: node}
-	rand.Read(sh.nonce[:])
-	shb := sh.marshal()
-	shf := append(shb, k.mac(labelServer, chb, shb)...)
-	if err := writePlain(bw, shf); err != nil {
-		return nil, "", refuse(dropHandshake, "send hello: %w", err)
-	}
-	fin, err := readPlain(br, maxHelloLen)
-	if err != nil {
-		return nil, "", refuse(dropHandshake, "peer %q hung up in the handshake (same cluster key?): %w", ch.node, err)
-	}
-	if !hmac.Equal(fin, k.mac(labelClient, chb, shf)) {
-		return nil, "", refuse(dropAuth, "peer %q failed authentication (different cluster key?)", ch.node)
-	}
-	s, err := newSession(c, br, bw, k, ch.nonce, sh.nonce, false, ch.node)
-	if err != nil {
+	if err := checkName(peer, node); err != nil {
 		return nil, "", err
 	}
+	answer, in, out, err := hs.WriteMessage(nil, []byte(node))
+	if err != nil {
+		return nil, "", refuse(dropHandshake, "peer %q: answer: %w", peer, err)
+	}
+	if err := writePlain(bw, answer); err != nil {
+		return nil, "", refuse(dropHandshake, "send answer: %w", err)
+	}
+	s := newSession(c, br, bw, k.master, out, in, peer)
 	b, err := s.recv(timeout)
 	if err != nil {
-		if errors.Is(err, errOpen) || errors.Is(err, errFrameTooLarge) {
-			return nil, "", refuse(dropFrame, "peer %q: %w", ch.node, err)
+		if errors.Is(err, errOpen) {
+			return nil, "", refuse(dropAuth, "peer %q failed authentication: its first frame does not open (a replayed hello?)", peer)
 		}
-		return nil, "", refuse(dropHandshake, "peer %q: read config: %w", ch.node, err)
+		if errors.Is(err, errFrameTooLarge) {
+			return nil, "", refuse(dropFrame, "peer %q: %w", peer, err)
+		}
+		return nil, "", refuse(dropHandshake, "peer %q: read config: %w", peer, err)
 	}
 	if b[0] != msgConfig {
-		return nil, "", refuse(dropFrame, "peer %q sent message %d, want CONFIG", ch.node, b[0])
+		return nil, "", refuse(dropFrame, "peer %q sent message %d, want CONFIG", peer, b[0])
 	}
 	hash, err := parseConfig(b[1:])
 	if err != nil {
-		return nil, "", refuse(dropFrame, "peer %q: CONFIG: %w", ch.node, err)
+		return nil, "", refuse(dropFrame, "peer %q: CONFIG: %w", peer, err)
 	}
 	return s, hash, nil
 }

@@ -8,10 +8,10 @@ import (
 	"slices"
 )
 
-// keySet is the keys a Replicator holds: it proves itself with primary
-// when it accepts a connection, and accepts a peer that proves any of
-// all (primary first). A connection's session keys derive from the key
-// the accepting side proved, which the dialing side must hold too.
+// keySet is the keys a Replicator holds: it dials with primary (the
+// Noise PSK of its hello), and accepts a hello that opens under any of
+// all (primary first). A connection's keys derive from the key the
+// dialing side used, which the accepting side must hold too.
 type keySet struct {
 	primary keys
 	all     []keys

@@ -3,13 +3,14 @@ package replicate
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flynn/noise"
 
 	"github.com/tandem-lb/tandem/internal/testutil"
 )
@@ -60,11 +61,16 @@ func TestKeyRotation(t *testing.T) {
 		}
 	}
 
-	// A node still on the old key only is refused by both now.
+	// A node still on the old key only is refused now: a counts it as
+	// auth, and c, which gets no answer to its hello, says so.
+	authA := a.r.Status().Dropped[dropAuth]
 	c := newNode(t, "lb3", listen(t), a.ln.Addr().String(), newStore(false), func(c *Config) { c.Key = oldKey })
 	c.start(t)
-	testutil.WaitFor(t, "old-key node refused", func() bool { return c.r.Status().Dropped[dropAuth] >= 1 })
-	if st := c.r.Status(); st.PeerConnected || st.Received != 0 {
+	testutil.WaitFor(t, "old-key node refused", func() bool { return a.r.Status().Dropped[dropAuth] > authA })
+	testutil.WaitFor(t, "old-key node told", func() bool {
+		return strings.Contains(c.r.Status().Reason, "hung up after our hello")
+	})
+	if st := c.r.Status(); st.PeerConnected || st.Sent != 0 {
 		t.Fatalf("old-key node: %+v", st)
 	}
 }
@@ -106,47 +112,30 @@ func TestSetKeysValidates(t *testing.T) {
 	}
 }
 
-// TestWrongKeyPeerInjectsNothing: a client that goes through the
-// handshake with its own (wrong) key and then streams sealed BULK and
-// UPDATE frames under it is refused at its finish MAC; nothing reaches
-// the store, and the refusal is counted as auth.
+// TestWrongKeyPeerInjectsNothing: a client holding another key sends its
+// hello and, without waiting, a CONFIG and a bulk sealed under keys of its
+// own; it is refused at its hello, gets no answer (not a byte to work
+// on), nothing reaches the store, and the refusal is counted as auth.
 func TestWrongKeyPeerInjectsNothing(t *testing.T) {
 	_, b := pair(t, newStore(false), newStore(false), nil)
 	b.start(t)
-	wrong, err := newKeySet([][]byte{bytes.Repeat([]byte{0x66}, 32)})
+	wrong, err := deriveKeys(bytes.Repeat([]byte{0x66}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 {
-		c, err := net.Dial("tcp", b.ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		br, bw := bufio.NewReader(c), bufio.NewWriter(c)
-		ch := hello{version: protoVersion, node: "mallory"}
-		rand.Read(ch.nonce[:])
-		chb := ch.marshal()
-		writePlain(bw, chb)
-		shf, err := readPlain(br, maxHelloLen)
-		if err != nil || len(shf) < macLen {
-			t.Fatalf("server hello: %v", err)
-		}
-		sh, err := parseHello(shf[:len(shf)-macLen])
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePlain(bw, wrong.primary.mac(labelClient, chb, shf))
-		s, err := newSession(c, br, bw, wrong.primary, ch.nonce, sh.nonce, true, sh.node)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i := range 3 {
+		_, hello := testHello(t, wrong.psk, "mallory", header, header, nil)
+		var wire bytes.Buffer
+		bw := bufio.NewWriter(&wire)
+		s := newSession(nil, nil, bw, wrong.master, noise.UnsafeNewCipherState(suite, [32]byte(wrong.psk), 0), nil, "lb2")
 		s.send(appendConfig(nil, "sha256:abc"))
 		s.send(appendBulkBegin(nil, 7, bulkFull))
 		s.send(append([]byte{msgBulkBatch}, appendEntry(nil, testEntry(1, 10), 0)...))
 		s.send(binary1(msgBulkEnd, 1))
-		s.flush(time.Second)
-		c.Close()
+		bw.Flush()
+		if got := exchange(t, b.ln.Addr().String(), nil, append(frame(hello), wire.Bytes()...)); len(got) != 0 {
+			t.Fatalf("attempt %d: the node answered a wrong-key hello with %d bytes", i, len(got))
+		}
 	}
 	testutil.WaitFor(t, "auth refusals counted", func() bool { return b.r.Status().Dropped[dropAuth] >= 3 })
 	if n, st := b.store.len(), b.r.Status(); n != 0 || st.Received != 0 || st.BulkDone {

@@ -11,13 +11,22 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/backoff"
 )
 
-// Backoff between link subscriptions after one breaks.
+// Backoff between link subscriptions (or ARP sockets) after one breaks.
 const (
 	resubscribeMin = 100 * time.Millisecond
 	resubscribeMax = 5 * time.Second
 )
+
+// resubscribe paces the reopening of a watch that broke: resubscribeMin,
+// doubling to resubscribeMax. A watch that ran longer than
+// resubscribeMax before it broke worked, so its owner resets it.
+func resubscribe() backoff.Backoff {
+	return backoff.Backoff{Min: resubscribeMin, Max: resubscribeMax}
+}
 
 // carrierPoll is how often the state is also read directly. The kernel
 // (linkwatch) holds back carrier-loss notifications of most devices for up
@@ -54,7 +63,7 @@ func WatchCarrier(ctx context.Context, ifaces []string, out chan<- LinkEvent, lo
 
 	w := &carrierWatch{h: h, ifaces: ifaces, out: out, log: log,
 		last: make(map[string]bool), byIndex: make(map[int]string)}
-	backoff := resubscribeMin
+	retry := resubscribe()
 	for first := true; ; first = false {
 		updates := make(chan netlink.LinkUpdate, 64)
 		done := make(chan struct{})
@@ -81,15 +90,12 @@ func WatchCarrier(ctx context.Context, ifaces []string, out chan<- LinkEvent, lo
 			}
 			log.Warn("link subscription ended, resubscribing", "err", err)
 			if time.Since(start) > resubscribeMax {
-				backoff = resubscribeMin
+				retry.Reset()
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Wait(ctx) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, resubscribeMax)
 	}
 }
 

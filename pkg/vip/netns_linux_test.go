@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/tandem-lb/tandem/internal/testutil"
 )
 
 // ipCmd runs iproute2 and fails the test on error.
@@ -98,17 +100,6 @@ func neighMAC(t *testing.T, ns, dev, ip string) string {
 	return n[0].LLAddr
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestNetnsClaimReleaseReconcile(t *testing.T) {
 	nsA, nsB := twoNamespaces(t)
 	const vipCIDR, vipIP = "198.18.200.100/24", "198.18.200.100"
@@ -139,7 +130,7 @@ func TestNetnsClaimReleaseReconcile(t *testing.T) {
 	if h := m.Held(); len(h) != 1 || !h[0].Present {
 		t.Errorf("Held = %v, want present", h)
 	}
-	eventually(t, 2*time.Second, "B's neighbour entry for the VIP points at A", func() bool {
+	testutil.WaitWithin(t, 2*time.Second, "B's neighbour entry for the VIP points at A", func() bool {
 		return neighMAC(t, nsB, "vb", vipIP) == macA
 	})
 	if st := m.Stats(); st.GARPsSent == 0 || st.Errors != 0 {

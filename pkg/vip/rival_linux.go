@@ -11,6 +11,8 @@ import (
 
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
+
+	"github.com/tandem-lb/tandem/internal/backoff"
 )
 
 // rivalPoll bounds how long a read blocks, so Run notices ctx ending.
@@ -22,19 +24,21 @@ const rivalPoll = 250 * time.Millisecond
 // called with our hardware address once the socket is open, lets the
 // caller learn it.
 func (w *RivalWatcher) Run(ctx context.Context, out chan<- Sighting, own func(net.HardwareAddr), log *slog.Logger) error {
-	backoff := resubscribeMin
+	retry := resubscribe()
 	for ctx.Err() == nil {
+		start := time.Now()
 		err := w.runOnce(ctx, out, own)
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("ARP watch failed, retrying", "iface", w.iface, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
+		if time.Since(start) > resubscribeMax {
+			retry.Reset()
 		}
-		backoff = min(2*backoff, resubscribeMax)
+		pause := retry.Next()
+		log.Warn("ARP watch failed, retrying", "iface", w.iface, "err", err, "retry_in", pause)
+		if !backoff.Sleep(ctx, pause) {
+			return nil
+		}
 	}
 	return nil
 }

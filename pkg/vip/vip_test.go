@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -121,19 +122,17 @@ func newTest(t *testing.T, g GARP, ops *fakeOps) (*Manager, *fakeAnnouncer) {
 	return m, ann
 }
 
-// waitFor polls cond for up to a second.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+// after lets Go's clock, inside a synctest bubble, run d on and waits
+// until every goroutine of the bubble is blocked again: what the
+// background rounds were to do by then is done.
+func after(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }
 
-func TestClaimAddsAllAndBursts(t *testing.T) {
+func TestClaimAddsAllAndBursts(t *testing.T) { synctest.Test(t, testClaimAddsAllAndBursts) }
+
+func testClaimAddsAllAndBursts(t *testing.T) {
 	const interval = 25 * time.Millisecond
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 3, Interval: interval}, ops)
@@ -149,16 +148,15 @@ func TestClaimAddsAllAndBursts(t *testing.T) {
 			t.Errorf("%v announced %d times when Claim returned, want 1 (synchronous first round)", p, n)
 		}
 	}
-	waitFor(t, "3 rounds", func() bool { return ann.count(v4.Addr()) == 3 && ann.count(v6.Addr()) == 3 })
-	time.Sleep(3 * interval)
+	after(10 * interval)
 	for _, p := range []netip.Prefix{v4, v6} {
 		ts := ann.times(p.Addr())
 		if len(ts) != 3 {
 			t.Fatalf("%v announced %d times, want Count=3", p, len(ts))
 		}
 		for i := 1; i < len(ts); i++ {
-			if gap := ts[i].Sub(ts[i-1]); gap < interval {
-				t.Errorf("%v rounds %d and %d %v apart, want >= %v", p, i-1, i, gap, interval)
+			if gap := ts[i].Sub(ts[i-1]); gap != interval {
+				t.Errorf("%v rounds %d and %d %v apart, want %v", p, i-1, i, gap, interval)
 			}
 		}
 	}
@@ -192,13 +190,18 @@ func TestClaimIdempotent(t *testing.T) {
 	}
 }
 
-func TestReleaseRemovesAndStopsBurst(t *testing.T) {
+func TestReleaseRemovesAndStopsBurst(t *testing.T) { synctest.Test(t, testReleaseRemovesAndStopsBurst) }
+
+func testReleaseRemovesAndStopsBurst(t *testing.T) {
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 1000, Interval: 5 * time.Millisecond}, ops)
 	if err := m.Claim(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a background round", func() bool { return ann.count(v4.Addr()) >= 2 })
+	after(7 * time.Millisecond)
+	if n := ann.count(v4.Addr()); n != 2 {
+		t.Fatalf("%d rounds after 7ms of a 5ms burst, want 2", n)
+	}
 	if err := m.Release(); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
@@ -206,7 +209,7 @@ func TestReleaseRemovesAndStopsBurst(t *testing.T) {
 		t.Errorf("VIPs still present after Release: %v", ops.addrs)
 	}
 	n := ann.count(v4.Addr())
-	time.Sleep(30 * time.Millisecond)
+	after(time.Second)
 	if got := ann.count(v4.Addr()); got != n {
 		t.Errorf("%d announcements after Release, want none", got-n)
 	}
@@ -226,17 +229,22 @@ func TestReleaseRemovesAndStopsBurst(t *testing.T) {
 	}
 }
 
-func TestContextEndsBurst(t *testing.T) {
+func TestContextEndsBurst(t *testing.T) { synctest.Test(t, testContextEndsBurst) }
+
+func testContextEndsBurst(t *testing.T) {
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 1000, Interval: 5 * time.Millisecond}, ops)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := m.Claim(ctx); err != nil {
 		t.Fatal(err)
 	}
+	after(12 * time.Millisecond)
 	cancel()
-	time.Sleep(10 * time.Millisecond) // let the goroutine see it
 	n := ann.count(v4.Addr())
-	time.Sleep(30 * time.Millisecond)
+	if n != 3 {
+		t.Fatalf("%d rounds after 12ms of a 5ms burst, want 3", n)
+	}
+	after(time.Second)
 	if got := ann.count(v4.Addr()); got != n {
 		t.Errorf("%d announcements after ctx ended, want none", got-n)
 	}
@@ -286,34 +294,47 @@ func TestReconcileReaddsDeleted(t *testing.T) {
 	}
 }
 
-func TestRefreshReannounces(t *testing.T) {
+func TestRefreshReannounces(t *testing.T) { synctest.Test(t, testRefreshReannounces) }
+
+func testRefreshReannounces(t *testing.T) {
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 1, Refresh: 10 * time.Millisecond}, ops)
 	if err := m.Claim(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "refreshes", func() bool { return ann.count(v4.Addr()) >= 4 && ann.count(v6.Addr()) >= 4 })
+	after(35 * time.Millisecond)
+	if a, b := ann.count(v4.Addr()), ann.count(v6.Addr()); a != 4 || b != 4 {
+		t.Fatalf("after 35ms with a 10ms refresh: %d and %d rounds, want 4 (the claim, then 10, 20, 30ms)", a, b)
+	}
 	if err := m.Release(); err != nil {
 		t.Fatal(err)
 	}
 	n := ann.count(v4.Addr())
-	time.Sleep(30 * time.Millisecond)
+	after(time.Second)
 	if ann.count(v4.Addr()) != n {
 		t.Error("refresh continued after Release")
 	}
 }
 
-func TestAnnounceSendsBurst(t *testing.T) {
+func TestAnnounceSendsBurst(t *testing.T) { synctest.Test(t, testAnnounceSendsBurst) }
+
+func testAnnounceSendsBurst(t *testing.T) {
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 2, Interval: 5 * time.Millisecond}, ops)
 	if err := m.Claim(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "claim burst", func() bool { return ann.count(v4.Addr()) == 2 })
+	after(time.Second)
+	if n := ann.count(v4.Addr()); n != 2 {
+		t.Fatalf("claim burst: %d rounds, want Count=2", n)
+	}
 	if err := m.Announce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "second burst", func() bool { return ann.count(v4.Addr()) == 4 })
+	after(time.Second)
+	if n := ann.count(v4.Addr()); n != 4 {
+		t.Fatalf("after a second burst: %d rounds, want 4", n)
+	}
 }
 
 func TestClaimReportsFailuresAndContinues(t *testing.T) {
@@ -353,7 +374,9 @@ func TestCleanupLogsLeftovers(t *testing.T) {
 	}
 }
 
-func TestClose(t *testing.T) {
+func TestClose(t *testing.T) { synctest.Test(t, testClose) }
+
+func testClose(t *testing.T) {
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 1000, Interval: 5 * time.Millisecond}, ops)
 	if err := m.Claim(context.Background()); err != nil {
@@ -363,7 +386,7 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := ann.count(v4.Addr())
-	time.Sleep(20 * time.Millisecond)
+	after(time.Second)
 	if ann.count(v4.Addr()) != n || !ann.closed {
 		t.Error("Close did not stop announcing and close the announcer")
 	}
@@ -388,13 +411,18 @@ func TestNewValidates(t *testing.T) {
 // TestSetVIPsWhileClaimed swaps one VIP for another while claimed: the
 // new one is added and announced, the removed one deleted, and the one
 // that stays is never deleted (no gap).
-func TestSetVIPsWhileClaimed(t *testing.T) {
+func TestSetVIPsWhileClaimed(t *testing.T) { synctest.Test(t, testSetVIPsWhileClaimed) }
+
+func testSetVIPsWhileClaimed(t *testing.T) {
 	ops := newFakeOps()
 	m, ann := newTest(t, GARP{Count: 2, Interval: 5 * time.Millisecond}, ops)
 	if err := m.Claim(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "claim burst", func() bool { return ann.count(v4.Addr()) == 2 })
+	after(time.Second)
+	if n := ann.count(v4.Addr()); n != 2 {
+		t.Fatalf("claim burst: %d rounds, want 2", n)
+	}
 	v4b := netip.MustParsePrefix("198.18.0.101/24")
 	dels := ops.delCount(v4)
 	if err := m.SetVIPs(context.Background(), []netip.Prefix{v4, v4b}, GARP{Count: 3, Interval: 5 * time.Millisecond}); err != nil {
@@ -406,7 +434,10 @@ func TestSetVIPsWhileClaimed(t *testing.T) {
 	if ops.delCount(v4) != dels {
 		t.Error("a VIP that stays was deleted")
 	}
-	waitFor(t, "new VIP burst", func() bool { return ann.count(v4b.Addr()) == 3 })
+	after(time.Second)
+	if n := ann.count(v4b.Addr()); n != 3 {
+		t.Fatalf("new VIP: %d rounds, want its burst of 3", n)
+	}
 	if n := ann.count(v4.Addr()); n != 2 {
 		t.Errorf("the VIP that stays was announced %d times, want 2 (untouched)", n)
 	}

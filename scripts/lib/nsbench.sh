@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Scaffolding shared by the benchmarks that run in a network namespace of
-# their own (bench-proxy.sh, bench-udp.sh, bench-persistence.sh). Source
-# it after setting BENCH, ROOT and NS; then nsbench_args "$@",
-# nsbench_init NAME, and nsbench_netns to make the namespace.
-# It provides TMP, PIDS, a cleanup that stops our PIDs and deletes the
-# namespace, and nsx, listening, listening_udp, is_proc, rss_kib,
+# their own (bench-proxy.sh, bench-udp.sh, bench-persistence.sh) or in
+# several (bench-nat.sh). Source it after setting BENCH, ROOT and NS; then
+# nsbench_args "$@", nsbench_init NAME, and nsbench_netns to make the
+# namespace NS, or nsbench_netns NAME for each of several (NS is then their
+# prefix). It provides TMP, PIDS, a cleanup that stops our PIDs and deletes
+# the namespaces it made, and nsx, listening, listening_udp, is_proc, rss_kib,
 # show_log, stop_proxy, log_nice; with lib/bench.sh, lib/proc.sh and
 # lib/build.sh.
 
@@ -38,24 +40,27 @@ nsbench_init() {
     TMP=$(mktemp -d "/tmp/$1.XXXXXX")
     PIDS=()
     NS_MADE=0
+    NSS=()
     trap nsbench_cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }
 
 nsbench_cleanup() {
-    local rc=$? p
+    local rc=$? p n all=()
     set +e
     for p in "${PIDS[@]}"; do stop_pid "$p"; done
-    if [[ $NS_MADE -eq 1 ]]; then
-        # what is left in our namespace (nginx's worker, say) is ours too
-        p=$(ip netns pids "$NS" 2>/dev/null | tr '\n' ' ')
+    [[ $NS_MADE -eq 1 ]] && all+=("$NS")
+    all+=("${NSS[@]}")
+    for n in "${all[@]}"; do
+        # what is left in our namespaces (nginx's worker, say) is ours too
+        p=$(ip netns pids "$n" 2>/dev/null | tr '\n' ' ')
         if [[ -n $p ]]; then
-            log "stopping leftovers in $NS: $p"
+            log "stopping leftovers in $n: $p"
             kill -TERM $p 2>/dev/null; sleep 1; kill -KILL $p 2>/dev/null
         fi
-        ip netns del "$NS" 2>/dev/null
-    fi
+        ip netns del "$n" 2>/dev/null
+    done
     if [[ $KEEP -eq 1 || $rc -ne 0 ]]; then
         log "logs kept in $TMP"
     else
@@ -64,11 +69,20 @@ nsbench_cleanup() {
     exit $rc
 }
 
-# nsbench_netns: makes the namespace (deleted on exit), its lo up.
+# nsbench_netns [NAME]: makes the namespace NS, or NAME (a benchmark with
+# several namespaces names each from the prefix NS), deleted on exit; its lo
+# up. NAME must not exist yet (another run, or a leftover).
 nsbench_netns() {
-    ip netns add "$NS" || die "cannot create namespace $NS"
-    NS_MADE=1
-    nsx ip link set lo up
+    local n=${1:-$NS}
+    if [[ $# -gt 0 ]]; then
+        [[ $n =~ ^[a-z][a-z0-9-]{0,30}$ ]] || die "bad namespace name '$n'"
+        if ip netns list | awk '{print $1}' | grep -qx -- "$n"; then
+            die "namespace $n exists already (another run?); pick another prefix with -n, or 'ip netns del $n' if it is a leftover"
+        fi
+    fi
+    ip netns add "$n" || die "cannot create namespace $n"
+    if [[ $# -gt 0 ]]; then NSS+=("$n"); else NS_MADE=1; fi
+    ip -n "$n" link set lo up
 }
 
 # nsx CMD...: run CMD in the namespace, in the foreground (a function: never

@@ -42,7 +42,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		for _, pkg := range []string{"./cmd/tandem", "./scripts/labtools"} {
+		for _, pkg := range []string{"./cmd/tandem", "./scripts/labtools", "./scripts/tandem-agent"} {
 			cmd := exec.Command("go", "build", "-o", dir+"/", pkg)
 			cmd.Dir = repoRoot
 			if out, err := cmd.CombinedOutput(); err != nil {

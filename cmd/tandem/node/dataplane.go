@@ -48,6 +48,8 @@ type vcluster struct {
 	nat  *dataplane.NATCluster
 	http *dataplane.HTTPCluster // protocol: http (then tcp is nil)
 	mon  *healthcheck.Monitor   // nil without health_check
+	// agent polls the servers' load agents; nil without agent: (agent.go).
+	agent *healthcheck.AgentMonitor
 	// sticky is the persistence table; nil without persistence.
 	sticky *sticky
 	// stop ends the cluster's accept loop (closing its listener) and its
@@ -172,6 +174,7 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 			}
 		}, n.log.With("component", "health"))
 	}
+	n.buildAgent(rt)
 	return rt, nil
 }
 
@@ -295,6 +298,10 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 		if c.mon != nil {
 			last = c.mon.Last()
 		}
+		var agentLast map[string]healthcheck.AgentReading
+		if c.agent != nil {
+			agentLast = c.agent.Last()
+		}
 		for _, s := range servers {
 			as := api.Server{Name: s.Name, Address: s.Addr.String(), Healthy: s.Healthy, Admin: s.Admin,
 				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures, HTTP: perHTTP[s.Name]}
@@ -306,6 +313,7 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 				as.LastCheckAt = &at
 				as.CheckWarning, as.CertExpiresInDays = r.Warning, r.CertDaysLeft(time.Now())
 			}
+			as.Agent = c.agentStatus(s.Name, agentLast)
 			ac.Servers = append(ac.Servers, as)
 		}
 		out = append(out, ac)

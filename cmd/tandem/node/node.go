@@ -239,7 +239,8 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { n.notify.Run(gctx); return nil })
 	g.Go(func() error { every(gctx, reconcileEvery, func() { n.reconcile(gctx) }); return nil })
-	g.Go(func() error { return api.Serve(gctx, ln, api.Handler(n, n, n), n.log) })
+	control := api.Handler(api.Deps{Status: n, Servers: n, Persistence: n, Switchover: n, Reload: n, Events: n})
+	g.Go(func() error { return api.Serve(gctx, ln, control, n.log) })
 	if n.nat != nil {
 		g.Go(func() error { return n.nat.run(gctx) })
 	}

@@ -333,6 +333,9 @@ func carryOver(oc, rt *vcluster) {
 		if o := oc.pool.Server(s.Name); o != nil && o.Addr == s.Addr {
 			s.SetHealthy(o.Healthy())
 			s.SetAdmin(o.Admin())
+			if rt.cfg.Agent != nil { // until the new monitor's first poll
+				s.SetAgentLoad(o.AgentLoad())
+			}
 		}
 	}
 	rt.pool.Refresh()

@@ -89,6 +89,9 @@ func (r *clusterRunner) serve(c *vcluster) {
 	if c.mon != nil {
 		r.wg.Go(func() { c.mon.Run(cctx) })
 	}
+	if c.agent != nil {
+		r.wg.Go(func() { c.agent.Run(cctx) })
+	}
 }
 
 // drain lets the established connections of a cluster that stopped
