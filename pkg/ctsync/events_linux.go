@@ -65,6 +65,11 @@ func (t *Table) Events(ctx context.Context, mark, mask uint32, out chan<- Event)
 		}
 		d.send(ctx, Event{Type: typ, Flow: f})
 	}
+	var rest *time.Timer
+	if opts.Coalesce > 0 {
+		rest = time.NewTimer(opts.Coalesce)
+		defer rest.Stop()
+	}
 	for {
 		// A deadline only while an Overflow is owed, so it gets delivered
 		// even if no further event comes. Checking ctx after setting it
@@ -93,6 +98,14 @@ func (t *Table) Events(ctx context.Context, mark, mask uint32, out chan<- Event)
 			d.tryMarker()
 		case err != nil:
 			return fmt.Errorf("conntrack events: receive: %w", err)
+		case rest != nil && !d.owed:
+			// let the next events gather (see EventOptions.Coalesce)
+			rest.Reset(opts.Coalesce)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-rest.C:
+			}
 		}
 	}
 }

@@ -52,9 +52,22 @@ type EventOptions struct {
 	// Stall is how long the reader waits for a full consumer channel
 	// before it drops the event and owes an Overflow [250ms].
 	Stall time.Duration
+	// Coalesce is how long the reader rests after a read before it waits
+	// for the next events [2ms; negative: never]. Events then arrive in
+	// batches: one wake-up of the reader (and of its consumer, and of the
+	// replication stream behind it) for each batch instead of each event,
+	// which at a few thousand connections a second was most of the
+	// node's CPU. It delays an event by at most this much.
+	Coalesce time.Duration
 }
 
+// DefaultCoalesce is EventOptions.Coalesce's default.
+const DefaultCoalesce = 2 * time.Millisecond
+
 func (o EventOptions) withDefaults() EventOptions {
+	if o.Coalesce == 0 {
+		o.Coalesce = DefaultCoalesce
+	}
 	if o.Buffer <= 0 {
 		o.Buffer = 32 << 20
 	}
