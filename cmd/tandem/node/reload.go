@@ -286,6 +286,7 @@ func (n *Node) reloadClusters(old *generation, cfg *config.Config) ([]string, er
 		}
 		n.runner.drain(c)
 	}
+	n.publishCerts() // renewed certificates reach the peer (certsync.go)
 	return changes, nil
 }
 
