@@ -7,11 +7,12 @@
 # Env:   DURATION     seconds per load run [10]
 #        ROUNDS       rounds, interleaved direct, haproxy, tandem [3]
 #        CONNS        client connections of the keep-alive and h2 runs [100]
+#        IDLE_CONNS   idle keep-alive connections held through each proxy [2000]
 #        PROXY_NICE   nice value of both proxies [0]
 #        TANDEM_BIN   tandem binary [built from ./cmd/tandem into a temp dir]
 #        BENCH_NS     namespace name, as -n [tbhttp]
 #
-# --only: a subset of the workloads keepalive,h2,tlsnew. Everything runs in
+# --only: a subset of the workloads keepalive,h2,tlsnew,idle. Everything runs in
 # one namespace this script creates, on its loopback only:
 #   direct   nginx 127.0.0.1:8080 (100-byte body, plain HTTP only)
 #   haproxy  127.0.0.2:80 (http) and :443 (TLS, ALPN h2,http/1.1), mode http,
@@ -26,6 +27,10 @@
 #   h2         h2load -cCONNS/10 -m10 over TLS (HTTP/2)         req/s
 #   tlsnew     wrk -t1 -c50 -H 'Connection: close' over TLS 1.3: a new
 #              TLS connection per request                      conn/s
+#   idle       IDLE_CONNS connections, each one GET then held idle
+#              (labtools hold -http [-tls]), plain and TLS: the proxy's
+#              VmRSS after minus before, per connection, KiB; the proxy
+#              is restarted first, so its pools start empty
 # Prints a table per workload with tandem/haproxy (and /direct) ratios of
 # the medians, and writes JSON with -o. Exit 0 when every run produced a
 # figure. Needs root and Go; installs haproxy, wrk, nginx and h2load
@@ -37,7 +42,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 NS=${BENCH_NS:-tbhttp}
-ONLY=keepalive,h2,tlsnew
+ONLY=keepalive,h2,tlsnew,idle
+IDLE_CONNS=${IDLE_CONNS:-2000}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-100}
@@ -50,11 +56,12 @@ nsbench_args "$@"
 num DURATION 1 600
 num ROUNDS 1 50
 num CONNS 10 5000
+num IDLE_CONNS 1 5000 "the open-file limit is 20,000 per process"
 [[ $PROXY_NICE =~ ^-?[0-9]+$ ]] || die "PROXY_NICE must be an integer"
 [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (load generator on 0, proxies on 1)"
 IFS=, read -r -a WORKLOADS <<<"$ONLY"
 for w in "${WORKLOADS[@]}"; do
-    case $w in keepalive|h2|tlsnew) ;; *) die "--only: keepalive,h2,tlsnew (got '$w')" ;; esac
+    case $w in keepalive|h2|tlsnew|idle) ;; *) die "--only: keepalive,h2,tlsnew,idle (got '$w')" ;; esac
 done
 
 "$ROOT/scripts/deps.sh" haproxy wrk nginx nghttp2-client >&2 || die "scripts/deps.sh failed"
@@ -64,6 +71,7 @@ done
 nsbench_init bench-http
 bench_started
 build_tandem || exit 1
+build_labtools || exit 1
 
 nsbench_netns
 nsx sysctl -qw net.ipv4.ip_local_port_range="10000 64999" || true
@@ -171,16 +179,28 @@ tandem_master() {
         ip -n "$NS" -br addr show dev lo | grep -qw "127.0.0.3/32"
 }
 
-ip netns exec "$NS" nice -n "$PROXY_NICE" taskset -c 1 haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-PROXY_PID[haproxy]=$!
-PIDS+=("${PROXY_PID[haproxy]}")
-wait_for 10 listening 127.0.0.2 443 || { show_log "$TMP/haproxy.log"; die "haproxy did not listen"; }
-ip netns exec "$NS" taskset -c 1 "$TANDEM" run --config "$TMP/node/tandem.yaml" >"$TMP/tandem.log" 2>&1 &
-PROXY_PID[tandem]=$!
-PIDS+=("${PROXY_PID[tandem]}")
-wait_for 15 tandem_master || { show_log "$TMP/tandem.log"; die "tandem: not MASTER with 127.0.0.3 on lo within 15 s"; }
-wait_for 5 listening 127.0.0.3 443 || { show_log "$TMP/tandem.log"; die "tandem: no listener on 127.0.0.3:443"; }
-set_nice "${PROXY_PID[tandem]}"
+# start_proxy haproxy|tandem: (re)starts it and waits until it serves.
+start_proxy() {
+    local pid
+    stop_proxy "$1"
+    if [[ $1 == haproxy ]]; then
+        ip netns exec "$NS" nice -n "$PROXY_NICE" taskset -c 1 haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
+        pid=$!
+        PIDS+=($pid)
+        PROXY_PID[haproxy]=$pid
+        wait_for 10 listening 127.0.0.2 443 || { show_log "$TMP/haproxy.log"; log "haproxy did not listen"; return 1; }
+        return 0
+    fi
+    ip netns exec "$NS" taskset -c 1 "$TANDEM" run --config "$TMP/node/tandem.yaml" >>"$TMP/tandem.log" 2>&1 &
+    pid=$!
+    PIDS+=($pid)
+    PROXY_PID[tandem]=$pid
+    wait_for 15 tandem_master || { show_log "$TMP/tandem.log"; log "tandem: not MASTER with 127.0.0.3 on lo within 15 s"; return 1; }
+    wait_for 5 listening 127.0.0.3 443 || { show_log "$TMP/tandem.log"; log "tandem: no listener on 127.0.0.3:443"; return 1; }
+    set_nice "$pid"
+}
+start_proxy haproxy || die "haproxy did not start"
+start_proxy tandem || die "tandem did not start"
 log_nice
 
 for t in direct haproxy tandem; do
@@ -245,6 +265,38 @@ run_tlsnew() {
     log "round $r tlsnew    $t: $rps TLS connections/s ($(wrk_errors "$out") errors)"
 }
 
+run_idle() {
+    local t=$1 r=$2 mode pid out before after ok bad per hold
+    [[ $t == direct ]] && return
+    for mode in plain tls; do
+        start_proxy "$t" || { fail "idle $t round $r: the proxy did not restart"; return; }
+        pid=${PROXY_PID[$t]}
+        sleep 1
+        before=$(rss_kib "$pid")
+        out=$TMP/idle-$mode.$t.$r.txt
+        local port=80 flags=(-http)
+        [[ $mode == tls ]] && port=443 flags=(-http -tls)
+        ip netns exec "$NS" taskset -c 0 "$LABTOOLS" hold -target "${ADDR[$t]}:$port" "${flags[@]}" \
+            -n "$IDLE_CONNS" -timeout 10s -max 50s >"$out" 2>"$out.err" &
+        hold=$!
+        PIDS+=($hold)
+        if ! wait_for 40 grep -qs '^ready' "$out"; then
+            stop_pid "$hold"; forget_pid "$hold"
+            show_log "$out.err"; fail "idle $mode $t round $r: the connections were not all open within 40 s"; continue
+        fi
+        read -r _ ok bad <"$out"
+        sleep 1
+        after=$(rss_kib "$pid")
+        stop_pid "$hold"; forget_pid "$hold"
+        if [[ $bad -ne 0 || -z $before || -z $after ]]; then
+            show_log "$out.err"; fail "idle $mode $t round $r: $bad of $IDLE_CONNS connections failed"; continue
+        fi
+        per=$(awk -v a="$after" -v b="$before" -v n="$ok" 'BEGIN { printf "%.2f", (a - b) / n }')
+        record "idle_${mode}_kib" "$t" "$per"
+        log "round $r idle $mode $t: RSS $before -> $after KiB for $ok connections: $per KiB each"
+    done
+}
+
 for r in $(seq 1 "$ROUNDS"); do
     log "=== round $r/$ROUNDS (${DURATION}s per run)"
     for w in "${WORKLOADS[@]}"; do
@@ -261,6 +313,7 @@ for w in "${WORKLOADS[@]}"; do
         keepalive) METRICS+=(keepalive_rps keepalive_p99_ms) ;;
         h2) METRICS+=(h2_rps) ;;
         tlsnew) METRICS+=(tlsnew_cps) ;;
+        idle) METRICS+=(idle_plain_kib idle_tls_kib) ;;
     esac
 done
 title() {
@@ -269,6 +322,8 @@ title() {
         keepalive_p99_ms) echo "HTTP/1.1 keep-alive: p99 latency, ms (lower is better)" ;;
         h2_rps) echo "HTTP/2 over TLS: h2load -c$((CONNS / 10)) -m10; req/s (higher is better)" ;;
         tlsnew_cps) echo "new TLS connections (ECDSA P-256), a request each: wrk -c50 'Connection: close'; conn/s (higher is better)" ;;
+        idle_plain_kib) echo "idle keep-alive: $IDLE_CONNS connections after one request each; proxy RSS KiB per connection (lower is better)" ;;
+        idle_tls_kib) echo "idle keep-alive over TLS: $IDLE_CONNS connections after one request each; proxy RSS KiB per connection (lower is better)" ;;
     esac
 }
 {
@@ -292,7 +347,7 @@ title() {
 
 results_file() {
     local sep="" m rh
-    printf '{"rounds":%d,"duration_s":%d,"conns":%d,' "$ROUNDS" "$DURATION" "$CONNS"
+    printf '{"rounds":%d,"duration_s":%d,"conns":%d,"idle_conns":%d,' "$ROUNDS" "$DURATION" "$CONNS" "$IDLE_CONNS"
     printf '"tandem":%s,"haproxy":%s,' "$(json_str "$TANDEM_SRC")" "$(json_str "$(haproxy -v 2>/dev/null | head -n 1)")"
     uptimes_results_json "${METRICS[@]}"
     printf ',"ratios":{'
