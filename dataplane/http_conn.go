@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -29,8 +30,11 @@ type clientConn struct {
 	c        *HTTPCluster
 	from     netip.AddrPort
 	secure   bool
-	once     sync.Once
-	sniff    framing
+	// preface counts the bytes of the HTTP/2 preface checked on a TLS
+	// connection that chose h2 (-1: nothing to check, or done).
+	preface int
+	once    sync.Once
+	sniff   framing
 	// smuggled is set once a request carried both Content-Length and
 	// Transfer-Encoding: the handler answers 400 and closes.
 	smuggled atomic.Bool
@@ -41,6 +45,8 @@ func newClientConn(conn *net.TCPConn, c *HTTPCluster, from netip.AddrPort, tlsCo
 	cc := &clientConn{Conn: conn, c: c, from: from}
 	if tlsConf != nil {
 		cc.Conn, cc.secure = tls.Server(conn, tlsConf), true
+	} else {
+		cc.preface = -1
 	}
 	return cc
 }
@@ -49,12 +55,41 @@ func newClientConn(conn *net.TCPConn, c *HTTPCluster, from netip.AddrPort, tlsCo
 // every request's headers before net/http parses them.
 func (cc *clientConn) Read(p []byte) (int, error) {
 	n, err := cc.Conn.Read(p)
+	if cc.preface >= 0 && n > 0 && !cc.checkPreface(p[:n]) {
+		cc.Conn.Close()
+		return 0, errBadPreface
+	}
 	if f := &cc.sniff; n > 0 && !f.done {
 		if f.feed(p[:n]) {
 			cc.smuggled.Store(true)
 		}
 	}
 	return n, err
+}
+
+// h2Preface opens every HTTP/2 connection (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+var errBadPreface = errors.New("h2 negotiated, but no HTTP/2 preface")
+
+// checkPreface checks the first bytes of a TLS connection that chose h2
+// by ALPN: anything but the HTTP/2 preface ends it (RFC 9113 §3.4), where
+// net/http, which sees the connection as plain, would answer in HTTP/1.
+func (cc *clientConn) checkPreface(b []byte) bool {
+	if cc.preface == 0 {
+		if tc, ok := cc.Conn.(*tls.Conn); !ok || tc.ConnectionState().NegotiatedProtocol != "h2" {
+			cc.preface = -1
+			return true
+		}
+	}
+	m := min(len(b), len(h2Preface)-cc.preface)
+	if string(b[:m]) != h2Preface[cc.preface:cc.preface+m] {
+		return false
+	}
+	if cc.preface += m; cc.preface == len(h2Preface) {
+		cc.preface = -1
+	}
+	return true
 }
 
 // netHTTPError is how net/http ends the answer it writes itself to a

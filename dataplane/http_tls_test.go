@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"crypto/tls"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -118,5 +119,31 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHTTPSh2NeedsItsPreface: a client that chose h2 by ALPN and then
+// speaks HTTP/1.1 is cut (RFC 9113 §3.4), not answered in HTTP/1.1.
+func TestHTTPSh2NeedsItsPreface(t *testing.T) {
+	a := startWeb(t, "a")
+	cert, key, _ := writeCert(t, time.Now().Add(time.Hour), "www.example.test")
+	vc := httpClusterConfig(t, srv(a, ""))
+	vc.TLS = &config.TLS{CertFile: cert, KeyFile: key, MinVersion: "1.2"}
+	_, url := runHTTP(t, vc, HTTPOptions{})
+	for _, tt := range []struct {
+		proto string
+		cut   bool
+	}{{"h2", true}, {"http/1.1", false}} {
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{tt.proto}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		b, _ := io.ReadAll(io.LimitReader(conn, 12))
+		conn.Close()
+		if answered := strings.HasPrefix(string(b), "HTTP/1.1 200"); answered == tt.cut {
+			t.Errorf("ALPN %s then HTTP/1.1: got %q; want cut %v", tt.proto, b, tt.cut)
+		}
 	}
 }
