@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,26 +42,28 @@ type HTTPOptions struct {
 // states, weights, algorithms), so status, drain and reload treat it
 // alike; the pool's server counters count requests in flight.
 type HTTPCluster struct {
-	name     string
-	addr     netip.AddrPort
-	pool     *Pool
-	routes   *router
-	cfg      config.HTTP
-	opts     HTTPOptions
-	log      *slog.Logger
-	allow    allowList
-	trusted  allowList
-	maxConns int64
-	certs    *certStore  // nil: plain HTTP
-	tlsConf  *tls.Config // certs' config
-	cookie   *cookieJar  // nil: no cookie persistence
-	sticky   StickyTable
-	proxy    *httputil.ReverseProxy
-	tr       *http.Transport
-	alog     *accessLog
-	addrs    map[*Server]string
-	byAddr   map[string]*Server // the inverse of addrs, for the dialer
-	stats    *httpStats
+	name      string
+	addr      netip.AddrPort
+	pool      *Pool
+	routes    *router
+	cfg       config.HTTP
+	opts      HTTPOptions
+	log       *slog.Logger
+	allow     allowList
+	trusted   allowList
+	maxConns  int64
+	certs     *certStore  // nil: plain HTTP
+	tlsConf   *tls.Config // certs' config
+	cookie    *cookieJar  // nil: no cookie persistence
+	sticky    StickyTable
+	proxy     *httputil.ReverseProxy
+	tr        *http.Transport
+	alog      *accessLog
+	addrs     map[*Server]string
+	byAddr    map[string]*Server // the inverse of addrs, for the dialer
+	scheme    string             // to the servers: http, or https (server_tls)
+	serverCAs *x509.CertPool     // server_ca_file; nil: the system's roots
+	stats     *httpStats
 
 	serving atomic.Bool
 	open    inflight     // client connections open, hijacked ones included
@@ -122,6 +126,17 @@ func NewHTTPCluster(vc config.VirtualCluster, pool *Pool, opts HTTPOptions, logg
 		c.cookie = newCookieJar(*p, pool.Servers(), opts.CookieKeys)
 	}
 	c.alog = newAccessLog(opts.AccessLog, hc.AccessLogFormat)
+	c.scheme = "http"
+	if hc.ServerCAFile != "" {
+		b, err := os.ReadFile(hc.ServerCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: server_ca_file: %w", vc.Name, err)
+		}
+		c.serverCAs = x509.NewCertPool()
+		if !c.serverCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("cluster %s: server_ca_file %s: no PEM certificate", vc.Name, hc.ServerCAFile)
+		}
+	}
 	c.tr = c.transport()
 	c.proxy = &httputil.ReverseProxy{
 		Rewrite:        c.rewrite,
@@ -148,7 +163,7 @@ func (c *HTTPCluster) transport() *http.Transport {
 		}
 		return conn, err
 	}
-	return &http.Transport{
+	tr := &http.Transport{
 		DialContext:           dial,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1024,
@@ -158,6 +173,14 @@ func (c *HTTPCluster) transport() *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
 	}
+	if c.cfg.ServerTLS {
+		c.scheme = "https"
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: c.serverCAs,
+			ServerName: c.cfg.ServerName, InsecureSkipVerify: c.cfg.ServerSkipVerify}
+		// No h2 to the servers: HTTP/1.1 keep-alive pools, as documented.
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return tr
 }
 
 // Name is the cluster's name.

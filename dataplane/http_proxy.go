@@ -155,7 +155,7 @@ func (c *HTTPCluster) done(r *http.Request, rw *respWriter, st *reqState, start 
 // client's Host, and sets the client's address headers.
 func (c *HTTPCluster) rewrite(pr *httputil.ProxyRequest) {
 	st := stateFrom(pr.In.Context())
-	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Scheme = c.scheme
 	pr.Out.URL.Host = c.addrs[st.srv]
 	pr.Out.Host = pr.In.Host
 	c.forwarded(pr, st)

@@ -2,8 +2,11 @@ package dataplane
 
 import (
 	"crypto/tls"
+	"encoding/pem"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"os"
 	"strconv"
 	"strings"
@@ -144,6 +147,37 @@ func TestHTTPSh2NeedsItsPreface(t *testing.T) {
 		conn.Close()
 		if answered := strings.HasPrefix(string(b), "HTTP/1.1 200"); answered == tt.cut {
 			t.Errorf("ALPN %s then HTTP/1.1: got %q; want cut %v", tt.proto, b, tt.cut)
+		}
+	}
+}
+
+// TestHTTPServerTLS: with server_tls the proxy speaks TLS to a server
+// whose certificate chains to server_ca_file; one that does not is 502.
+func TestHTTPServerTLS(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "over tls: "+strconv.FormatBool(r.TLS != nil))
+	}))
+	t.Cleanup(up.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o644)
+	_, _, other := writeCert(t, time.Now().Add(time.Hour), "other.test")
+	otherCA := filepath.Join(t.TempDir(), "other.pem")
+	os.WriteFile(otherCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw}), 0o644)
+	for _, tt := range []struct {
+		ca   string
+		want int
+	}{{ca, 200}, {otherCA, 502}} {
+		vc := httpClusterConfig(t, config.Server{Name: "up", Address: up.Listener.Addr().String(), Weight: 1})
+		vc.HTTP.ServerTLS, vc.HTTP.ServerCAFile, vc.HTTP.ServerName = true, tt.ca, "example.com"
+		_, url := runHTTP(t, vc, HTTPOptions{})
+		resp, err := plainClient().Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want || tt.want == 200 && string(body) != "over tls: true" {
+			t.Errorf("CA %s: %d %q, want %d", filepath.Base(tt.ca), resp.StatusCode, body, tt.want)
 		}
 	}
 }

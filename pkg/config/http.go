@@ -2,8 +2,10 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +89,14 @@ type HTTP struct {
 	// path [""]: none). AccessLogFormat is combined or json [combined].
 	AccessLog       string `mapstructure:"access_log" json:"access_log,omitempty"`
 	AccessLogFormat string `mapstructure:"access_log_format" json:"access_log_format"`
+	// ServerTLS speaks TLS (1.2+, HTTP/1.1) to the servers [false]. Their
+	// certificate must chain to ServerCAFile [the system's roots] and be
+	// valid for ServerName [the server's IP address], unless
+	// ServerSkipVerify [false].
+	ServerTLS        bool   `mapstructure:"server_tls" json:"server_tls"`
+	ServerCAFile     string `mapstructure:"server_ca_file" json:"server_ca_file,omitempty"`
+	ServerName       string `mapstructure:"server_name" json:"server_name,omitempty"`
+	ServerSkipVerify bool   `mapstructure:"server_skip_verify" json:"server_skip_verify"`
 	// Rules route requests to named pools (servers[].pool), first match
 	// wins; a request no rule matches goes to the default pool (the
 	// servers without a pool).
@@ -296,6 +306,16 @@ func (v *validator) httpOptions(i int, vc *VirtualCluster, vip netip.Addr, liste
 	}
 	if h.AccessLogFormat != AccessLogCombined && h.AccessLogFormat != AccessLogJSON {
 		v.add(hk+".access_log_format", "must be combined or json (got %q)", h.AccessLogFormat)
+	}
+	if !h.ServerTLS && (h.ServerCAFile != "" || h.ServerName != "" || h.ServerSkipVerify) {
+		v.add(hk+".server_tls", "server_ca_file, server_name and server_skip_verify need server_tls: true")
+	}
+	if h.ServerCAFile != "" {
+		if b, err := os.ReadFile(h.ServerCAFile); err != nil {
+			v.add(hk+".server_ca_file", "cannot read: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			v.add(hk+".server_ca_file", "no PEM certificate in %s", h.ServerCAFile)
+		}
 	}
 	pools := map[string]bool{}
 	for _, s := range vc.Servers {
