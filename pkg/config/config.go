@@ -207,6 +207,11 @@ type Persistence struct {
 	Secure   bool          `mapstructure:"secure" json:"secure,omitempty"`
 	HTTPOnly *bool         `mapstructure:"http_only" json:"http_only,omitempty"`
 	SameSite string        `mapstructure:"same_site" json:"same_site,omitempty"`
+	// Fallback (mode: cookie) is what keeps a client that sends no
+	// cookie on its server: source_ip (the source-IP table, as mode
+	// source_ip) or none (the balancer picks; clients behind one address
+	// then spread over the servers on their first request) [source_ip].
+	Fallback string `mapstructure:"fallback" json:"fallback,omitempty"`
 	// Mask groups clients by prefix length [32 for an IPv4 VIP, 128 for IPv6].
 	Mask int `mapstructure:"mask" json:"mask"`
 	// Timeout is the idle time after which an entry expires; required.

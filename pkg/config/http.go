@@ -175,6 +175,9 @@ func (c *Config) httpDefaults(vc *VirtualCluster, k string) {
 		if p.Timeout == 0 && !c.written(pk+"timeout") {
 			p.Timeout = DefaultCookieFallback
 		}
+		if p.Fallback == "" && !c.written(pk+"fallback") {
+			p.Fallback = persistenceModeSourceIP
+		}
 	}
 }
 
@@ -255,6 +258,9 @@ func (v *validator) cookie(k string, p *Persistence) {
 	}
 	if !strings.HasPrefix(p.Path, "/") {
 		v.add(k+".path", "must start with / (got %q)", p.Path)
+	}
+	if p.Fallback != persistenceModeSourceIP && p.Fallback != "none" {
+		v.add(k+".fallback", "must be source_ip or none (got %q)", p.Fallback)
 	}
 	switch p.SameSite {
 	case "lax", "strict":

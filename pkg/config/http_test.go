@@ -99,6 +99,9 @@ func TestHTTPClusterProblems(t *testing.T) {
 		{"same_site none needs secure", edit(t, "    port: 80", "    port: 80\n    protocol: http",
 			"mode: source_ip", "mode: cookie\n      same_site: none"),
 			[]string{"FILE:26: clusters[0].persistence.same_site: none needs secure: true (browsers refuse it otherwise)"}},
+		{"cookie fallback", edit(t, "    port: 80", "    port: 80\n    protocol: http",
+			"mode: source_ip", "mode: cookie\n      fallback: url"),
+			[]string{`FILE:26: clusters[0].persistence.fallback: must be source_ip or none (got "url")`}},
 		{"cookie name", edit(t, "    port: 80", "    port: 80\n    protocol: http",
 			"mode: source_ip", "mode: cookie\n      name: \"a b\""),
 			[]string{`FILE:26: clusters[0].persistence.name: must be a cookie name: letters, digits and !#$%&'*+-.^_` + "`" + `|~ (got "a b")`}},
@@ -124,7 +127,7 @@ func TestHTTPDefaults(t *testing.T) {
 		t.Errorf("http defaults: %+v", h)
 	}
 	if p.Name != "TANDEM" || p.Path != "/" || p.SameSite != "lax" || p.HTTPOnly == nil || !*p.HTTPOnly ||
-		p.Timeout != DefaultCookieFallback {
+		p.Timeout != DefaultCookieFallback || p.Fallback != "source_ip" {
 		t.Errorf("cookie defaults: %+v", p)
 	}
 }
@@ -162,7 +165,7 @@ func TestExampleHTTPS(t *testing.T) {
 			t.Errorf("example-full.yaml does not show %s", key)
 		}
 	}
-	for _, key := range []string{"name", "max_age", "path", "domain", "secure", "http_only", "same_site"} {
+	for _, key := range []string{"name", "max_age", "path", "domain", "secure", "http_only", "same_site", "fallback"} {
 		if c.lines[k+".persistence."+key] == 0 {
 			t.Errorf("example-full.yaml does not show %s.persistence.%s", k, key)
 		}

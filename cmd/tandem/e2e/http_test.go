@@ -111,9 +111,12 @@ func (l *lab) https(host, ca, jar string, args ...string) string {
 // TestHTTPSClusterThroughTheVIP: an https cluster with two certificates
 // and cookie persistence in front of two nginx: each name gets its
 // certificate (SNI), HTTP/2 is negotiated, nginx sees the client's
-// address in X-Forwarded-For, port 80 redirects, and a client keeps its
-// server by its cookie across a cable pull of the master and the plug
-// back: both boxes accept the cookie, with nothing replicated for it.
+// address in X-Forwarded-For, port 80 redirects, and clients keep their
+// server by their cookies across a cable pull of the master and the plug
+// back (one followed request by request, cookieClients more each with a
+// jar of its own, spread over both servers by fallback: none): both
+// boxes accept the cookies, with nothing replicated for them. Last, a
+// renewed certificate is served after `tandem reload`.
 func TestHTTPSClusterThroughTheVIP(t *testing.T) {
 	l := newLab(t)
 	l.nginxEcho("be1")
@@ -130,7 +133,7 @@ func TestHTTPSClusterThroughTheVIP(t *testing.T) {
       key_file: %s
       certificates: [{cert_file: %s, key_file: %s}]
     http: {redirect_port: 80}
-    persistence: {mode: cookie, name: SRV}
+    persistence: {mode: cookie, name: SRV, fallback: none}
     health_check: {type: http, path: /, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}
     servers:
       - {name: be1, address: "198.18.0.21:80"}
@@ -165,6 +168,16 @@ func TestHTTPSClusterThroughTheVIP(t *testing.T) {
 		t.Errorf("redirect: %q", out)
 	}
 
+	// Many cookie clients (one jar each) spread over both servers.
+	before := l.cookieClients(wwwCert)
+	per := map[string]int{}
+	for _, s := range before {
+		per[s]++
+	}
+	if per["be1"] == 0 || per["be2"] == 0 || per["FAIL"] > 0 {
+		t.Fatalf("%d cookie clients: %v; want both servers, no failure", cookieClients, per)
+	}
+
 	// Cookie persistence: a client keeps its server.
 	jar := filepath.Join(l.dir, "cookies.txt")
 	first := strings.Fields(l.https("www.example.test", wwwCert, jar))[0]
@@ -185,6 +198,9 @@ func TestHTTPSClusterThroughTheVIP(t *testing.T) {
 	}
 	l.waitFor("lb2 MASTER", 5*time.Second, func() bool { return l.state("lb2") == "MASTER" && l.holdsVIP("lb2") })
 	keeps("after the cable pull, on lb2")
+	if same := sameCookieServers(before, l.cookieClients(wwwCert)); same != cookieClients {
+		t.Fatalf("after the cable pull: %d of %d cookie clients kept their server", same, cookieClients)
+	}
 	if err := l.script("plug", "lb1"); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +208,9 @@ func TestHTTPSClusterThroughTheVIP(t *testing.T) {
 		return l.state("lb1") == "MASTER" && l.state("lb2") == "BACKUP" && l.holdsVIP("lb1") && !l.holdsVIP("lb2")
 	})
 	keeps("after the plug, on lb1 again")
+	if same := sameCookieServers(before, l.cookieClients(wwwCert)); same != cookieClients {
+		t.Fatalf("after the plug: %d of %d cookie clients kept their server", same, cookieClients)
+	}
 
 	st, err := l.status("lb1")
 	if err != nil {
@@ -222,4 +241,38 @@ func TestHTTPSClusterThroughTheVIP(t *testing.T) {
 	if got := strings.Fields(l.https("www.example.test", wwwCert, jar))[0]; got != first {
 		t.Errorf("after the certificate reload: served by %s, want %s", got, first)
 	}
+}
+
+// cookieClients is how many clients, each with its own cookie jar,
+// TestHTTPSClusterThroughTheVIP follows across the pull and the plug.
+const cookieClients = 30
+
+// cookieClients makes one request from each cookie client (jar i in the
+// lab's folder, created by the first call) and returns who served each
+// ("FAIL" for a failure).
+func (l *lab) cookieClients(ca string) []string {
+	l.t.Helper()
+	script := fmt.Sprintf(`for i in $(seq 1 %d); do
+  curl -s -m 3 --resolve www.example.test:443:%s --cacert %s -b %s/jar$i -c %s/jar$i https://www.example.test/ | cut -d' ' -f1 | grep . || echo FAIL
+done`, cookieClients, vip, ca, l.dir, l.dir)
+	out, err := exec.Command("ip", "netns", "exec", l.ns("client"), "sh", "-c", script).Output()
+	if err != nil {
+		l.t.Fatalf("cookie clients: %v", err)
+	}
+	got := strings.Fields(string(out))
+	if len(got) != cookieClients {
+		l.t.Fatalf("cookie clients: %d answers, want %d: %q", len(got), cookieClients, out)
+	}
+	return got
+}
+
+// sameCookieServers counts the clients served by the same server both times.
+func sameCookieServers(a, b []string) int {
+	n := 0
+	for i := range a {
+		if a[i] == b[i] && a[i] != "FAIL" {
+			n++
+		}
+	}
+	return n
 }

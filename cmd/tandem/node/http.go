@@ -56,6 +56,9 @@ func (n *Node) buildHTTP(cfg *config.Config, rt *vcluster, opts dataplane.Option
 		return fmt.Errorf("cluster keys: %w", err)
 	}
 	ho := dataplane.HTTPOptions{Sticky: opts.Sticky, CookieKeys: dataplane.CookieKeys(keys, vc.Name)}
+	if p := vc.Persistence; p != nil && p.Mode == config.PersistenceCookie && p.Fallback == "none" {
+		ho.Sticky = nil // the table still exists (and replicates) but is not consulted
+	}
 	if vc.HTTP != nil {
 		if ho.AccessLog, err = n.accessLogs.open(vc.HTTP.AccessLog); err != nil {
 			return fmt.Errorf("cluster %s: %w", vc.Name, err)
