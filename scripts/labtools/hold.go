@@ -45,7 +45,9 @@ func cmdHold(args []string) error {
 	defer stop()
 	open := echoOnce
 	if *asHTTP {
-		open = func(target string, timeout time.Duration) (net.Conn, error) { return httpOnce(target, timeout, *overTLS) }
+		open = func(target string, timeout time.Duration) (net.Conn, error) {
+			return httpOnce(target, timeout, *overTLS)
+		}
 	}
 	h := holdConns(*target, *n, *conc, *timeout, open)
 	defer h.close()
