@@ -277,10 +277,14 @@ func (c *HTTPCluster) Serve(ctx context.Context) error {
 		}
 	})
 	defer stop()
-	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	if rdr != nil {
-		wg.Go(func() { errc <- rdr.Serve(&httpListener{c: c, ln: rdln}) })
+		wg.Go(func() {
+			err := rdr.Serve(&httpListener{c: c, ln: rdln})
+			if ctx.Err() == nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				c.log.Error("redirect listener stopped", "err", err)
+			}
+		})
 	}
 	err := srv.Serve(hl)
 	ln.Close()
