@@ -156,6 +156,7 @@ func (cn *tcpConn) connect(s *Server) error {
 	}
 	if err != nil {
 		s.ConnectFailed()
+		s.trafficFailed(connectFailure(err))
 		s.Release()
 		cn.srv = nil
 		if ok, n := c.dialLog.allow(time.Now()); ok {
@@ -221,6 +222,11 @@ func (c *TCPCluster) settle(t Traffic, srv *Server, active bool) {
 	c.bytesOu.Add(t.Out)
 	if srv != nil {
 		srv.Release()
+		if t.ServerReset {
+			srv.trafficFailed(FailReset)
+		} else if t.Out > 0 {
+			srv.trafficOK()
+		}
 	}
 	if active {
 		c.active.Add(-1)

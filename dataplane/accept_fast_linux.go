@@ -201,6 +201,7 @@ func (fc *fastConn) Connected() {
 func (fc *fastConn) ConnectFailed(err error) (netip.AddrPort, []byte, bool) {
 	c, s := fc.c, fc.srv
 	s.ConnectFailed()
+	s.trafficFailed(connectFailure(err))
 	s.Release()
 	fc.srv = nil
 	if ok, n := c.dialLog.allow(time.Now()); ok {

@@ -9,6 +9,9 @@ import (
 type Traffic struct {
 	// In is client → server bytes; Out is server → client bytes.
 	In, Out uint64
+	// ServerReset: the server reset the connection before it sent a
+	// byte (passive health counts it).
+	ServerReset bool
 }
 
 // Engine moves bytes between an accepted client connection and a

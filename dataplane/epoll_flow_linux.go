@@ -29,6 +29,17 @@ type econn struct {
 	h          ConnectHandler
 	dst        netip.AddrPort
 	hdr        []byte
+	// srvReset: reading or writing the server's socket met a reset.
+	srvReset bool
+}
+
+// sockErr notes err, met on socket s of c, and returns it: a reset of
+// the server's socket is passive health's business (Traffic.ServerReset).
+func (c *econn) sockErr(s *esock, err error) error {
+	if s == &c.sk[1] && (err == unix.ECONNRESET || err == unix.EPIPE) {
+		c.srvReset = true
+	}
+	return err
 }
 
 // callDone is done or h.Done, whichever the connection has.
@@ -162,7 +173,7 @@ func (l *eloop) readIn(c *econn, src, dst *esock, d *edir) error {
 	case err == unix.EINTR:
 		return nil
 	case err != nil:
-		return err
+		return c.sockErr(src, err)
 	case n == 0:
 		d.eof = true
 		return nil
@@ -183,7 +194,7 @@ func (l *eloop) readIn(c *econn, src, dst *esock, d *edir) error {
 	if dst.writable {
 		w, err = send(dst.fd, l.buf[:n])
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-			return err
+			return c.sockErr(dst, err)
 		}
 		if w > 0 {
 			d.n += uint64(w)
@@ -212,7 +223,7 @@ func (l *eloop) flush(c *econn, d *edir, dst *esock) error {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
-			return err
+			return c.sockErr(dst, err)
 		}
 		d.off += w
 		d.n += uint64(w)
@@ -239,7 +250,7 @@ func (l *eloop) flush(c *econn, d *edir, dst *esock) error {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
-			return err
+			return c.sockErr(dst, err)
 		}
 		d.inPipe -= w
 		d.n += uint64(w)
@@ -272,7 +283,7 @@ func (l *eloop) spliceIn(c *econn, src *esock, d *edir) error {
 		src.readable = false
 	case err == unix.EINTR:
 	case err != nil:
-		return err
+		return c.sockErr(src, err)
 	case n == 0:
 		d.eof = true
 	default:
@@ -339,7 +350,7 @@ func (l *eloop) finish(c *econn, reset bool) {
 	}
 	l.nconns.Add(-1)
 	c.hdr = nil
-	l.callDone(c, Traffic{In: c.d[0].n, Out: c.d[1].n})
+	l.callDone(c, Traffic{In: c.d[0].n, Out: c.d[1].n, ServerReset: c.srvReset && c.d[1].n == 0})
 }
 
 // callDone calls c's done; a panic in it is logged and goes no further.

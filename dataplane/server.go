@@ -51,6 +51,10 @@ type Server struct {
 	failures atomic.Uint64
 	// connectNanos is an EWMA of connect time, for fastest_response.
 	connectNanos atomic.Int64
+	// passive is where traffic outcomes go (Pool.SetPassive); failRun
+	// is set while a failure is the last outcome reported.
+	passive atomic.Pointer[PassiveFunc]
+	failRun atomic.Bool
 	// agent is the agent's last load reading minus AgentNone (agent.go).
 	agent atomic.Int32
 }

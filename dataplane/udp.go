@@ -69,6 +69,7 @@ const (
 	DropMalformed     = "malformed"      // no usable source or destination
 	DropUpstreamError = "upstream_error" // a server socket failed (open, send, ICMP error)
 	DropClientError   = "client_error"   // an answer could not be sent to the client
+	DropLateAnswer    = "late_answer"    // an answer from the server a retry left
 )
 
 // udpReason indexes the per-reason drop counters.
@@ -83,12 +84,13 @@ const (
 	udpMalformed
 	udpUpstreamError
 	udpClientError
+	udpLateAnswer
 	numUDPReasons
 )
 
 var udpReasonNames = [numUDPReasons]string{
 	DropStandby, DropAllow, DropMaxConns, DropNoServer, DropOversize, DropMalformed,
-	DropUpstreamError, DropClientError,
+	DropUpstreamError, DropClientError, DropLateAnswer,
 }
 
 func (r udpReason) String() string { return udpReasonNames[r] }
@@ -108,6 +110,13 @@ type UDPCluster struct {
 	allow    allowList
 	maxFlows int64
 	epoch    time.Time // the loops' clock starts here
+	// Requests are timed (udp_retry.go) when timed is set: wait is how
+	// long a server has to answer, retry (0: off) the retry_timeout, and
+	// match how answers find their requests.
+	timed       bool
+	wait, retry int64
+	match       udpMatch
+	pendRing    int // the ring's size, a power of two (tests lower it)
 	// sources are the local addresses upstream sockets bind to, in turn
 	// (source_addresses); none: the kernel's choice.
 	sources []netip.Addr
@@ -187,7 +196,17 @@ func NewUDPCluster(vc config.VirtualCluster, pool *Pool, opts UDPOptions, log *s
 	if vc.MaxConns > 0 {
 		limit = min(limit, int64(vc.MaxConns))
 	}
+	retry := int64(vc.RetryTimeout)
+	wait := retry
+	if wait <= 0 {
+		wait = int64(udpAnswerWait)
+	}
 	return &UDPCluster{
+		timed:       retry > 0 || vc.Passive != nil,
+		wait:        wait,
+		retry:       max(retry, 0),
+		match:       udpMatchFor(vc),
+		pendRing:    udpPendRing,
 		sources:     sources,
 		park:        park,
 		fdShare:     fdShare,
@@ -292,6 +311,12 @@ type UDPStats struct {
 	Drops map[string]uint64
 	// Panics counts recovered panics in the loops.
 	Panics uint64
+	// Retries counts requests re-sent to another server (retry_timeout);
+	// Unanswered the requests a server left unanswered in time (timed
+	// with retry_timeout or passive); Untimed those sent while the
+	// loop's ring of timed requests was full (never retried). A late
+	// answer from the server a retry left is a drop, DropLateAnswer.
+	Retries, Unanswered, Untimed uint64
 	// Servers' Active is their live flows, Total the flows they were given.
 	Servers []ServerStats
 }
@@ -320,6 +345,9 @@ func (c *UDPCluster) Stats() UDPStats {
 		st.DatagramsOut += k.dgramsOut.Load()
 		st.BytesIn += k.bytesIn.Load()
 		st.BytesOut += k.bytesOut.Load()
+		st.Retries += k.retries.Load()
+		st.Unanswered += k.unanswered.Load()
+		st.Untimed += k.untimed.Load()
 		for r := range numUDPReasons {
 			drops[r] += k.drops[r].Load()
 		}
@@ -340,6 +368,7 @@ func (c *UDPCluster) Stats() UDPStats {
 // Stats; padded so two loops never share a cache line.
 type udpCounters struct {
 	flowsTotal, parkedTotal, dgramsIn, dgramsOut, bytesIn, bytesOut atomic.Uint64
+	retries, unanswered, untimed                                    atomic.Uint64
 	drops                                                           [numUDPReasons]atomic.Uint64
 	_                                                               [64]byte
 }

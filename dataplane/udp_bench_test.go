@@ -39,6 +39,11 @@ func BenchmarkUDPRelay(b *testing.B) {
 		tune func(*UDPCluster)
 	}{
 		{"tandem", UDPOptions{}, nil},
+		// Every query timed for a retry (retry_timeout), copied and
+		// matched to its answer: what retrying costs the data path.
+		{"tandem-retry", UDPOptions{}, func(c *UDPCluster) {
+			c.timed, c.retry, c.wait = true, int64(100*time.Millisecond), int64(100*time.Millisecond)
+		}},
 		{"tandem-blockwait", UDPOptions{}, func(c *UDPCluster) { c.blockWait = true }},
 		{"tandem-2loops", UDPOptions{Loops: 2}, nil},
 	} {

@@ -49,11 +49,18 @@ func (l *uloop) moveFlow(f *uflow) bool {
 		c.drop(k, udpNoServer, f.client, nil)
 		return false
 	}
+	from := f.srv
 	l.unregister(f)
 	if err := l.connect(f, s); err != nil {
 		l.closeFlow(f)
 		c.drop(k, udpUpstreamError, f.client, err)
 		return false
+	}
+	if f.rt != nil { // what the server that went down left unanswered
+		l.resendPending(f, from)
+		if len(l.rings) > 0 {
+			l.submitRings()
+		}
 	}
 	return true
 }
@@ -121,6 +128,9 @@ func (l *uloop) unregister(f *uflow) {
 
 // closeFlow ends f.
 func (l *uloop) closeFlow(f *uflow) {
+	if f.rt != nil {
+		l.endTiming(f)
+	}
 	l.unregister(f)
 	last := l.list[len(l.list)-1]
 	last.idx = f.idx
@@ -152,7 +162,11 @@ func (l *uloop) sweep() bool {
 	}
 	ended := 0
 	for i := 0; i < len(l.list); {
-		if f := l.list[i]; l.now-f.last > int64(idle) {
+		f := l.list[i]
+		if f.rt != nil && f.rt.oldFd >= 0 && l.now-f.rt.movedAt > int64(udpLateKeep) {
+			l.dropOld(f)
+		}
+		if l.now-f.last > int64(idle) {
 			if ended == udpSweepMax {
 				return false
 			}

@@ -26,9 +26,10 @@ type uflow struct {
 	srv     *Server
 	last    int64 // loop clock of the last datagram either way
 	ifindex uint32
-	fd      int32 // the socket connected to srv, or -1 when parked
-	slot    int32 // the parked socket's slot (uloop.parked), or -1
-	idx     int32 // position in uloop.list
+	fd      int32   // the socket connected to srv, or -1 when parked
+	slot    int32   // the parked socket's slot (uloop.parked), or -1
+	idx     int32   // position in uloop.list
+	rt      *uretry // timed requests (udp_retry_linux.go); nil until one
 }
 
 // uloop is one event loop: a VIP socket, an epoll set holding it and
@@ -68,6 +69,11 @@ type uloop struct {
 	outBad    [udpBatch]bool // a queued receive that brought nothing (yet)
 	npend     int            // receives queued in the rings
 	src       int            // next entry of the cluster's sources
+
+	// Timed requests (udp_retry_linux.go): a ring of udpPendRing slots
+	// (nil when the cluster times nothing), live from rqHead to rqTail.
+	rq             []upend
+	rqHead, rqTail uint64
 
 	counters udpCounters
 }
@@ -113,6 +119,9 @@ func (c *UDPCluster) listen() (loops []*uloop, bound netip.AddrPort, err error) 
 		}
 		if err = l.init(); err != nil {
 			return loops, bound, err
+		}
+		if c.timed {
+			l.rq = make([]upend, c.pendRing)
 		}
 	}
 	return loops, bound, nil
@@ -222,11 +231,14 @@ func (l *uloop) run() {
 		n, werr = unix.EpollWait(int(fd), l.events, 0)
 		return n > 0 || (werr != nil && werr != unix.EINTR)
 	}
-	var deadline int64 // the sweep time the read deadline is set to
+	var deadline int64 // the wake-up time the read deadline is set to
 	for !l.stop {
+		wake := l.wakeAt()
 		if rc != nil {
-			if deadline != l.sweepAt {
-				deadline = l.sweepAt
+			// Set again only when due sooner or passed: with requests
+			// timed, the head's deadline moves with every answer.
+			if wake < deadline || deadline <= l.now {
+				deadline = wake
 				l.epf.SetReadDeadline(l.c.epoch.Add(time.Duration(deadline)))
 			}
 			if err := rc.Read(poll); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -234,7 +246,7 @@ func (l *uloop) run() {
 				rc = nil
 			}
 		} else {
-			ms := int((l.sweepAt-l.c.clock())/int64(time.Millisecond)) + 1
+			ms := int((wake-l.c.clock())/int64(time.Millisecond)) + 1
 			n, werr = unix.EpollWait(l.epfd, l.events, max(ms, 0))
 		}
 		if werr != nil && werr != unix.EINTR {
@@ -248,6 +260,9 @@ func (l *uloop) run() {
 		n, werr = 0, nil
 		for l.nout > 0 {
 			l.flush()
+		}
+		if l.rqHead < l.rqTail {
+			l.expire()
 		}
 		if l.now >= l.sweepAt {
 			l.sweepAt = l.now + every
@@ -293,7 +308,11 @@ func (l *uloop) dispatch(i, n int) (next int) {
 			l.stop = true
 		case fd < len(l.table) && l.table[fd] != nil:
 			l.cur = l.table[fd]
-			l.readServer(l.cur)
+			if l.cur.fd == int32(fd) {
+				l.readServer(l.cur)
+			} else {
+				l.readLate(l.cur, fd)
+			}
 			l.cur = nil
 		}
 	}
@@ -366,11 +385,17 @@ func (l *uloop) fromClient(i int) {
 			l.submitRings()
 		}
 		r.send(int(f.slot)%l.ringFiles, p, urTagSend|uint64(i))
+		if c.timed {
+			l.timeRequest(f, p)
+		}
 		return // counted when it completes (sent)
 	}
 	if errno := udpSend(int(f.fd), p); errno != 0 {
 		c.drop(k, udpUpstreamError, client, errno)
 		return
+	}
+	if c.timed {
+		l.timeRequest(f, p)
 	}
 	k.dgramsIn.Add(1)
 	k.bytesIn.Add(uint64(size))
@@ -403,6 +428,9 @@ func (l *uloop) readServer(f *uflow) {
 		return
 	case errno != 0: // an ICMP error, such as port unreachable
 		l.c.drop(&l.counters, udpUpstreamError, f.client, fmt.Errorf("server %s: %w", f.srv.Name, errno))
+		if f.rt != nil && f.rt.n > 0 {
+			l.refused(f)
+		}
 		return
 	case n > udpMaxDatagram:
 		l.c.drop(&l.counters, udpOversize, f.client, fmt.Errorf("server %s: %d bytes", f.srv.Name, n))
@@ -428,6 +456,9 @@ func (l *uloop) answer(i int, f *uflow, n int) {
 		hd.SetControllen(udpSetPktinfo(&l.out.ctrl[i], f.local, f.ifindex, l.v6))
 	}
 	l.out.flows[i] = f
+	if f.rt != nil {
+		l.answered(f, l.out.slot(i, n))
+	}
 }
 
 // flush sends the queued answers. A message the kernel refuses is

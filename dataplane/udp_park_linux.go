@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -97,6 +98,12 @@ func (l *uloop) submitRings() {
 func (l *uloop) completed(tag uint64, res int32) {
 	c, k := l.c, &l.counters
 	i := int(tag & (urTagRecv - 1))
+	if tag == urTagResend { // a request re-sent to another server
+		if res < 0 {
+			c.drop(k, udpUpstreamError, netip.AddrPort{}, unix.Errno(-res))
+		}
+		return
+	}
 	if tag&urTagRecv == 0 { // a client datagram sent to its server
 		if res < 0 {
 			c.drop(k, udpUpstreamError, udpNameAddr(&l.in.names[i], l.v6), unix.Errno(-res))

@@ -56,6 +56,8 @@ func TestUDPParked(t *testing.T) {
 		{"PanicMidBatchFinishesBatch", TestUDPPanicMidBatchFinishesBatch},
 		{"IPv6VIP", TestUDPIPv6VIP},
 		{"ConcurrentStatsAndHealth", TestUDPConcurrentStatsAndHealth},
+		{"RetryMovesFlow", TestUDPRetryMovesFlow},
+		{"RetryDNSQueries", TestUDPRetryDNSQueries},
 	} {
 		t.Run(tc.name, tc.fn)
 	}

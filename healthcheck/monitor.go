@@ -50,7 +50,16 @@ type Monitor struct {
 	onChange func(Change)
 	log      *slog.Logger
 
-	notifyMu sync.Mutex // serialises onChange calls
+	// notifyMu serialises onChange calls and guards the verdicts
+	// (targets), which the probes and the passive judge both change.
+	notifyMu      sync.Mutex
+	targetsByName map[string]*target
+
+	// passive, when set, judges the servers on the clients' traffic
+	// (SetPassive); its events queue on passiveCh.
+	passive   *config.Passive
+	passiveCh chan passiveEvent
+	now       func() time.Time
 
 	mu      sync.Mutex
 	last    map[string]Result
@@ -82,6 +91,12 @@ func NewMonitor(checker Checker, hc config.HealthCheck, targets []Target, onChan
 		last:     make(map[string]Result, len(targets)),
 		pending:  len(targets),
 		round:    make(chan struct{}),
+		now:      time.Now,
+
+		targetsByName: make(map[string]*target, len(targets)),
+	}
+	for _, t := range targets {
+		m.targetsByName[t.Server] = &target{rf: RiseFall{Rise: m.rise, Fall: m.fall, Healthy: true}, first: true}
 	}
 	if m.pending == 0 {
 		close(m.round)
@@ -102,6 +117,9 @@ func (m *Monitor) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, t := range m.targets {
 		wg.Go(func() { m.watch(ctx, t) })
+	}
+	if m.passiveCh != nil {
+		wg.Go(func() { m.judge(ctx) })
 	}
 	wg.Wait()
 }
@@ -126,11 +144,10 @@ func (m *Monitor) RoundDone() <-chan struct{} { return m.round }
 // watch is one target's loop.
 func (m *Monitor) watch(ctx context.Context, t Target) {
 	log := m.log.With("cluster", t.Cluster, "server", t.Server)
-	rf := RiseFall{Rise: m.rise, Fall: m.fall, Healthy: true}
+	ts := m.targetsByName[t.Server]
 
 	timer := time.NewTimer(rand.N(m.interval))
 	defer timer.Stop()
-	first := true
 	warning := ""
 	for {
 		select {
@@ -152,14 +169,25 @@ func (m *Monitor) watch(ctx context.Context, t Target) {
 		}
 		warning = res.Warning
 
-		if first {
-			first = false
-			rf.start(res.OK)
-			m.report(log, t, &rf, res, true)
+		m.notifyMu.Lock()
+		switch {
+		case ts.first && ts.passiveDown:
+			// Traffic took the server out before its first check:
+			// that verdict stands until Rise passes.
+			ts.first = false
+			if ts.rf.Observe(res.OK) {
+				m.report(log, t, ts, res, false)
+			}
 			m.firstDone()
-		} else if rf.Observe(res.OK) {
-			m.report(log, t, &rf, res, false)
+		case ts.first:
+			ts.first = false
+			ts.rf.start(res.OK)
+			m.report(log, t, ts, res, true)
+			m.firstDone()
+		case ts.rf.Observe(res.OK):
+			m.report(log, t, ts, res, false)
 		}
+		m.notifyMu.Unlock()
 		// Keep the period even when a probe is slow, but never run two
 		// probes of one target at once.
 		timer.Reset(max(m.interval-time.Since(begun), 0))
@@ -173,8 +201,15 @@ func (m *Monitor) probe(ctx context.Context, t Target) Result {
 	return m.checker.Check(pctx, t.Addr)
 }
 
-// report logs a verdict and hands it to the consumer.
-func (m *Monitor) report(log *slog.Logger, t Target, rf *RiseFall, res Result, initial bool) {
+// report logs a verdict and hands it to the consumer; notifyMu is held.
+func (m *Monitor) report(log *slog.Logger, t Target, ts *target, res Result, initial bool) {
+	rf := &ts.rf
+	ts.reason = ""
+	if !rf.Healthy {
+		ts.reason = res.Detail
+	} else {
+		ts.passiveDown = false
+	}
 	switch {
 	case initial && rf.Healthy:
 		log.Debug(fmt.Sprintf("server %s initially up: %s", t.Server, res.Detail))
@@ -187,8 +222,6 @@ func (m *Monitor) report(log *slog.Logger, t Target, rf *RiseFall, res Result, i
 		n, of, what := rf.run()
 		log.Info(fmt.Sprintf("server %s down: %s (%d of %d %s)", t.Server, res.Detail, n, of, what), "err", res.Detail)
 	}
-	m.notifyMu.Lock()
-	defer m.notifyMu.Unlock()
 	m.onChange(Change{Target: t, Healthy: rf.Healthy, Result: res, Initial: initial})
 }
 

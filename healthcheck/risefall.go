@@ -53,3 +53,10 @@ func (r *RiseFall) run() (n, of int, what string) {
 	}
 	return r.failRun, max(r.Fall, 1), "failures"
 }
+
+// markDown makes the verdict unhealthy at once, as the passive judge
+// decides; Rise passes bring it back.
+func (r *RiseFall) markDown() {
+	r.Healthy = false
+	r.okRun, r.failRun = 0, 0
+}

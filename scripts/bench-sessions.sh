@@ -483,7 +483,21 @@ record() {
           ([((.errors // {}) | to_entries | map("\(.key) \(.value)") | join(", ")), $note]
            | map(select(. != "")) | join("; ")) ] | @tsv' \
         "$SUM" >>"$TMP/$s.rows"
-    log "$s $kind $i: $(jq -c '{survived, sessions, stalled, gap_p50_ms, gap_max_ms, errors, first_failure}' "$SUM"), take-over ${tk} ms${note:+, $note}"
+    log "$s $kind $i: $(jq -c '{survived, sessions, stalled, gap_p50_ms, gap_max_ms, errors, first_failure}' "$SUM"), take-over ${tk} ms${note:+, $note}$(stall_ends)"
+}
+
+# stall_ends: where the stalled sessions' longest gaps ended, in ms from
+# the fault (T0): a stall of the fault ends a few hundred ms after it; one
+# long before or after it is the machine's
+stall_ends() {
+    local t0ms=$((T0 / 1000000))
+    jq -r --argjson t0 "$t0ms" '
+        [.stall_end_first, .stall_end_p50, .stall_end_last] | map(select(. != null)) |
+        if length == 0 then "" else
+          ", stalls ended at " + (map(
+            (capture("T(?<h>[0-9]+):(?<m>[0-9]+):(?<s>[0-9.]+)Z") | ((.h|tonumber)*3600000 + (.m|tonumber)*60000 + ((.s|tonumber)*1000)))
+          ) | map(. - ($t0 % 86400000) | floor | tostring) | join("/")) + " ms from the fault (first/median/last)"
+        end' "$SUM"
 }
 
 # commit_lag BOX: with conntrackd, "commit +N ms": when BOX's notify

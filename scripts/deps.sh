@@ -37,9 +37,10 @@ declare -A probe=(
     [ldap-utils]=ldapsearch
     [exim4-daemon-light]=exim4
     [nghttp2-client]=h2load
+    [chromium]=chromium
 )
 pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 nftables
-    slapd ldap-utils exim4-daemon-light "$@")
+    slapd ldap-utils exim4-daemon-light chromium "$@")
 
 installed() {
     local pkg=$1 cmd=${probe[$1]:-}

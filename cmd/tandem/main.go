@@ -54,6 +54,6 @@ stops, the other takes the VIPs over.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newValidateCmd(), newStatusCmd(), newSwitchoverCmd(), newReleaseCmd(), newReloadCmd(), newEventsCmd(), newServerCmd(), newPersistenceCmd(), newKeygenCmd(), newVersionCmd(), newManCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newStatusCmd(), newSwitchoverCmd(), newReleaseCmd(), newReloadCmd(), newEventsCmd(), newServerCmd(), newPersistenceCmd(), newKeygenCmd(), newWebCmd(), newVersionCmd(), newManCmd())
 	return root
 }

@@ -199,6 +199,9 @@ func renderStatus(out io.Writer, st *api.Status) {
 				extra = httpExtra(c.HTTP, refused)
 			} else if c.Protocol == "udp" {
 				extra = fmt.Sprintf("flows; datagrams in %d out %d; dropped %d", c.DatagramsIn, c.DatagramsOut, refused)
+				if c.Retries > 0 || c.Unanswered > 0 {
+					extra += fmt.Sprintf("; retried %d of %d unanswered", c.Retries, c.Unanswered)
+				}
 				if c.ParkedFlows > 0 {
 					extra += fmt.Sprintf("; %d flows parked in io_uring", c.ParkedFlows)
 				}
@@ -219,6 +222,9 @@ func renderStatus(out io.Writer, st *api.Status) {
 					if s.CheckWarning != "" {
 						check += "; WARNING: " + s.CheckWarning
 					}
+				}
+				if !s.Healthy && s.DownReason != "" && s.DownReason != s.LastCheck {
+					check = s.DownReason + "; last check: " + check
 				}
 				admin, check := agentColumns(s, check)
 				fmt.Fprintf(ctw, "    %s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Address, health, admin,

@@ -51,3 +51,21 @@ func TestRenderCheckWarning(t *testing.T) {
 		t.Errorf("JSON: %s", j)
 	}
 }
+
+// TestRenderPassiveReason: a server passive health took out shows why,
+// before its last (passing) check, and a UDP cluster its retries.
+func TestRenderPassiveReason(t *testing.T) {
+	at := time.Now()
+	srv := api.Server{Name: "dns1", Address: "198.18.0.31:53", Healthy: false, Admin: "enabled",
+		LastCheck: "answer in 0.4ms", LastCheckOK: true, LastCheckAt: &at, DownReason: "passive: 3 requests unanswered"}
+	st := &api.Status{Node: "lb1", Now: at, Clusters: []api.Cluster{{Name: "dns", VIP: "198.18.0.100", Port: 53,
+		Protocol: "udp", Algorithm: "round_robin", Retries: 4, Unanswered: 5, Servers: []api.Server{srv}}}}
+	var b bytes.Buffer
+	renderStatus(&b, st)
+	for _, want := range []string{"DOWN", "passive: 3 requests unanswered; last check: answer in 0.4ms",
+		"retried 4 of 5 unanswered"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, b.String())
+		}
+	}
+}

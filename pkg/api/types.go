@@ -124,6 +124,11 @@ type Cluster struct {
 	// reason (standby, allow, max_conns, no_server, connect_failed;
 	// oversize, malformed, upstream_error, client_error).
 	Refused map[string]uint64 `json:"refused,omitempty"`
+	// Retries counts a UDP cluster's requests re-sent to another server
+	// (retry_timeout); Unanswered the requests a server left without an
+	// answer in time (a late answer is refused "late_answer").
+	Retries    uint64 `json:"retries,omitempty"`
+	Unanswered uint64 `json:"unanswered,omitempty"`
 	// Serving is true while this box accepts connections (MASTER).
 	Serving bool     `json:"serving"`
 	Servers []Server `json:"servers"`
@@ -155,6 +160,9 @@ type Server struct {
 	CertExpiresInDays *int `json:"cert_expires_in_days,omitempty"`
 	// HTTP is set for a server of a protocol: http cluster.
 	HTTP *ServerHTTP `json:"http,omitempty"`
+	// DownReason is why a server that is down is: the check that took
+	// it out, or passive health ("passive: 3 connects refused").
+	DownReason string `json:"down_reason,omitempty"`
 	// Agent is what the server's load agent says, in a cluster with an
 	// agent: key; nil otherwise.
 	Agent *ServerAgent `json:"agent,omitempty"`

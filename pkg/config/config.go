@@ -52,6 +52,22 @@ type Node struct {
 	MetricsListen string `mapstructure:"metrics_listen" json:"metrics_listen"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `mapstructure:"log_level" json:"log_level"`
+	// WebListen is the address of the browser console (host:port); ""
+	// disables it. A non-loopback address needs TLS (WebCertFile and
+	// WebKeyFile) or WebInsecureHTTP. [""]
+	WebListen string `mapstructure:"web_listen" json:"web_listen"`
+	// WebUsersFile lists the console's users, one "name:bcrypt-hash:role"
+	// a line (role admin or viewer), as `tandem web passwd` writes it;
+	// required with WebListen. It is read again when it changes. [""]
+	WebUsersFile string `mapstructure:"web_users_file" json:"web_users_file"`
+	// WebCertFile and WebKeyFile, PEM, serve the console over HTTPS;
+	// both or neither. [""]
+	WebCertFile string `mapstructure:"web_cert_file" json:"web_cert_file"`
+	WebKeyFile  string `mapstructure:"web_key_file" json:"web_key_file"`
+	// WebInsecureHTTP must be true to serve the console without TLS on an
+	// address other than loopback: passwords and session cookies would
+	// cross the network in clear. [false]
+	WebInsecureHTTP bool `mapstructure:"web_insecure_http" json:"web_insecure_http"`
 	// RTPriority runs the node's threads with real-time round-robin
 	// scheduling at this priority (1..99), so heartbeats are sent and read
 	// on time even when the box's CPUs are saturated, as keepalived does
@@ -188,6 +204,14 @@ type VirtualCluster struct {
 	TLS *TLS `mapstructure:"tls" json:"tls,omitempty"`
 	// HTTP tunes a protocol: http cluster (see http.go).
 	HTTP *HTTP `mapstructure:"http" json:"http,omitempty"`
+	// RetryTimeout (protocol udp, mode proxy): a request left without an
+	// answer this long is sent once more, unchanged, to another healthy
+	// server, and its flow moves there; 0 is off. [0, or
+	// DefaultRetryTimeout when the health check is dns or radius]
+	RetryTimeout time.Duration `mapstructure:"retry_timeout" json:"retry_timeout,omitempty"`
+	// Passive, when set, takes a server out at once when the traffic
+	// itself fails on it (see Passive); the active check brings it back.
+	Passive *Passive `mapstructure:"passive" json:"passive,omitempty"`
 	// Servers is the pool; at least one.
 	Servers []Server `mapstructure:"servers" json:"servers"`
 }

@@ -92,6 +92,7 @@ func (c *Config) ApplyDefaults() {
 		if vc.IsHTTP() {
 			c.httpDefaults(vc, k)
 		}
+		c.trafficDefaults(vc, k)
 		if vc.Agent != nil {
 			c.agentDefaults(vc.Agent, k+".agent")
 		}

@@ -80,6 +80,7 @@ func (v *validator) node() {
 			v.add("node.metrics_listen", "must be empty or host:port: %v", err)
 		}
 	}
+	v.web()
 }
 
 func (v *validator) cluster() {

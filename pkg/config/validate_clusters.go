@@ -83,6 +83,7 @@ func (v *validator) clusters() {
 		if vc.HealthCheck != nil {
 			v.healthCheck(k+".health_check", vc.HealthCheck)
 		}
+		v.traffic(k, vc)
 		if vc.Agent != nil {
 			v.agent(k+".agent", vc.Agent)
 		}

@@ -31,6 +31,8 @@ func usage() {
   labtools echo [-listen 0.0.0.0:5222] [-idle 1m] [-max-conns 10000] [-raw]
   labtools hold -target ADDR [-n 3000] [-c 100] [-timeout 10s] [-max 120s]
   labtools dnslat [-target 127.0.0.1:5300] [-rate 5000] [-conns 20] [-duration 5s] [-timeout 1s]
+  labtools udpretry [-dns ADDR] [-radius ADDR] [-interval 10ms] [-timeout 200ms] [-count 300]
+                 [-flows 2] [-slow 20ms] [-ready FILE]  (scripts/bench-udpretry.sh)
   labtools dnsflows [-target 127.0.0.3:53] [-n 100000] [-sockets 100] [-batch 200] [-timeout 2s] [-max 120s]
   labtools hapeers used|feed|wait -sock SOCK [-table bk] ...  (scripts/bench-persistence.sh)
   labtools persistreport -up0 U -up1 U [-bench F -mem F -fig F] [-lag F -insert F ...] [-out F.json]
@@ -72,6 +74,8 @@ func main() {
 		err = cmdDNSLat(os.Args[2:])
 	case "dnsflows":
 		err = cmdDNSFlows(os.Args[2:])
+	case "udpretry":
+		err = cmdUDPRetry(os.Args[2:])
 	case "hapeers":
 		err = cmdHAPeers(os.Args[2:])
 	case "persistreport":

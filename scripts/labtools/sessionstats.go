@@ -18,7 +18,9 @@ type SessionRecord struct {
 	// MaxGap is the longest closed gap; Stalls counts closed gaps over the
 	// stall threshold.
 	MaxGap time.Duration
-	Stalls int
+	// MaxGapEnd is when the longest gap ended (its answer arrived).
+	MaxGapEnd time.Time
+	Stalls    int
 	// Waiting: a line was sent and its echo had not arrived when the
 	// session ended.
 	Waiting bool
@@ -33,7 +35,9 @@ type SessionRecord struct {
 func (r *SessionRecord) Answer(t time.Time, stall time.Duration) {
 	if !r.LastAnswer.IsZero() {
 		g := t.Sub(r.LastAnswer)
-		r.MaxGap = max(r.MaxGap, g)
+		if g > r.MaxGap {
+			r.MaxGap, r.MaxGapEnd = g, t
+		}
 		if g > stall {
 			r.Stalls++
 		}
@@ -82,8 +86,14 @@ type SessionsSummary struct {
 	FirstFailure string  `json:"first_failure"`
 	LastFailure  string  `json:"last_failure"`
 	StallMS      float64 `json:"stall_ms"`
-	Start        string  `json:"start"`
-	End          string  `json:"end"`
+	// StallEnds are the stalled survivors' longest gaps' ends
+	// (RFC3339Nano): the earliest, the median and the latest, so a
+	// script can tell a stall caused by its fault from one before it.
+	StallEndFirst string `json:"stall_end_first,omitempty"`
+	StallEndP50   string `json:"stall_end_p50,omitempty"`
+	StallEndLast  string `json:"stall_end_last,omitempty"`
+	Start         string `json:"start"`
+	End           string `json:"end"`
 }
 
 // SummarizeSessions judges the records at end, the instant measuring
@@ -94,6 +104,7 @@ func SummarizeSessions(recs []SessionRecord, start, end time.Time, opts SessionO
 	s := SessionsSummary{Sessions: len(recs), Errors: map[string]int{}, StallMS: ms(opts.Stall),
 		Start: ts(start), End: ts(end)}
 	var gaps []time.Duration
+	var ends []time.Time
 	var first, last time.Time
 	fail := func(kind string, at time.Time) {
 		s.Failed++
@@ -114,14 +125,16 @@ func SummarizeSessions(recs []SessionRecord, start, end time.Time, opts SessionO
 			fail(r.Err, r.FailedAt)
 			continue
 		}
-		gap, stalls := r.MaxGap, r.Stalls
+		gap, stalls, gapEnd := r.MaxGap, r.Stalls, r.MaxGapEnd
 		if r.Waiting && !r.LastAnswer.IsZero() {
 			open := end.Sub(r.LastAnswer)
 			if open > opts.Hang {
 				fail("hung", r.LastAnswer)
 				continue
 			}
-			gap = max(gap, open)
+			if open > gap {
+				gap, gapEnd = open, end
+			}
 			if open > opts.Stall {
 				stalls++
 			}
@@ -135,6 +148,9 @@ func SummarizeSessions(recs []SessionRecord, start, end time.Time, opts SessionO
 		s.Stalls += stalls
 		if stalls > 0 {
 			s.Stalled++
+			if gap > opts.Stall {
+				ends = append(ends, gapEnd)
+			}
 		}
 		gaps = append(gaps, gap)
 	}
@@ -146,6 +162,10 @@ func SummarizeSessions(recs []SessionRecord, start, end time.Time, opts SessionO
 	}
 	if !first.IsZero() {
 		s.FirstFailure, s.LastFailure = ts(first), ts(last)
+	}
+	if len(ends) > 0 {
+		slices.SortFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
+		s.StallEndFirst, s.StallEndP50, s.StallEndLast = ts(ends[0]), ts(ends[(len(ends)-1)/2]), ts(ends[len(ends)-1])
 	}
 	return s
 }

@@ -81,13 +81,17 @@ func TestSummarizeSessions(t *testing.T) {
 			SessionsSummary{Sessions: 5, Connected: 4, Survived: 2, Failed: 3, Stalled: 1, Stalls: 1,
 				Answers: 11, GapP50: 100, GapP99: 309, GapMax: 309,
 				Errors:       map[string]int{"reset": 1, "eof": 1, "connect": 1},
-				FirstFailure: ts(sat(50)), LastFailure: ts(sat(420))}},
+				FirstFailure: ts(sat(50)), LastFailure: ts(sat(420)),
+				// the stalled session's 309 ms gap ended at its answer at 409 ms
+				StallEndFirst: ts(sat(409)), StallEndP50: ts(sat(409)), StallEndLast: ts(sat(409))}},
 		{"open gaps at the end",
 			[]SessionRecord{openStall, hung, silent},
 			SessionsSummary{Sessions: 3, Connected: 3, Survived: 1, Failed: 2, Stalled: 1, Stalls: 1,
 				Answers: 6, GapP50: 400, GapP99: 400, GapMax: 400,
 				Errors:       map[string]int{"hung": 1, "unanswered": 1},
-				FirstFailure: ts(sat(1500)), LastFailure: ts(end)}},
+				FirstFailure: ts(sat(1500)), LastFailure: ts(end),
+				// an open stall ends when measuring does
+				StallEndFirst: ts(end), StallEndP50: ts(end), StallEndLast: ts(end)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -146,6 +146,8 @@ type nodeOpts struct {
 	// vips replaces the VIP list (YAML flow sequence items), e.g. to add
 	// the inside floating address "198.19.1.1/24 dev eth1".
 	vips string
+	// node is more YAML appended to the node section (two-space indent).
+	node string
 }
 
 func (l *lab) config(box string, o nodeOpts) string {
@@ -167,7 +169,7 @@ func (l *lab) config(box string, o nodeOpts) string {
   name: %s
   api_socket: %s/%s.sock
   log_level: info
-cluster:
+%scluster:
   bind: %s:7946
   peers: [%s:7946]
   secret_file: %s
@@ -177,7 +179,7 @@ cluster:
   preempt: %t
   advert_interval: 50ms
   vips: [%s]
-%s`, box, l.dir, box, self, peer, l.key, paths, prio, o.preempt, vips, o.extra)
+%s`, box, l.dir, box, o.node, self, peer, l.key, paths, prio, o.preempt, vips, o.extra)
 	path := filepath.Join(l.dir, box+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
 		l.t.Fatal(err)

@@ -173,6 +173,11 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 				n.events.add("health", "%s/%s %s: %s", c.Target.Cluster, c.Target.Server, verdict, c.Result.Detail)
 			}
 		}, n.log.With("component", "health"))
+		if vc.Passive != nil {
+			// Each box judges on its own traffic; nothing is replicated.
+			rt.mon.SetPassive(*vc.Passive)
+			rt.pool.SetPassive(rt.mon.Traffic)
+		}
 	}
 	n.buildAgent(rt)
 	return rt, nil
@@ -287,6 +292,7 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 			ac.BytesIn, ac.BytesOut, ac.Serving = st.BytesIn, st.BytesOut, st.Serving
 			ac.DatagramsIn, ac.DatagramsOut, ac.Refused = st.DatagramsIn, st.DatagramsOut, st.Drops
 			ac.MaxFlows, ac.ParkedFlows = st.MaxFlows, st.Parked
+			ac.Retries, ac.Unanswered = st.Retries, st.Unanswered
 			servers = st.Servers
 		} else {
 			st := c.tcp.Stats()
@@ -295,8 +301,9 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 			servers = st.Servers
 		}
 		var last map[string]healthcheck.Result
+		var reasons map[string]string
 		if c.mon != nil {
-			last = c.mon.Last()
+			last, reasons = c.mon.Last(), c.mon.Reasons()
 		}
 		var agentLast map[string]healthcheck.AgentReading
 		if c.agent != nil {
@@ -305,6 +312,9 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 		for _, s := range servers {
 			as := api.Server{Name: s.Name, Address: s.Addr.String(), Healthy: s.Healthy, Admin: s.Admin,
 				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures, HTTP: perHTTP[s.Name]}
+			if !s.Healthy {
+				as.DownReason = reasons[s.Name]
+			}
 			if r, ok := last[s.Name]; ok {
 				as.LastCheck = r.Detail
 				as.LastCheckOK = r.OK

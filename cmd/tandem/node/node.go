@@ -188,6 +188,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	web, err := n.newConsole(n.gen().cfg.Node) // nil without node.web_listen
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	// A crash may have left VIPs on the interface; never start with them,
 	// nor with a VIP that is the box's own address.
 	if err := n.vips.Cleanup(); err != nil {
@@ -250,6 +255,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if addr := n.gen().cfg.Node.MetricsListen; addr != "" {
 		g.Go(func() error { return metrics.Serve(gctx, addr, n, n.log) })
+	}
+	if web != nil {
+		g.Go(func() error { return n.serveConsole(gctx, web, n.gen().cfg.Node) })
 	}
 	n.startClusters(gctx)
 
