@@ -220,6 +220,11 @@ func (c *HTTPCluster) modifyResponse(resp *http.Response) error {
 		return nil
 	}
 	st.status = resp.StatusCode
+	if resp.StatusCode >= 500 {
+		st.srv.trafficFailed(FailServerError)
+	} else {
+		st.srv.trafficOK()
+	}
 	if c.cookie != nil && st.cookieSrv != st.srv {
 		resp.Header.Add("Set-Cookie", c.cookie.cookie(st.srv))
 	}
@@ -253,9 +258,17 @@ func (c *HTTPCluster) proxyError(w http.ResponseWriter, r *http.Request, err err
 	server := ""
 	if st := stateFrom(r.Context()); st != nil && st.srv != nil {
 		server = st.srv.Name
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "dial" { // a failed connect was reported already
+			st.srv.trafficFailed(FailUnanswered)
+		}
 	}
 	c.log.Debug("request to server failed", "server", server, "err", err)
 }
+
+// FailServerError names the answers of class 5xx for passive health
+// (see passive.go): a server that answers them is failing its clients.
+const FailServerError = "5xx answers"
 
 // retryTransport sends a request to its server over the keep-alive pool
 // and, when the connect fails, sends an idempotent request without a
@@ -274,6 +287,7 @@ func (t retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	st.srv.ConnectFailed()
+	st.srv.trafficFailed(connectFailure(err))
 	if ok, n := c.dialLog.allow(time.Now()); ok {
 		c.log.Warn("connect to server failed", "server", st.srv.Name, "err", err, "suppressed", n)
 	}

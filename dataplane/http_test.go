@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -266,4 +267,46 @@ func (b *lockedBuffer) waitLine(t testing.TB) string {
 	}
 	t.Fatal("no access log line")
 	return ""
+}
+
+// TestHTTPPassive: passive health hears of failed connects, 5xx answers
+// and unanswered requests, and of the success that follows a failure.
+func TestHTTPPassive(t *testing.T) {
+	code := 500
+	var mu sync.Mutex
+	up := startWebFuncB(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.WriteHeader(code)
+	})
+	dead := config.Server{Name: "dead", Address: deadAddr(t).String(), Weight: 1}
+	c, url := runHTTP(t, httpClusterConfig(t, srvAt("up", up), dead), HTTPOptions{})
+	var heard []string
+	var hmu sync.Mutex
+	c.pool.SetPassive(func(server string, ok bool, what string) {
+		hmu.Lock()
+		defer hmu.Unlock()
+		heard = append(heard, fmt.Sprintf("%s %v %s", server, ok, what))
+	})
+	client := plainClient()
+	do := func(req *http.Request) {
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	do(newReq(t, "GET", url, nil))                       // up: 500
+	do(newReq(t, "POST", url, strings.NewReader("x=1"))) // dead: refused, not retried
+	mu.Lock()
+	code = 200
+	mu.Unlock()
+	do(newReq(t, "GET", url, nil)) // up: 200 after its failure
+	hmu.Lock()
+	got := strings.Join(heard, "; ")
+	hmu.Unlock()
+	if want := "up false 5xx answers; dead false connects refused; up true "; got != want {
+		t.Errorf("passive heard %q, want %q", got, want)
+	}
 }
