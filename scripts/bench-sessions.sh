@@ -34,6 +34,8 @@
 #                   Tandem's default node.rt_priority is 10, conntrackd is
 #                   real-time by default. On a busy 2-core VM keepalived's
 #                   VRRP child at 10 was killed by RLIMIT_RTTIME.
+#        TANDEM_RT_PRIORITY  node.rt_priority of the Tandem nodes [the
+#                   product's default]
 #        TANDEM_BIN tandem binary [built from ./cmd/tandem into a temp dir]
 #
 # One trial: `labtools sessions` in the client's namespace until every
@@ -342,6 +344,7 @@ tandem_conf() {
 node:
   name: $n
   api_socket: $dir/tandem.sock
+${TANDEM_RT_PRIORITY:+  rt_priority: $TANDEM_RT_PRIORITY}
   log_level: info
 cluster:
   bind: $(node_addr "$n"):7946

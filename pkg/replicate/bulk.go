@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"encoding/binary"
+	"github.com/tandem-lb/tandem/internal/sched"
 	"sync"
 	"time"
 )
@@ -73,7 +74,7 @@ func (r *Replicator) sendBulk(s *session) error {
 		return err
 	}
 	c := &chunks{ready: make(chan struct{}, 1)}
-	go r.produceSnapshot(c)
+	go sched.Normal(func() { r.produceSnapshot(c) })
 	var err error
 	var batch [][]byte
 	for {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tandem-lb/tandem/internal/sched"
 	"net"
 	"sync"
 	"time"
@@ -39,7 +40,8 @@ func (r *Replicator) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.W
 			r.countDrop(dropBusy, 1)
 			continue
 		}
-		wg.Go(func() { r.serveInbound(ctx, c, release, timeout) })
+		// the peer's entries are applied here: bulk work, off real time
+		wg.Go(func() { sched.Normal(func() { r.serveInbound(ctx, c, release, timeout) }) })
 	}
 }
 

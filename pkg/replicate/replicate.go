@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tandem-lb/tandem/internal/sched"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -267,7 +268,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 	r.log.Info("replication started", "node", r.cfg.Node, "listen", ln.Addr().String())
 	var wg sync.WaitGroup
 	wg.Go(func() { r.acceptLoop(ctx, ln, &wg) })
-	wg.Go(func() { r.dialLoop(ctx) })
+	wg.Go(func() { sched.Normal(func() { r.dialLoop(ctx) }) }) // the stream to the peer: bulk work
 	<-ctx.Done()
 	ln.Close()
 	wg.Wait()

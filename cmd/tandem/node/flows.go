@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"github.com/tandem-lb/tandem/internal/sched"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -95,11 +96,13 @@ func newFlowSync(t flowTable, log *slog.Logger) *flowSync {
 }
 
 // run reads the kernel's events of Tandem's flows until ctx ends and
-// publishes them while this box is MASTER.
+// publishes them while this box is MASTER. Thousands of events a second
+// are bulk work: its caller runs it under sched.Normal, and it runs the
+// reader so too.
 func (s *flowSync) run(ctx context.Context) error {
 	events := make(chan ctsync.Event, 8192)
 	done := make(chan error, 1)
-	go func() { done <- s.t.Events(ctx, dataplane.NATMarkBase, dataplane.NATMarkMask, events) }()
+	go sched.Normal(func() { done <- s.t.Events(ctx, dataplane.NATMarkBase, dataplane.NATMarkMask, events) })
 	for {
 		select {
 		case err := <-done:

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/tandem-lb/tandem/internal/sched"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -189,7 +190,7 @@ func (s *natState) total(mark uint32, server netip.AddrPort) (cluster, srv uint6
 // own flows as liberal whenever it stops being master (see liberate).
 func (s *natState) run(ctx context.Context) error {
 	done := make(chan struct{})
-	go func() {
+	go sched.Normal(func() { // rewriting thousands of entries: bulk work
 		defer close(done)
 		for {
 			select {
@@ -207,8 +208,10 @@ func (s *natState) run(ctx context.Context) error {
 				}
 			}
 		}
-	}()
-	err := s.flows.run(ctx)
+	})
+	errc := make(chan error, 1)
+	go sched.Normal(func() { errc <- s.flows.run(ctx) })
+	err := <-errc
 	<-done
 	return err
 }
