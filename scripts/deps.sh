@@ -36,6 +36,7 @@ declare -A probe=(
     [slapd]=slapd
     [ldap-utils]=ldapsearch
     [exim4-daemon-light]=exim4
+    [nghttp2-client]=h2load
     [chromium]=chromium
 )
 pkgs=(iproute2 nginx socat curl keepalived procps psmisc wrk dnsmasq-base bind9-dnsutils freeradius freeradius-utils python3 nftables

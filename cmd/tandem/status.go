@@ -195,6 +195,8 @@ func renderStatus(out io.Writer, st *api.Status) {
 			if c.Mode == "nat" {
 				algo = "nat, " + algo
 				extra = fmt.Sprintf("flows in the kernel; dropped %d", refused)
+			} else if c.HTTP != nil {
+				extra = httpExtra(c.HTTP, refused)
 			} else if c.Protocol == "udp" {
 				extra = fmt.Sprintf("flows; datagrams in %d out %d; dropped %d", c.DatagramsIn, c.DatagramsOut, refused)
 				if c.Retries > 0 || c.Unanswered > 0 {

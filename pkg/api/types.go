@@ -132,6 +132,8 @@ type Cluster struct {
 	// Serving is true while this box accepts connections (MASTER).
 	Serving bool     `json:"serving"`
 	Servers []Server `json:"servers"`
+	// HTTP is set for a protocol: http cluster (see http.go).
+	HTTP *HTTPStatus `json:"http,omitempty"`
 }
 
 // Server is one member of a pool.
@@ -156,6 +158,8 @@ type Server struct {
 	// the certificate the last check saw has left; absent for checks
 	// that do not speak TLS.
 	CertExpiresInDays *int `json:"cert_expires_in_days,omitempty"`
+	// HTTP is set for a server of a protocol: http cluster.
+	HTTP *ServerHTTP `json:"http,omitempty"`
 	// DownReason is why a server that is down is: the check that took
 	// it out, or passive health ("passive: 3 connects refused").
 	DownReason string `json:"down_reason,omitempty"`

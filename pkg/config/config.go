@@ -168,7 +168,8 @@ type VirtualCluster struct {
 	VIP string `mapstructure:"vip" json:"vip"`
 	// Port is 1..65535; VIP, Port and Protocol identify the listener.
 	Port int `mapstructure:"port" json:"port"`
-	// Protocol is tcp or udp [tcp].
+	// Protocol is tcp, udp or http [tcp]. http is an L7 proxy cluster
+	// (see TLS and HTTP).
 	Protocol string `mapstructure:"protocol" json:"protocol"`
 	// Mode is how the cluster is served: proxy (a full proxy in user
 	// space) or nat (packets forwarded by the kernel, connection state
@@ -199,6 +200,10 @@ type VirtualCluster struct {
 	Agent *Agent `mapstructure:"agent" json:"agent,omitempty"`
 	// HealthCheck, when set, probes the servers; without it they are up.
 	HealthCheck *HealthCheck `mapstructure:"health_check" json:"health_check,omitempty"`
+	// TLS (protocol http) terminates TLS on the VIP (see http.go).
+	TLS *TLS `mapstructure:"tls" json:"tls,omitempty"`
+	// HTTP tunes a protocol: http cluster (see http.go).
+	HTTP *HTTP `mapstructure:"http" json:"http,omitempty"`
 	// RetryTimeout (protocol udp, mode proxy): a request left without an
 	// answer this long is sent once more, unchanged, to another healthy
 	// server, and its flow moves there; 0 is off. [0, or
@@ -213,8 +218,24 @@ type VirtualCluster struct {
 
 // Persistence keeps a client on one server ("sticky sessions").
 type Persistence struct {
-	// Mode is source_ip, the only one so far.
+	// Mode is source_ip, or cookie (protocol http): a signed cookie names
+	// the server, source_ip is the fallback for a client without one.
 	Mode string `mapstructure:"mode" json:"mode"`
+	// Name, MaxAge, Path, Domain, Secure, HTTPOnly and SameSite are the
+	// cookie's attributes (mode: cookie) [TANDEM, 0: a session cookie,
+	// /, "", false, true, lax].
+	Name     string        `mapstructure:"name" json:"name,omitempty"`
+	MaxAge   time.Duration `mapstructure:"max_age" json:"max_age,omitempty"`
+	Path     string        `mapstructure:"path" json:"path,omitempty"`
+	Domain   string        `mapstructure:"domain" json:"domain,omitempty"`
+	Secure   bool          `mapstructure:"secure" json:"secure,omitempty"`
+	HTTPOnly *bool         `mapstructure:"http_only" json:"http_only,omitempty"`
+	SameSite string        `mapstructure:"same_site" json:"same_site,omitempty"`
+	// Fallback (mode: cookie) is what keeps a client that sends no
+	// cookie on its server: source_ip (the source-IP table, as mode
+	// source_ip) or none (the balancer picks; clients behind one address
+	// then spread over the servers on their first request) [source_ip].
+	Fallback string `mapstructure:"fallback" json:"fallback,omitempty"`
 	// Mask groups clients by prefix length [32 for an IPv4 VIP, 128 for IPv6].
 	Mask int `mapstructure:"mask" json:"mask"`
 	// Timeout is the idle time after which an entry expires; required.
@@ -317,8 +338,11 @@ type Server struct {
 	// SendProxy prepends a PROXY protocol v2 header to each connection.
 	SendProxy bool `mapstructure:"send_proxy" json:"send_proxy"`
 	// MaxConns limits the server's open connections (live flows for
-	// UDP); 0 is unlimited. [0]
+	// UDP, requests in flight for HTTP); 0 is unlimited. [0]
 	MaxConns int `mapstructure:"max_conns" json:"max_conns"`
+	// Pool (protocol http) names the pool of the cluster the server is
+	// in, which http.rules route to; "" is the default pool. [""]
+	Pool string `mapstructure:"pool" json:"pool,omitempty"`
 }
 
 // Default returns a config with every top-level default of CONTRACT.md

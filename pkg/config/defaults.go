@@ -89,6 +89,9 @@ func (c *Config) ApplyDefaults() {
 		if h := vc.HealthCheck; h != nil {
 			c.healthDefaults(h, k+".health_check")
 		}
+		if vc.IsHTTP() {
+			c.httpDefaults(vc, k)
+		}
 		c.trafficDefaults(vc, k)
 		if vc.Agent != nil {
 			c.agentDefaults(vc.Agent, k+".agent")

@@ -16,7 +16,7 @@ import (
 // Accepted values of the enumerated keys.
 var (
 	LogLevels    = []string{"debug", "info", "warn", "error"}
-	Protocols    = []string{"tcp", "udp"}
+	Protocols    = []string{"tcp", "udp", "http"}
 	Algorithms   = []string{"round_robin", "weighted_round_robin", "least_conn", "source_hash", "random_two", "fastest_response"}
 	HealthChecks = []string{"tcp", "http", "send_expect", "dns", "udp", "radius", "ldap", "smtp", "exec"}
 )

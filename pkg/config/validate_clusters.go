@@ -49,13 +49,13 @@ func (v *validator) clusters() {
 			v.add(k+".port", "must be %d..%d (got %d)", minPort, maxPort, vc.Port)
 		}
 		if !slices.Contains(Protocols, vc.Protocol) {
-			v.add(k+".protocol", "must be tcp or udp (got %q)", vc.Protocol)
+			v.add(k+".protocol", "must be tcp, udp or http (got %q)", vc.Protocol)
 		}
 		if !vc.IsNAT() && !slices.Contains(Algorithms, vc.Algorithm) && vc.Algorithm != "maglev" {
 			v.add(k+".algorithm", "must be one of %s (got %q)", strings.Join(Algorithms, ", "), vc.Algorithm)
 		}
 		if err == nil {
-			l := listener{vip, vc.Port, vc.Protocol}
+			l := listener{vip, vc.Port, vc.transport()}
 			if j, dup := listeners[l]; dup {
 				v.add(k, "listens on %s port %d/%s like clusters[%d] (%s)", vc.VIP, vc.Port, vc.Protocol, j, v.c.Clusters[j].Name)
 			} else {
@@ -79,6 +79,7 @@ func (v *validator) clusters() {
 		if vc.Persistence != nil {
 			v.persistence(k+".persistence", vc.Persistence, vip)
 		}
+		v.httpCluster(i, vc, vip, listeners)
 		if vc.HealthCheck != nil {
 			v.healthCheck(k+".health_check", vc.HealthCheck)
 		}
@@ -121,8 +122,8 @@ func (v *validator) sourceAddresses(k string, vc *VirtualCluster) {
 }
 
 func (v *validator) persistence(k string, p *Persistence, vip netip.Addr) {
-	if p.Mode != persistenceModeSourceIP {
-		v.add(k+".mode", "must be source_ip (got %q)", p.Mode)
+	if p.Mode != persistenceModeSourceIP && p.Mode != PersistenceCookie {
+		v.add(k+".mode", "must be source_ip or cookie (got %q)", p.Mode)
 	}
 	maxMask, family := maxMaskV4, "IPv4"
 	if vip.Is6() && !vip.Is4In6() {

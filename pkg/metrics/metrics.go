@@ -80,6 +80,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		dARPFrames, dRivals, dWitnessUp} {
 		ch <- d
 	}
+	for _, d := range httpDescs {
+		ch <- d
+	}
 }
 
 func b2f(b bool) float64 {
@@ -137,6 +140,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(dClBytes, float64(cl.BytesIn), cl.Name, "in")
 		counter(dClBytes, float64(cl.BytesOut), cl.Name, "out")
 		gauge(dClServing, b2f(cl.Serving), cl.Name)
+		collectHTTP(ch, cl)
 		if cl.Protocol == "udp" {
 			counter(dClDatagrams, float64(cl.DatagramsIn), cl.Name, "in")
 			counter(dClDatagrams, float64(cl.DatagramsOut), cl.Name, "out")

@@ -72,6 +72,7 @@
 //	BULK_BATCH S→R  entries
 //	BULK_END   S→R  entries in the bulk uvarint
 //	PING       S→R  (sent when idle for a heartbeat)
+//	BLOB       S→R  name | data: a named document (blob.go)
 //	ACK        R→S  epoch u64 | seq uvarint
 //
 // Entries are packed back to back: cluster uvarint, prefix tag (IPv4 bits,

@@ -218,6 +218,10 @@ func (r *Replicator) receive(s *session, connected time.Time) error {
 			if err := sendAck(); err != nil {
 				return err
 			}
+		case msgBlob:
+			if err := r.recvBlob(b[1:]); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%w: message type %d", errMalformed, b[0])
 		}

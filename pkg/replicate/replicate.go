@@ -130,6 +130,8 @@ type Replicator struct {
 
 	out sendState // this node's stream to the peer
 	in  recvState // the peer's stream to this node
+	// blobs are the named documents sent beside the entries (blob.go).
+	blobs blobSet
 
 	mu            sync.Mutex // guards the fields below
 	outConn       net.Conn

@@ -184,6 +184,10 @@ func (r *Replicator) sendLoop(ctx context.Context, s *session, peer streamState,
 	if err := r.startStream(s, peer); err != nil {
 		return err
 	}
+	blobsSent, err := r.sendBlobs(s)
+	if err != nil {
+		return err
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	ping := time.NewTicker(r.heartbeat / 2)
@@ -202,6 +206,12 @@ func (r *Replicator) sendLoop(ctx context.Context, s *session, peer streamState,
 		var wait <-chan time.Time
 		var acked <-chan struct{}
 		switch {
+		case r.blobGen() != blobsSent: // a document changed (blob.go)
+			if blobsSent, err = r.sendBlobs(s); err != nil {
+				return err
+			}
+			lastWrite = time.Now()
+			continue
 		case resync:
 			if err := r.sendBulk(s); err != nil {
 				return err

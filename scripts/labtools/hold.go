@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -18,7 +21,10 @@ import (
 // byte on each and reads it back (from `labtools echo -raw`, through a
 // proxy), prints "ready OK FAILED" and holds them open until SIGTERM,
 // SIGINT or -max. scripts/bench-proxy.sh reads the proxy's memory while
-// they are held: its cost per idle connection.
+// they are held: its cost per idle connection. With -http each
+// connection instead makes one HTTP/1.1 request and, its answer read,
+// stays open as an idle keep-alive connection (over TLS with -tls, the
+// certificate unchecked): scripts/bench-http.sh.
 func cmdHold(args []string) error {
 	fs := flag.NewFlagSet("hold", flag.ContinueOnError)
 	target := fs.String("target", "", "address:port (required)")
@@ -26,6 +32,8 @@ func cmdHold(args []string) error {
 	conc := fs.Int("c", 100, "connections opened at once")
 	timeout := fs.Duration("timeout", 10*time.Second, "dial and echo deadline")
 	maxHold := fs.Duration("max", 120*time.Second, "hold at most this long (at most 1h)")
+	asHTTP := fs.Bool("http", false, "one HTTP/1.1 GET / per connection, then hold it (keep-alive)")
+	overTLS := fs.Bool("tls", false, "with -http: over TLS (certificate not checked)")
 	if err := fs.Parse(args); err != nil {
 		return usageError(err.Error())
 	}
@@ -35,7 +43,13 @@ func cmdHold(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	h := holdConns(*target, *n, *conc, *timeout)
+	open := echoOnce
+	if *asHTTP {
+		open = func(target string, timeout time.Duration) (net.Conn, error) {
+			return httpOnce(target, timeout, *overTLS)
+		}
+	}
+	h := holdConns(*target, *n, *conc, *timeout, open)
 	defer h.close()
 	fmt.Printf("ready %d %d\n", len(h.conns), h.failed)
 	if h.firstErr != "" {
@@ -62,9 +76,8 @@ func (h *held) close() {
 	}
 }
 
-// holdConns opens n connections to target, conc at once, each echoing
-// one byte within timeout.
-func holdConns(target string, n, conc int, timeout time.Duration) *held {
+// holdConns opens n connections to target with open, conc at once.
+func holdConns(target string, n, conc int, timeout time.Duration, open func(string, time.Duration) (net.Conn, error)) *held {
 	conns := make([]net.Conn, n)
 	var failed atomic.Int64
 	var firstErr atomic.Value
@@ -74,7 +87,7 @@ func holdConns(target string, n, conc int, timeout time.Duration) *held {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := echoOnce(target, timeout)
+			c, err := open(target, timeout)
 			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err.Error())
@@ -109,6 +122,41 @@ func echoOnce(target string, timeout time.Duration) (net.Conn, error) {
 		return nil, err
 	}
 	if _, err := io.ReadFull(c, b); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// httpOnce dials target (in TLS if asked), sends one GET and reads its
+// answer within timeout; the connection is then an idle keep-alive one.
+func httpOnce(target string, timeout time.Duration, overTLS bool) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	var c net.Conn
+	var err error
+	if overTLS {
+		c, err = tls.DialWithDialer(d, "tcp", target, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	} else {
+		c, err = d.Dial("tcp", target)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: bench.test\r\n\r\n"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+	}
+	if err != nil {
 		c.Close()
 		return nil, err
 	}

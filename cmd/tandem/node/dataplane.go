@@ -46,7 +46,8 @@ type vcluster struct {
 	tcp  *dataplane.TCPCluster // one of tcp, udp and nat is set
 	udp  *dataplane.UDPCluster
 	nat  *dataplane.NATCluster
-	mon  *healthcheck.Monitor // nil without health_check
+	http *dataplane.HTTPCluster // protocol: http (then tcp is nil)
+	mon  *healthcheck.Monitor   // nil without health_check
 	// agent polls the servers' load agents; nil without agent: (agent.go).
 	agent *healthcheck.AgentMonitor
 	// sticky is the persistence table; nil without persistence.
@@ -137,6 +138,8 @@ func (n *Node) buildCluster(cfg *config.Config, ci int) (*vcluster, error) {
 		}
 		rt.nat, err = dataplane.NewNATCluster(vc, ci, rt.pool, n.nat.engine)
 		rt.ln = rt.nat
+	case vc.IsHTTP():
+		err = n.buildHTTP(cfg, rt, opts)
 	case vc.Protocol == "udp":
 		rt.udp, err = dataplane.NewUDPCluster(vc, rt.pool, dataplane.UDPOptions{Sticky: opts.Sticky,
 			FdFlows: udpFdBudget / udpClusters, MaxFlows: udpParkedBudget / udpClusters}, dlog)
@@ -278,8 +281,11 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 		ac := api.Cluster{Name: c.cfg.Name, VIP: c.cfg.VIP, Port: c.cfg.Port, Protocol: c.cfg.Protocol,
 			Algorithm: c.cfg.Algorithm, Mode: c.cfg.Mode}
 		var servers []dataplane.ServerStats
+		var perHTTP map[string]*api.ServerHTTP
 		if c.nat != nil {
 			servers = nat.clusterStatus(c, &ac)
+		} else if c.http != nil {
+			servers, perHTTP = httpStatus(c, &ac)
 		} else if c.udp != nil {
 			st := c.udp.Stats()
 			ac.ActiveConns, ac.TotalConns = st.Flows, st.FlowsTotal
@@ -305,7 +311,7 @@ func (g *generation) clusterStatus(nat *natState) []api.Cluster {
 		}
 		for _, s := range servers {
 			as := api.Server{Name: s.Name, Address: s.Addr.String(), Healthy: s.Healthy, Admin: s.Admin,
-				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures}
+				ActiveConns: s.Active, TotalConns: s.Total, ConnectFailures: s.Failures, HTTP: perHTTP[s.Name]}
 			if !s.Healthy {
 				as.DownReason = reasons[s.Name]
 			}

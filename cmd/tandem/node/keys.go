@@ -56,6 +56,7 @@ func (n *Node) reloadKeys(cfg *config.Config) ([]string, error) {
 		}
 	}
 	n.reload.keys = keys
+	n.setHTTPCookieKeys(keys)
 	msg := fmt.Sprintf("cluster keys: primary %s, %d accepted", keyID(keys[0]), len(keys)-1)
 	n.log.Info("cluster keys changed", "primary", keyID(keys[0]), "accepted", len(keys)-1)
 	return []string{msg}, nil

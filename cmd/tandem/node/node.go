@@ -58,10 +58,12 @@ type Node struct {
 
 	engine engine
 	// runner owns the goroutines that run the clusters.
-	runner  *clusterRunner
-	repl    *replicate.Replicator // nil without persistence or nat clusters
-	nat     *natState             // nil without nat clusters
-	started time.Time
+	runner *clusterRunner
+	repl   *replicate.Replicator // nil without persistence or nat clusters
+	nat    *natState             // nil without nat clusters
+	// accessLogs are the http clusters' access log files.
+	accessLogs accessLogs
+	started    time.Time
 
 	// reload serialises reloads.
 	reload reloadState

@@ -183,6 +183,8 @@ func (n *Node) buildReplication(keys [][]byte) error {
 		return fmt.Errorf("replication: %w", err)
 	}
 	n.repl = r
+	r.OnBlob(n.applyPeerCert) // https clusters' certificates (certsync.go)
+	n.publishCerts()
 	if n.nat != nil {
 		f := n.nat.flows
 		f.publish, f.resync = r.Publish, r.Resync

@@ -192,6 +192,7 @@ func (n *Node) reloadClusters(old *generation, cfg *config.Config) ([]string, er
 		if oc := oldBy[vc.Name]; oc != nil && reflect.DeepEqual(oc.cfg, vc) {
 			next[ci] = oc
 			kept[vc.Name] = true
+			changes = append(changes, n.reloadHTTPCerts(oc)...)
 		}
 	}
 	for _, c := range old.clusters {
@@ -285,6 +286,7 @@ func (n *Node) reloadClusters(old *generation, cfg *config.Config) ([]string, er
 		}
 		n.runner.drain(c)
 	}
+	n.publishCerts() // renewed certificates reach the peer (certsync.go)
 	return changes, nil
 }
 
