@@ -491,7 +491,8 @@ record() {
 
 # stall_ends: where the stalled sessions' longest gaps ended, in ms from
 # the fault (T0): a stall of the fault ends a few hundred ms after it; one
-# long before or after it is the machine's
+# long before or after it is the machine's (times of day, so the offset is
+# taken modulo a day: a run across midnight still reads right)
 stall_ends() {
     local t0ms=$((T0 / 1000000))
     jq -r --argjson t0 "$t0ms" '
@@ -499,7 +500,7 @@ stall_ends() {
         if length == 0 then "" else
           ", stalls ended at " + (map(
             (capture("T(?<h>[0-9]+):(?<m>[0-9]+):(?<s>[0-9.]+)Z") | ((.h|tonumber)*3600000 + (.m|tonumber)*60000 + ((.s|tonumber)*1000)))
-          ) | map(. - ($t0 % 86400000) | floor | tostring) | join("/")) + " ms from the fault (first/median/last)"
+          ) | map((floor - ($t0 % 86400000) + 129600000) % 86400000 - 43200000 | tostring) | join("/")) + " ms from the fault (first/median/last)"
         end' "$SUM"
 }
 
